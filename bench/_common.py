@@ -1,0 +1,41 @@
+"""Shared plumbing for the benchmarks: the fake OpenAI server process and medians."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@contextmanager
+def fake_server():
+    """Start tests/fake_openai.py on a free port; yield its api_base."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port-file", str(port_file)],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            while not port_file.exists() or not port_file.read_text():
+                if process.poll() is not None:
+                    raise RuntimeError("fake server exited")
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port_file.read_text()}/v1"
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

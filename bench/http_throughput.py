@@ -1,0 +1,110 @@
+"""Over real HTTP: lmrl's runner against a bare anyio + litellm loop making the same calls.
+
+200 episodes x 20 turns of maze-fo against the scripted local server (instant replies) at concurrency
+64 and 256, alternating lmrl and the bare loop so both see the same machine state; then the
+latency-bound case: the server answers after 500 ms, 256 episodes x 20 turns at concurrency 64, wall
+time against the ideal 4 rounds x 20 turns x 0.5 s = 40 s. Targets: >= 95% of the bare loop, >= 90% of ideal.
+
+    python bench/http_throughput.py [--repeats 3] [--skip-latency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import _common  # noqa: F401
+import anyio
+from _common import fake_server, median
+
+from harness.agents import AgentOptions
+from harness.agents.litellm_agent import _litellm
+from harness.runner import RunConfig, Runner
+from harness.tasks import make_task
+
+TURNS = 20
+
+
+async def bare_loop(api_base: str, model: str, episodes: int, concurrency: int) -> float:
+    """The floor: each episode makes TURNS sequential acompletion calls with a growing chat."""
+    litellm = _litellm()
+    task = make_task("maze-fo")
+    system, first = task.system_prompt(), task.reset(0, 0)
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def episode() -> None:
+        async with limiter:
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+            for _ in range(TURNS):
+                response = await litellm.acompletion(
+                    model=model,
+                    messages=messages,
+                    api_base=api_base,
+                    api_key="EMPTY",
+                    num_retries=0,
+                    timeout=120,
+                )
+                messages += [
+                    {"role": "assistant", "content": response.choices[0].message.content},
+                    {"role": "user", "content": first},
+                ]
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for _ in range(episodes):
+            group.start_soon(episode)
+    return episodes * TURNS / (time.perf_counter() - started)
+
+
+def lmrl_run(api_base: str, model: str, episodes: int, concurrency: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(
+            out=Path(tmp) / "run",
+            tasks=["maze-fo"],
+            models=[model],
+            episodes=episodes,
+            concurrency=concurrency,
+            max_turns=TURNS,
+            agent_options=AgentOptions(api_base=api_base, concurrency=concurrency),
+        )
+        result = anyio.run(Runner(config).run)
+        assert result.errors == 0 and result.turns == episodes * TURNS, result
+        return result.turns / result.wall_s, result.wall_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    with fake_server() as api_base:
+        model = f"openai/say@id={uuid.uuid4().hex[:6]}"  # always "move up": never reaches the goal
+        anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
+        print(f"{args.episodes} episodes x {TURNS} turns, instant server, median of {args.repeats}")
+        print("| concurrency | bare litellm loop turns/s | lmrl turns/s | lmrl / bare |")
+        print("|---|---|---|---|")
+        for concurrency in (64, 256):
+            bare, ours, ratios = [], [], []
+            for _ in range(args.repeats):
+                b = anyio.run(bare_loop, api_base, model, args.episodes, concurrency)
+                o, _ = lmrl_run(api_base, model, args.episodes, concurrency)
+                bare.append(b)
+                ours.append(o)
+                ratios.append(o / b)
+            print(f"| {concurrency} | {median(bare):,.0f} | {median(ours):,.0f} | {median(ratios):.2f} |")
+        if not args.skip_latency:
+            slow = f"openai/say@delay=0.5@id={uuid.uuid4().hex[:6]}"
+            _, wall = lmrl_run(api_base, slow, 256, 64)
+            ideal = 4 * TURNS * 0.5
+            print(
+                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64: "
+                f"{wall:.1f} s vs ideal {ideal:.0f} s -> {ideal / wall:.1%} of ideal"
+            )
+
+
+if __name__ == "__main__":
+    main()

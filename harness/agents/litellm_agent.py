@@ -1,0 +1,218 @@
+"""API models through litellm: ``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``, any api_base.
+
+Keys come only from the environment (litellm reads them itself). Retries are ours (tenacity), not
+litellm's: exponential backoff with jitter on rate limits, 5xx, timeouts, connection errors and
+malformed bodies, honouring ``Retry-After``. A per-model ``CapacityLimiter`` bounds calls in flight.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from harness.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from harness.secrets import one_line
+from harness.task import Prompt
+
+_RETRY_AFTER_CAP_S = 120.0
+_configured = False
+
+
+def _litellm() -> Any:
+    """Import litellm lazily (2 s) and switch off per-call work we do not need, once."""
+    global _configured
+    import litellm
+
+    if not _configured:
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = True  # e.g. `seed` for providers without it: drop, don't fail the run
+        litellm.turn_off_message_logging = True
+        _configured = True
+    return litellm
+
+
+class AgentCallError(RuntimeError):
+    """A model call failed for good (after retries, or with a non-retryable error)."""
+
+
+def _retryable(error: BaseException) -> bool:
+    litellm = _litellm()
+    if isinstance(
+        error,
+        litellm.AuthenticationError
+        | litellm.PermissionDeniedError
+        | litellm.NotFoundError
+        | litellm.ContextWindowExceededError
+        | litellm.ContentPolicyViolationError
+        | litellm.BadRequestError,
+    ):
+        return False
+    if isinstance(
+        error,
+        litellm.RateLimitError
+        | litellm.InternalServerError
+        | litellm.ServiceUnavailableError
+        | litellm.BadGatewayError
+        | litellm.APIConnectionError
+        | litellm.Timeout
+        | litellm.APIResponseValidationError
+        | TimeoutError
+        | ConnectionError,
+    ):
+        return True
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    # litellm.APIError without a status, JSON decoding errors: a garbled body is worth another try.
+    return isinstance(error, litellm.APIError | ValueError)
+
+
+def retry_after_seconds(error: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if it did."""
+    if error is None:
+        return None
+    candidates = [getattr(error, "headers", None), getattr(error, "litellm_response_headers", None)]
+    response = getattr(error, "response", None)
+    candidates.append(getattr(response, "headers", None))
+    for headers in candidates:
+        if not headers:
+            continue
+        try:
+            lowered = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+        except (TypeError, ValueError):
+            continue
+        try:
+            if "retry-after-ms" in lowered:
+                return min(float(lowered["retry-after-ms"]) / 1000, _RETRY_AFTER_CAP_S)
+            if "retry-after" in lowered:
+                return min(max(float(lowered["retry-after"]), 0.0), _RETRY_AFTER_CAP_S)
+        except ValueError:
+            continue  # an HTTP-date: fall back to our own backoff
+    return None
+
+
+class _WaitRetryAfterOrBackoff:
+    """tenacity wait: the server's ``Retry-After`` when given, else exponential backoff with jitter."""
+
+    def __init__(self, base_delay: float) -> None:
+        self._backoff = wait_exponential_jitter(multiplier=base_delay, max=60.0, jitter=base_delay)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        asked = retry_after_seconds(error)
+        return asked if asked is not None else self._backoff(state)
+
+
+class LiteLLMAgent(Agent):
+    def __init__(self, model: str, options: AgentOptions, style: str = "chat") -> None:
+        self.spec = model
+        self.model = model
+        self.options = options
+        self.style = style
+        self._limiter = anyio.CapacityLimiter(options.concurrency)
+        self._price_known = True
+        self._base_delay = float(options.extra.get("retry_base_delay", 1.0))
+        litellm = _litellm()
+        try:
+            self.provider = litellm.get_llm_provider(model)[1]
+        except Exception as error:  # litellm raises BadRequestError with a long explanation
+            raise AgentConfigError(
+                f"unknown model {model!r}: litellm cannot tell its provider (use e.g. openai/gpt-4o-mini)"
+            ) from error
+        self._fixed: dict[str, Any] = {"model": model, "timeout": options.request_timeout, "num_retries": 0}
+        if options.api_base:
+            self._fixed["api_base"] = options.api_base
+            if not litellm.validate_environment(model=model).get("keys_in_environment", True):
+                # A self-hosted OpenAI-compatible server rarely checks keys; litellm still wants one.
+                self._fixed["api_key"] = "EMPTY"
+        for name in ("temperature", "max_tokens", "seed"):
+            value = getattr(options, name)
+            if value is not None:
+                self._fixed[name] = value
+        if style == "text":
+            self._fixed.setdefault("stop", ["\n"])  # the paper's text policies stop at the first newline
+
+    async def preflight(self) -> None:
+        litellm = _litellm()
+        if self.options.api_base:
+            await _check_reachable(self.options.api_base)
+            return
+        env = litellm.validate_environment(model=self.model)
+        if not env.get("keys_in_environment", True):
+            missing = ", ".join(env.get("missing_keys") or ["an API key"])
+            raise AgentConfigError(f"{self.model} needs {missing} set in the environment")
+
+    async def act(self, prompt: Prompt) -> Completion:
+        litellm = _litellm()
+        async with self._limiter:
+            started = time.perf_counter()
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.options.max_retries + 1),
+                    wait=_WaitRetryAfterOrBackoff(self._base_delay),
+                    retry=retry_if_exception(_retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        if self.style == "text":
+                            response = await litellm.atext_completion(prompt=prompt.text, **self._fixed)
+                            text = response.choices[0].text
+                        else:
+                            response = await litellm.acompletion(messages=prompt.messages, **self._fixed)
+                            text = response.choices[0].message.content
+                        if text is None:
+                            text = ""
+            except Exception as error:
+                raise AgentCallError(one_line(error)) from None
+            latency = time.perf_counter() - started
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Completion(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=self._cost(tokens_in, tokens_out),
+            latency_s=latency,
+        )
+
+    def _cost(self, tokens_in: int, tokens_out: int) -> float:
+        if not self._price_known:
+            return 0.0
+        try:
+            prompt_cost, completion_cost = _litellm().cost_per_token(
+                model=self.model, prompt_tokens=tokens_in, completion_tokens=tokens_out
+            )
+        except Exception:
+            self._price_known = False  # not in the bundled price map (local servers): cost stays 0
+            return 0.0
+        return float(prompt_cost + completion_cost)
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "provider": self.provider, "style": self.style, **self.options.describe()}
+
+
+async def _check_reachable(api_base: str) -> None:
+    url = urlparse(api_base)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise AgentConfigError(f"api_base {api_base!r} is not an http(s) URL")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(5):
+            stream = await anyio.connect_tcp(url.hostname, port)
+            await stream.aclose()
+    except (OSError, TimeoutError, socket.gaierror) as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or type(error).__name__)
+        raise AgentConfigError(f"cannot reach api_base {api_base}: {reason}") from None

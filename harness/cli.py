@@ -1,0 +1,317 @@
+"""``lmrl``: the command line. Bad input is one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Anything the user can fix: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage block
+        print(f"lmrl: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lmrl", description="Benchmark and train multi-turn language agents (LMRL-Gym tasks)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("tasks", help="list tasks: description, roles, reward range, normalization anchors")
+
+    run = sub.add_parser("run", help="play episodes and log them to a run directory (resumable)")
+    run.add_argument("--task", action="append", required=True, help="task name; repeat for several")
+    run.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="agent spec: scripted/<policy>, or a litellm model such as openai/gpt-4o-mini; repeat",
+    )
+    run.add_argument("--episodes", type=_positive_int, default=25, help="episodes per task and model (25)")
+    run.add_argument(
+        "--epochs", type=_positive_int, default=1, help="repeat every episode index this often (1)"
+    )
+    run.add_argument("--concurrency", type=_positive_int, default=32, help="episodes in flight (32)")
+    run.add_argument("--seed", type=int, default=0, help="run seed; episode seeds derive from it (0)")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<tasks>_<models>_s<seed>)")
+    run.add_argument(
+        "--resume", action="store_true", help="require an existing run directory and continue it"
+    )
+    run.add_argument("--retry-errors", action="store_true", help="replay episodes that ended with an error")
+    run.add_argument(
+        "--style",
+        choices=["chat", "text"],
+        default="chat",
+        help="chat: system prompt + messages (API/instruct models); text: the paper's raw text",
+    )
+    run.add_argument("--max-turns", type=_positive_int, help="cap agent turns below the task's own cap")
+    run.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="TASK.KEY=VALUE",
+        help="task option, e.g. wordle.invalid_penalty=-10 or wordle.vocab=full",
+    )
+    group = run.add_argument_group("model calls (litellm agents)")
+    group.add_argument("--temperature", type=_nonneg_float)
+    group.add_argument("--max-tokens", type=_positive_int)
+    group.add_argument("--model-seed", type=int, help="sampling seed passed to the provider")
+    group.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
+    group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
+    show.add_argument("run_dir", type=Path)
+    show.add_argument("--csv", type=Path, help="also write the table as CSV")
+
+    export = sub.add_parser("export", help="write episodes.parquet and turns.parquet for pandas")
+    export.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item)
+        if not match:
+            raise UsageError(f"--task-option {item!r} is not TASK.KEY=VALUE")
+        task, key, raw = match.groups()
+        if task not in tasks:
+            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        options.setdefault(task, {})[key] = value
+    return options
+
+
+def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+    name = "_".join(["+".join(slug(t) for t in tasks), "+".join(slug(m) for m in models), f"s{seed}"])
+    return Path("runs") / name[:150]
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def cmd_tasks() -> int:
+    from rich.table import Table
+
+    from harness.tasks import task_class, task_names
+
+    table = Table(title="lmrl tasks")
+    for column in ("task", "description", "roles", "reward range", "min / avg / max", "policies"):
+        table.add_column(column)
+    for name in task_names():
+        cls = task_class(name)
+        a = cls.anchors
+        table.add_row(
+            name,
+            cls.description,
+            ", ".join(f"{r} ({d})" for r, d in cls.roles.items()) or "agent",
+            f"[{cls.reward_range[0]:g}, {cls.reward_range[1]:g}]",
+            f"{a.min:g} / {a.avg:g} / {a.max:g}",
+            ", ".join(sorted(cls.policies)),
+        )
+    _console().print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from harness.agents import AgentConfigError, AgentOptions
+    from harness.runner import RunConfig, RunConfigError, Runner
+
+    out = args.out or _default_out(args.task, args.model, args.seed)
+    if args.resume and not (out / "manifest.json").exists():
+        raise UsageError(f"--resume: {out} is not an existing run directory")
+    if args.max_retries < 0:
+        raise UsageError("--max-retries must not be negative")
+    config = RunConfig(
+        out=out,
+        tasks=args.task,
+        models=args.model,
+        episodes=args.episodes,
+        epochs=args.epochs,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        style=args.style,
+        task_options=_task_options(args.task_option, args.task),
+        agent_options=AgentOptions(
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            seed=args.model_seed,
+            api_base=args.api_base,
+            request_timeout=args.timeout,
+            max_retries=args.max_retries,
+            concurrency=args.model_concurrency or args.concurrency,
+        ),
+        retry_errors=args.retry_errors,
+        max_turns=args.max_turns,
+    )
+    try:
+        runner = Runner(config)
+    except (RunConfigError, AgentConfigError) as error:
+        raise UsageError(str(error)) from None
+
+    from harness.progress import RunProgress
+
+    progress = RunProgress(enabled=not args.no_progress)
+    try:
+        with progress:
+            result = anyio.run(runner.run, progress.update, progress.start)
+    except (RunConfigError, AgentConfigError) as error:
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        print(
+            f"lmrl: interrupted; finished episodes are in {out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _export(out, quiet=True)
+    _print_summary(out)
+    if not result.complete:
+        print(f"lmrl: stopped early; rerun the same command to resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.errors:
+        print(
+            f"lmrl: {result.errors} episode(s) ended with an error (see the `error` field; "
+            "--retry-errors replays them)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _load(run_dir: Path):
+    from harness.rundir import RunDirError, load_episodes, read_manifest
+
+    try:
+        manifest = read_manifest(run_dir)
+        episodes = load_episodes(run_dir)
+    except (RunDirError, ValueError, KeyError) as error:
+        raise UsageError(str(error)) from None
+    return manifest, episodes
+
+
+def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
+    from rich.table import Table
+
+    from reports import episodes_frame, summarize
+
+    manifest, episodes = _load(run_dir)
+    anchors = {name: t["anchors"] for name, t in manifest.get("tasks", {}).items()}
+    table_frame = summarize(episodes_frame(episodes), anchors)
+    if csv:
+        table_frame.to_csv(csv, index=False)
+
+    def fmt(value: Any, spec: str) -> str:
+        return "–" if value is None or value != value else format(value, spec)
+
+    table = Table(title=f"{run_dir}  ({len(episodes)} episodes)")
+    headers = [
+        "task",
+        "model",
+        "episodes",
+        "errors",
+        "mean return ± 95% CI",
+        "normalized",
+        "success",
+        "invalid",
+        "turns",
+        "tokens",
+        "cost $",
+    ]
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("task", "model") else "right")
+    for row in table_frame.itertuples(index=False):
+        table.add_row(
+            row.task,
+            row.model,
+            str(row.episodes),
+            str(row.errors),
+            f"{fmt(row.mean_return, '.3g')} ± {fmt(row.ci95, '.2g')}",
+            fmt(row.normalized, ".1f"),
+            fmt(row.success_rate, ".1%"),
+            fmt(row.invalid_rate, ".1%"),
+            fmt(row.mean_turns, ".1f"),
+            f"{row.tokens:,}",
+            fmt(row.cost_usd, ".4f"),
+        )
+    _console().print(table)
+
+
+def _export(run_dir: Path, quiet: bool = False) -> None:
+    from reports import episodes_frame, turns_frame
+
+    _, episodes = _load(run_dir)
+    episodes_frame(episodes).to_parquet(run_dir / "episodes.parquet", index=False)
+    turns_frame(episodes).to_parquet(run_dir / "turns.parquet", index=False)
+    if not quiet:
+        print(f"wrote {run_dir / 'episodes.parquet'} and {run_dir / 'turns.parquet'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tasks":
+            return cmd_tasks()
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "show":
+            _print_summary(args.run_dir, args.csv)
+            return 0
+        if args.command == "export":
+            _export(args.run_dir)
+            return 0
+    except UsageError as error:
+        print(f"lmrl: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

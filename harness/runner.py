@@ -1,0 +1,364 @@
+"""The concurrent episode runner.
+
+Episodes are keyed ``task/model/index/epoch``; each key's seed is derived from the run seed, so a rerun
+reproduces every episode. A fixed pool of ``concurrency`` workers pulls pending keys, plays them and
+hands finished episodes to the durable log. A failing episode is logged with its error and the run
+goes on; Ctrl-C cancels the workers and everything finished so far is already on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import harness
+from harness.agents import Agent, AgentOptions, make_agent
+from harness.episode import Episode, Turn, episode_key
+from harness.judges import Judge, score_episode
+from harness.rundir import (
+    EPISODES,
+    EpisodeLog,
+    RunDirError,
+    git_revision,
+    read_manifest,
+    read_records,
+    repair_log,
+    write_manifest,
+)
+from harness.secrets import one_line
+from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task
+from harness.tasks import make_task, task_class
+
+
+class RunConfigError(ValueError):
+    """Bad run configuration; the CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class RunConfig:
+    out: Path
+    tasks: list[str]
+    models: list[str]
+    episodes: int = 25
+    epochs: int = 1
+    concurrency: int = 32
+    seed: int = 0
+    style: str = "chat"
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_options: AgentOptions = field(default_factory=AgentOptions)
+    retry_errors: bool = False
+    max_turns: int | None = None  # lower the tasks' own step caps (quick looks at expensive models)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a rerun into the same directory to continue rather than clash."""
+        return {
+            "seed": self.seed,
+            "style": self.style,
+            "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)},
+            "max_turns": self.max_turns,
+        }
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    planned: int
+    skipped: int
+    finished: int = 0
+    errors: int = 0
+    wall_s: float = 0.0
+    turns: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.skipped + self.finished == self.planned
+
+
+def derive_seed(run_seed: int, task: str, index: int, epoch: int) -> int:
+    """A stable 63-bit seed per episode; the model is not part of it, so all models face the same episodes."""
+    digest = hashlib.blake2b(f"{run_seed}/{task}/{index}/{epoch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeSpec:
+    task: str
+    model: str
+    index: int
+    epoch: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.task, self.model, self.index, self.epoch)
+
+
+def plan(config: RunConfig) -> list[EpisodeSpec]:
+    return [
+        EpisodeSpec(task, model, index, epoch, derive_seed(config.seed, task, index, epoch))
+        for epoch in range(config.epochs)
+        for index in range(config.episodes)
+        for task in config.tasks
+        for model in config.models
+    ]
+
+
+async def play_episode(
+    spec: EpisodeSpec,
+    task: Task,
+    agent: Agent,
+    style: str,
+    run_id: str,
+    max_turns: int | None = None,
+    judges: list[Judge] | None = None,
+) -> Episode:
+    """Play one episode to the end. Never raises for task or agent failures: they land in ``error``."""
+    episode = Episode(
+        run_id=run_id,
+        key=spec.key,
+        task=spec.task,
+        task_version=task.version,
+        index=spec.index,
+        epoch=spec.epoch,
+        seed=spec.seed,
+        models={"agent": agent.spec},
+        started_at=time.time(),
+    )
+    started = time.perf_counter()
+    rng = random.Random(spec.seed ^ 0x5EED)  # the agent's own stream, independent of the task's
+    try:
+        observation = task.reset(spec.seed, spec.index)
+        history = [Segment("observation", observation)]
+        cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
+        for _ in range(cap):
+            completion = await agent.act(Prompt(task, history, style, rng))  # type: ignore[arg-type]
+            action = task.parse(completion.text)
+            result = await task.astep(action)
+            episode.add_turn(
+                Turn(
+                    observation=observation,
+                    raw_output=completion.text,
+                    action=action,
+                    invalid=action is None or result.invalid,
+                    reward=result.reward,
+                    done=result.done,
+                    info=result.info,
+                    tokens_in=completion.tokens_in,
+                    tokens_out=completion.tokens_out,
+                    cost_usd=completion.cost_usd,
+                    latency_s=completion.latency_s,
+                    token_ids=completion.token_ids,
+                    logprobs=completion.logprobs,
+                )
+            )
+            observation = result.observation
+            if result.done:
+                break
+            history.append(
+                Segment(
+                    "action", action if action is not None else completion.text.strip(), raw=completion.text
+                )
+            )
+            history.append(Segment("observation", observation))
+        episode.final_observation = observation
+        episode.success = task.success
+        episode.info = task.episode_info()
+        if episode.turns and not episode.turns[-1].done:
+            episode.info["truncated"] = True
+    except Exception as error:  # one broken episode never stops the run
+        episode.error = one_line(error)
+        with contextlib.suppress(Exception):
+            episode.info = task.episode_info()
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await task.aclose()
+            except Exception as error:
+                episode.error = episode.error or one_line(error)
+    if judges and episode.error is None:
+        await score_episode(episode, judges)
+    episode.wall_s = time.perf_counter() - started
+    return episode
+
+
+def build_manifest(config: RunConfig, agents: dict[str, Agent], tasks: dict[str, Task]) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "run_id": config.out.name,
+        "lmrl_version": harness.__version__,
+        "git_revision": git_revision(),
+        "created_at": time.time(),
+        "python": platform.python_version(),
+        "packages": {d: version(d) for d in ("litellm", "anyio", "torch", "transformers", "chess")},
+        "identity": config.identity(),
+        "config": {
+            "tasks": config.tasks,
+            "models": config.models,
+            "episodes": config.episodes,
+            "epochs": config.epochs,
+            "concurrency": config.concurrency,
+            "seed": config.seed,
+            "style": config.style,
+            "max_turns": config.max_turns,
+        },
+        "tasks": {
+            name: {
+                "version": task.version,
+                "description": task.description,
+                "max_steps": task.max_steps,
+                "options": task.options(),
+                "anchors": {
+                    "min": task.anchors.min,
+                    "avg": task.anchors.avg,
+                    "max": task.anchors.max,
+                    "source": task.anchors.source,
+                },
+            }
+            for name, task in tasks.items()
+        },
+        "models": {spec: agent.describe() for spec, agent in agents.items()},
+    }
+
+
+class Runner:
+    """Validates everything before touching disk, then plays the pending episodes."""
+
+    def __init__(self, config: RunConfig, judges: list[Judge] | None = None) -> None:
+        self.config = config
+        self.judges = judges or []
+        self._validate()
+        self.templates: dict[str, Task] = {}
+        for name in config.tasks:
+            try:
+                self.templates[name] = make_task(name, **config.task_options.get(name, {}))
+            except InvalidTaskOption as error:
+                raise RunConfigError(str(error)) from None
+        self.agents: dict[str, Agent] = {
+            spec: make_agent(spec, config.agent_options, style=config.style) for spec in config.models
+        }
+        for agent in self.agents.values():
+            agent.check_tasks([task_class(name) for name in config.tasks])
+
+    def _validate(self) -> None:
+        c = self.config
+        if not c.tasks:
+            raise RunConfigError("no task given (--task NAME; `lmrl tasks` lists them)")
+        if not c.models:
+            raise RunConfigError("no model given (--model SPEC, e.g. scripted/optimal or openai/gpt-4o-mini)")
+        for name in c.tasks:
+            try:
+                task_class(name)
+            except InvalidTaskOption as error:
+                raise RunConfigError(str(error)) from None
+        checks = [
+            (c.episodes >= 1, f"--episodes must be at least 1 (got {c.episodes})"),
+            (c.epochs >= 1, f"--epochs must be at least 1 (got {c.epochs})"),
+            (c.concurrency >= 1, f"--concurrency must be at least 1 (got {c.concurrency})"),
+            (c.style in STYLES, f"--style must be one of {', '.join(STYLES)} (got {c.style!r})"),
+            (c.max_turns is None or c.max_turns >= 1, f"--max-turns must be at least 1 (got {c.max_turns})"),
+            (len(set(c.tasks)) == len(c.tasks), "a task is given twice"),
+            (len(set(c.models)) == len(c.models), "a model is given twice"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RunConfigError(message)
+        if c.out.exists() and not c.out.is_dir():
+            raise RunConfigError(f"--out {c.out} exists and is not a directory")
+
+    def _open_run_dir(self) -> set[str]:
+        """Check an existing run directory is compatible; return the keys already finished."""
+        out = self.config.out
+        if not (out / "manifest.json").exists():
+            if out.exists() and any(out.iterdir()):
+                raise RunConfigError(f"--out {out} is not empty and is not an lmrl run directory")
+            return set()
+        try:
+            manifest = read_manifest(out)
+        except RunDirError as error:
+            raise RunConfigError(str(error)) from None
+        if manifest.get("identity") != self.config.identity():
+            raise RunConfigError(
+                f"{out} holds a run with a different seed, style or task options; "
+                "use another --out or the original settings"
+            )
+        repair_log(out / EPISODES)
+        records = read_records(out / EPISODES)
+        if self.config.retry_errors:
+            return {r["key"] for r in records if not r.get("error")}
+        return {r["key"] for r in records}
+
+    async def run(
+        self,
+        on_progress: Callable[[Episode], None] | None = None,
+        on_start: Callable[[int, int], None] | None = None,
+    ) -> RunResult:
+        for agent in self.agents.values():
+            await agent.preflight()
+        finished = self._open_run_dir()
+        planned = plan(self.config)
+        pending = [s for s in planned if s.key not in finished]
+        result = RunResult(self.config.out, planned=len(planned), skipped=len(planned) - len(pending))
+        manifest = build_manifest(self.config, self.agents, self.templates)
+        write_manifest(self.config.out, manifest)
+        log = EpisodeLog(self.config.out / EPISODES)
+        if on_start:
+            on_start(result.planned, result.skipped)
+        started = time.perf_counter()
+        queue: Iterator[EpisodeSpec] = iter(pending)
+
+        async def worker() -> None:
+            for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
+                task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
+                episode = await play_episode(
+                    spec,
+                    task,
+                    self.agents[spec.model],
+                    self.config.style,
+                    self.config.out.name,
+                    self.config.max_turns,
+                    self.judges,
+                )
+                log.append(episode)
+                result.finished += 1
+                result.errors += episode.error is not None
+                result.turns += episode.length
+                if on_progress:
+                    on_progress(episode)
+
+        async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    scope.cancel()
+                    return
+
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(log.run)
+                outer.start_soon(stop_on_sigterm, outer.cancel_scope)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(min(self.config.concurrency, max(len(pending), 1))):
+                        workers.start_soon(worker)
+                outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
+        finally:
+            result.wall_s = time.perf_counter() - started
+            with anyio.CancelScope(shield=True):
+                for agent in self.agents.values():
+                    await agent.aclose()
+        return result

@@ -1,0 +1,160 @@
+"""The task contract every environment obeys (Gymnasium-like, text in and text out).
+
+A ``Task`` instance is one episode's environment: ``reset(seed, index)`` starts it and returns the
+first observation, ``step(action)`` applies an already-parsed action. Tasks draw randomness only from
+``self.rng`` (seeded at reset), never from the global ``random`` module, so an episode is a pure
+function of its seed and index. Tasks with partners (an oracle, a buyer, an engine) override
+``astep``; the runner always calls ``astep``.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+Style = Literal["chat", "text"]
+STYLES: tuple[str, ...] = ("chat", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchors:
+    """Normalization anchors (paper App. E): min return -> 0, dataset average -> 50, max -> 100."""
+
+    min: float
+    avg: float
+    max: float
+    source: str
+
+
+@dataclass(slots=True)
+class StepResult:
+    observation: str
+    reward: float
+    done: bool
+    invalid: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One piece of the history: written by the environment (``observation``) or the agent (``action``)."""
+
+    kind: Literal["observation", "action"]
+    text: str
+    raw: str | None = None  # for actions: the agent's full output, which chat-style history shows back
+
+
+class InvalidTaskOption(ValueError):
+    """A task option has a bad name or value; the CLI turns this into a one-line error."""
+
+
+# A scripted policy looks at the live task (read-only) and returns the raw text it would "say".
+Policy = Callable[[Any, random.Random], str]
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str]
+    anchors: ClassVar[Anchors]
+    reward_range: ClassVar[tuple[float, float]]
+    roles: ClassVar[dict[str, str]] = {}  # partner role -> default agent spec
+    policies: ClassVar[dict[str, Policy]] = {}
+    # How many past segments each style shows (None = all). The paper's text policies saw a window.
+    text_window: ClassVar[int | None] = None
+    chat_window: ClassVar[int | None] = None
+    text_header: ClassVar[str] = ""
+
+    max_steps: int
+    rng: random.Random
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise InvalidTaskOption(f"task {self.name} has no option(s) {', '.join(sorted(options))}")
+
+    # --- the environment -------------------------------------------------------------------------
+    @abstractmethod
+    def reset(self, seed: int, index: int = 0) -> str:
+        """Start an episode; return the first observation."""
+
+    @abstractmethod
+    def step(self, action: str | None) -> StepResult:
+        """Apply a parsed action (``None`` = the agent's output could not be parsed)."""
+
+    async def astep(self, action: str | None) -> StepResult:
+        return self.step(action)
+
+    @abstractmethod
+    def parse(self, raw: str) -> str | None:
+        """Extract the canonical action from free model output, or ``None`` if there is none."""
+
+    @abstractmethod
+    def system_prompt(self) -> str:
+        """Rules and the exact action format, for chat-style (instruct / API) agents."""
+
+    @property
+    @abstractmethod
+    def success(self) -> bool:
+        """Whether the episode so far reached the task's objective."""
+
+    def episode_info(self) -> dict[str, Any]:
+        """Facts worth keeping on the episode record (start cell, secret word, ...)."""
+        return {}
+
+    def options(self) -> dict[str, Any]:
+        """The options this instance was built with, for the run manifest."""
+        return {}
+
+    async def aclose(self) -> None:
+        """Release per-episode resources (engines, partner sessions)."""
+        return None
+
+    # --- rendering -------------------------------------------------------------------------------
+    def format_action(self, action: str) -> str:
+        """How an action appears in a ``text``-style history (the paper spaces out some actions)."""
+        return action
+
+    def render(self, history: list[Segment], style: Style) -> list[dict[str, str]] | str:
+        if style == "chat":
+            shown = history if self.chat_window is None else history[-self.chat_window :]
+            if shown and shown[0].kind == "action":
+                shown = shown[1:]  # a chat must start with the user's turn
+            messages = [{"role": "system", "content": self.system_prompt()}]
+            messages += [
+                {"role": "user", "content": s.text}
+                if s.kind == "observation"
+                else {"role": "assistant", "content": s.raw if s.raw is not None else s.text}
+                for s in shown
+            ]
+            return messages
+        shown = history if self.text_window is None else history[-self.text_window :]
+        return self.text_header + "".join(
+            (s.text if s.kind == "observation" else self.format_action(s.text)) + "\n" for s in shown
+        )
+
+
+@dataclass
+class Prompt:
+    """What an agent sees for one turn. Rendering is lazy: scripted agents never pay for it."""
+
+    task: Task
+    history: list[Segment]
+    style: Style
+    rng: random.Random
+    role: str = "agent"
+
+    @cached_property
+    def messages(self) -> list[dict[str, str]]:
+        rendered = self.task.render(self.history, "chat")
+        assert isinstance(rendered, list)
+        return rendered
+
+    @cached_property
+    def text(self) -> str:
+        rendered = self.task.render(self.history, "text")
+        assert isinstance(rendered, str)
+        return rendered

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+
+# Before any litellm import anywhere in the test session.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.api_base = f"http://127.0.0.1:{port}/v1"
+
+    def requests(self) -> list[dict]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/requests", timeout=10) as response:
+            return json.load(response)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture(scope="session")
+def fake_server(tmp_path_factory: pytest.TempPathFactory):
+    """The scripted OpenAI-compatible server, in its own process, on a free port of 127.0.0.1."""
+    port_file = tmp_path_factory.mktemp("fake") / "port"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            raise RuntimeError(f"fake server did not start: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    yield FakeServer(int(port_file.read_text()))
+    process.terminate()
+    process.wait(timeout=10)

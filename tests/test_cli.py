@@ -1,0 +1,243 @@
+"""The command line: bad input, crash and resume, interrupt, show and export."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.rundir import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lmrl(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        env=env or os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "no-such-task", "--model", "scripted/random"], "unknown task"),
+        (["--task", "maze-fo", "--model", "nosuchprovider/x"], "unknown model"),
+        (["--task", "maze-fo", "--model", "scripted/psychic"], "no scripted policy"),
+        (["--task", "maze-fo", "--model", "scripted/random", "--episodes", "0"], "at least 1"),
+        (["--task", "maze-fo", "--model", "scripted/random", "--concurrency", "many"], "not an integer"),
+        (["--task", "maze-fo", "--model", "scripted/random", "--style", "poetry"], "invalid choice"),
+        (["--task", "wordle", "--model", "scripted/random", "--task-option", "wordle.vocab=lots"], "vocab"),
+        (["--task", "maze-fo", "--model", "scripted/random", "--task-option", "wordle.vocab=full"], "not in"),
+        (["--task", "maze-fo", "--model", "openai/gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["--task", "maze-fo", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"], "cannot reach"),
+        (["--task", "maze-fo", "--model", "scripted/random", "--resume"], "not an existing run"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_leaves_no_run(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(["run", *args, "--out", str(out), "--no-progress"]))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_show_of_a_missing_run_is_one_line(tmp_path, capsys):
+    assert main(["show", str(tmp_path / "nope")]) == 2
+    assert "not an lmrl run directory" in capsys.readouterr().err
+
+
+def test_other_settings_into_an_existing_run_are_refused(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = [
+        "run",
+        "--task",
+        "maze-fo",
+        "--model",
+        "scripted/optimal",
+        "--episodes",
+        "2",
+        "--out",
+        out,
+        "--no-progress",
+    ]
+    assert main(base) == 0
+    assert main([*base[:-1], "--seed", "5", "--no-progress"]) == 2
+    assert "different seed" in capsys.readouterr().err
+
+
+def test_scripted_run_show_and_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            "--task",
+            "maze-fo",
+            "--task",
+            "wordle",
+            "--model",
+            "scripted/optimal",
+            "--episodes",
+            "25",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["tasks"] == ["maze-fo", "wordle"]
+    assert manifest["tasks"]["wordle"]["options"]["vocab_hash"]
+    frame = pd.read_parquet(out / "episodes.parquet")
+    assert len(frame) == 50 and frame["error"].isna().all()
+    maze = frame[frame["task"] == "maze-fo"]
+    assert maze["return"].mean() == pytest.approx(-6.84)
+    capsys.readouterr()
+    assert main(["show", str(out), "--csv", str(tmp_path / "s.csv")]) == 0
+    shown = capsys.readouterr().out
+    assert "maze-fo" in shown and "100.0" in shown  # optimal maze normalizes to exactly 100
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert table.set_index("task").loc["maze-fo", "normalized"] == pytest.approx(100.0)
+    assert table.set_index("task").loc["maze-fo", "success_rate"] == 1.0
+
+
+def test_same_seed_reproduces_episodes(tmp_path):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert (
+            main(
+                [
+                    "run",
+                    "--task",
+                    "wordle",
+                    "--task",
+                    "maze-po",
+                    "--model",
+                    "scripted/behavior",
+                    "--episodes",
+                    "10",
+                    "--seed",
+                    "3",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    runs = [
+        sorted(
+            (r["key"], r["return"], json.dumps(r["info"], sort_keys=True))
+            for r in read_records(out / "episodes.jsonl")
+        )
+        for out in outs
+    ]
+    assert runs[0] == runs[1]
+
+
+def start_cell(first_user: str) -> tuple[int, int]:
+    row, col = re.search(r"current position is at position (\d+), (\d+)", first_user).groups()
+    return int(row), int(col)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_finishes_every_episode_exactly_once(fake_server, tmp_path):
+    from harness.tasks.maze import START_CELLS
+
+    model = f"openai/maze@delay=0.05@id={uuid.uuid4().hex[:8]}"
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--task",
+        "maze-fo",
+        "--model",
+        model,
+        "--api-base",
+        fake_server.api_base,
+        "--episodes",
+        "25",
+        "--concurrency",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    first = lmrl(*args)
+    log = out / "episodes.jsonl"
+    deadline = time.time() + 60
+    while not (log.exists() and log.read_text().count("\n") >= 6):
+        assert time.time() < deadline and first.poll() is None, "run did not make progress"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = {r["index"] for r in read_records(log)}
+    assert 6 <= len(done_before) < 25
+    with log.open("a") as handle:
+        handle.write('{"key": "torn-by-the-crash", "ret')  # what a kill mid-write leaves behind
+    requests_before = len(fake_server.requests())
+
+    second = lmrl(*args)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    keys = [r["key"] for r in records]
+    assert len(keys) == len(set(keys)) == 25
+    assert all(r["error"] is None and r["success"] for r in records)
+    name = model.removeprefix("openai/")
+    replayed = {
+        start_cell(r["first_user"]) for r in fake_server.requests()[requests_before:] if r["model"] == name
+    }
+    assert not replayed & {START_CELLS[i] for i in done_before}
+    assert replayed == {START_CELLS[i] for i in range(25)} - {START_CELLS[i] for i in done_before}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_finished_episodes(fake_server, tmp_path):
+    model = f"openai/maze@delay=0.05@id={uuid.uuid4().hex[:8]}"
+    out = tmp_path / "run"
+    process = lmrl(
+        "run",
+        "--task",
+        "maze-fo",
+        "--model",
+        model,
+        "--api-base",
+        fake_server.api_base,
+        "--episodes",
+        "50",
+        "--concurrency",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    log = out / "episodes.jsonl"
+    deadline = time.time() + 60
+    while not (log.exists() and log.read_text().count("\n") >= 3):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "resume" in err
+    text = log.read_text()
+    assert text.endswith("\n")
+    assert 3 <= len(read_records(log)) < 50

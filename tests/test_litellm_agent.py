@@ -1,0 +1,147 @@
+"""The litellm agent over real HTTP against the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+
+import pytest
+
+from harness.agents import AgentOptions, make_agent
+from harness.agents.litellm_agent import AgentCallError, LiteLLMAgent
+from harness.rundir import load_episodes
+from harness.runner import EpisodeSpec, RunConfig, Runner, play_episode
+from harness.task import Prompt, Segment
+from harness.tasks import make_task
+from harness.tasks.maze import DISTANCE, START_CELLS
+
+pytestmark = pytest.mark.anyio
+
+
+def agent_for(server, brain: str, **options) -> LiteLLMAgent:
+    # A unique tag per test keeps the server's per-model failure counters separate.
+    model = f"openai/{brain}@id={uuid.uuid4().hex[:8]}"
+    fields = {"api_base": server.api_base, "max_retries": 3, "extra": {"retry_base_delay": 0.01}, **options}
+    agent = make_agent(model, AgentOptions(**fields))
+    assert isinstance(agent, LiteLLMAgent)
+    return agent
+
+
+def requests_for(server, agent) -> list[dict]:
+    name = agent.model.removeprefix("openai/")
+    return [r for r in server.requests() if r["model"] == name]
+
+
+def one_prompt() -> Prompt:
+    task = make_task("maze-fo")
+    return Prompt(task, [Segment("observation", task.reset(0, 0))], "chat", random.Random(0))
+
+
+async def test_full_multi_turn_episode_over_http(fake_server):
+    agent = agent_for(fake_server, "maze")
+    await agent.preflight()
+    spec = EpisodeSpec("maze-fo", agent.spec, index=3, epoch=0, seed=11)
+    episode = await play_episode(spec, make_task("maze-fo"), agent, "chat", "test")
+    assert episode.error is None and episode.success
+    assert episode.return_ == -(DISTANCE[START_CELLS[3]] - 1)
+    assert all(t.tokens_in > 0 and t.tokens_out > 0 and t.latency_s > 0 for t in episode.turns)
+    seen = requests_for(fake_server, agent)
+    assert len(seen) == episode.length
+    # chat history grows by an assistant and a user message every turn
+    assert [r["messages"] for r in seen] == [2 + 2 * i for i in range(episode.length)]
+
+
+async def test_200_concurrent_episodes_are_in_flight_together(fake_server, tmp_path):
+    model = f"openai/maze@delay=0.3@id={uuid.uuid4().hex[:8]}"
+    config = RunConfig(
+        out=tmp_path / "run",
+        tasks=["maze-fo"],
+        models=[model],
+        episodes=200,
+        concurrency=200,
+        max_turns=2,
+        agent_options=AgentOptions(api_base=fake_server.api_base),
+    )
+    result = await Runner(config).run()
+    assert result.complete and result.errors == 0
+    episodes = load_episodes(tmp_path / "run")
+    assert len({e.key for e in episodes}) == 200
+    seen = [r for r in fake_server.requests() if r["model"] == model.removeprefix("openai/")]
+    first_second_turn = min(r["t"] for r in seen if r["messages"] == 4)
+    # every episode's first call reached the server before any episode made its second call
+    assert sum(r["t"] < first_second_turn for r in seen if r["messages"] == 2) == 200
+
+
+async def test_retries_after_429_honouring_retry_after(fake_server):
+    agent = agent_for(fake_server, "say@fail=429x1@retry=1")
+    started = time.perf_counter()
+    completion = await agent.act(one_prompt())
+    elapsed = time.perf_counter() - started
+    assert completion.text == "move up"
+    assert len(requests_for(fake_server, agent)) == 2
+    assert elapsed >= 0.95  # waited the server's Retry-After, not our 10 ms backoff
+
+
+async def test_retries_after_500(fake_server):
+    agent = agent_for(fake_server, "say@fail=500x2")
+    completion = await agent.act(one_prompt())
+    assert completion.text == "move up"
+    assert len(requests_for(fake_server, agent)) == 3
+
+
+async def test_gives_up_after_max_retries_with_one_line_error(fake_server):
+    agent = agent_for(fake_server, "say@fail=503x10", max_retries=2)
+    with pytest.raises(AgentCallError) as raised:
+        await agent.act(one_prompt())
+    assert "\n" not in str(raised.value)
+    assert len(requests_for(fake_server, agent)) == 3
+
+
+async def test_auth_errors_are_not_retried(fake_server):
+    agent = agent_for(fake_server, "say@fail=401x10")
+    with pytest.raises(AgentCallError, match="(?i)auth"):
+        await agent.act(one_prompt())
+    assert len(requests_for(fake_server, agent)) == 1
+
+
+async def test_timeout_is_retried_then_reported(fake_server):
+    agent = agent_for(fake_server, "say@delay=5", request_timeout=0.3, max_retries=1)
+    started = time.perf_counter()
+    with pytest.raises(AgentCallError, match="(?i)time"):
+        await agent.act(one_prompt())
+    assert time.perf_counter() - started < 3
+    assert len(requests_for(fake_server, agent)) == 2
+
+
+async def test_malformed_body_is_retried(fake_server):
+    agent = agent_for(fake_server, "say@malformed=1")
+    completion = await agent.act(one_prompt())
+    assert completion.text == "move up"
+    assert len(requests_for(fake_server, agent)) == 2
+
+
+async def test_a_failing_model_errors_its_episodes_and_the_run_goes_on(fake_server, tmp_path):
+    broken = f"openai/say@fail=500x1000@id={uuid.uuid4().hex[:8]}"
+    good = f"openai/maze@id={uuid.uuid4().hex[:8]}"
+    options = AgentOptions(api_base=fake_server.api_base, max_retries=1, extra={"retry_base_delay": 0.01})
+    config = RunConfig(
+        out=tmp_path / "run", tasks=["maze-fo"], models=[broken, good], episodes=5, agent_options=options
+    )
+    result = await Runner(config).run()
+    assert result.complete and result.errors == 5
+    episodes = load_episodes(tmp_path / "run")
+    assert sorted(e.error is None for e in episodes) == [False] * 5 + [True] * 5
+    assert all("500" in e.error or "Internal" in e.error for e in episodes if e.error)
+    assert all(e.success for e in episodes if e.error is None)
+
+
+async def test_text_style_uses_the_completions_endpoint_and_stops_at_newline(fake_server):
+    model = f"openai/say@id={uuid.uuid4().hex[:8]}"
+    agent = make_agent(model, AgentOptions(api_base=fake_server.api_base), style="text")
+    task = make_task("maze-fo")
+    prompt = Prompt(task, [Segment("observation", task.reset(0, 0))], "text", random.Random(0))
+    completion = await agent.act(prompt)
+    assert completion.text == "move up"
+    (request,) = [r for r in fake_server.requests() if r["model"] == model.removeprefix("openai/")]
+    assert request["first_user"] == prompt.text and "Your current position" in prompt.text
