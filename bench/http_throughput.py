@@ -14,6 +14,7 @@ import argparse
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import _common  # noqa: F401
@@ -28,8 +29,22 @@ from harness.tasks import make_task
 TURNS = 20
 
 
+@contextmanager
+def litellm_defaults():
+    """Undo lmrl's one litellm tweak (skipping unobserved success logging) for the bare loop."""
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+
+    patched = worker.ensure_initialized_and_enqueue
+    worker.ensure_initialized_and_enqueue = getattr(patched, "__wrapped__", patched)
+    try:
+        yield
+    finally:
+        worker.ensure_initialized_and_enqueue = patched
+
+
 async def bare_loop(api_base: str, model: str, episodes: int, concurrency: int) -> float:
-    """The floor: each episode makes TURNS sequential acompletion calls with a growing chat."""
+    """The floor: each episode makes TURNS sequential acompletion calls with a growing chat, with
+    litellm as it comes (callers wrap this in ``litellm_defaults``)."""
     litellm = _litellm()
     task = make_task("maze-fo")
     system, first = task.system_prompt(), task.reset(0, 0)
@@ -90,7 +105,8 @@ def main() -> None:
         for concurrency in (64, 256):
             bare, ours, ratios = [], [], []
             for _ in range(args.repeats):
-                b = anyio.run(bare_loop, api_base, model, args.episodes, concurrency)
+                with litellm_defaults():
+                    b = anyio.run(bare_loop, api_base, model, args.episodes, concurrency)
                 o, _ = lmrl_run(api_base, model, args.episodes, concurrency)
                 bare.append(b)
                 ours.append(o)

@@ -36,7 +36,7 @@ from harness.rundir import (
     write_manifest,
 )
 from harness.secrets import one_line
-from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task
+from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task, TaskUnavailable
 from harness.tasks import make_task, task_class
 
 
@@ -315,17 +315,43 @@ class Runner:
         planned = plan(self.config)
         pending = [s for s in planned if s.key not in finished]
         result = RunResult(self.config.out, planned=len(planned), skipped=len(planned) - len(pending))
-        manifest = build_manifest(self.config, self.agents, self.templates)
-        write_manifest(self.config.out, manifest)
-        log = EpisodeLog(self.config.out / EPISODES)
-        if on_start:
-            on_start(result.planned, result.skipped)
         started = time.perf_counter()
+        try:
+            async with contextlib.AsyncExitStack() as resources:
+                # Shared task resources (engine pools) open before anything is written, so a missing
+                # engine leaves no run directory behind; they close at the end, Ctrl-C included.
+                shared: dict[str, Any] = {}
+                for name in self.config.tasks:
+                    opener = task_class(name).open_shared(self.config.task_options.get(name, {}))
+                    try:
+                        shared[name] = await resources.enter_async_context(opener)
+                    except TaskUnavailable as error:
+                        raise RunConfigError(str(error)) from None
+                write_manifest(self.config.out, build_manifest(self.config, self.agents, self.templates))
+                if on_start:
+                    on_start(result.planned, result.skipped)
+                await self._play(pending, shared, result, on_progress)
+        finally:
+            result.wall_s = time.perf_counter() - started
+            with anyio.CancelScope(shield=True):
+                for agent in self.agents.values():
+                    await agent.aclose()
+        return result
+
+    async def _play(
+        self,
+        pending: list[EpisodeSpec],
+        shared: dict[str, Any],
+        result: RunResult,
+        on_progress: Callable[[Episode], None] | None,
+    ) -> None:
+        log = EpisodeLog(self.config.out / EPISODES)
         queue: Iterator[EpisodeSpec] = iter(pending)
 
         async def worker() -> None:
             for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
                 task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
+                task.shared = shared[spec.task]
                 episode = await play_episode(
                     spec,
                     task,
@@ -348,17 +374,10 @@ class Runner:
                     scope.cancel()
                     return
 
-        try:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(log.run)
-                outer.start_soon(stop_on_sigterm, outer.cancel_scope)
-                async with anyio.create_task_group() as workers:
-                    for _ in range(min(self.config.concurrency, max(len(pending), 1))):
-                        workers.start_soon(worker)
-                outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
-        finally:
-            result.wall_s = time.perf_counter() - started
-            with anyio.CancelScope(shield=True):
-                for agent in self.agents.values():
-                    await agent.aclose()
-        return result
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(log.run)
+            outer.start_soon(stop_on_sigterm, outer.cancel_scope)
+            async with anyio.create_task_group() as workers:
+                for _ in range(min(self.config.concurrency, max(len(pending), 1))):
+                    workers.start_soon(worker)
+            outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher

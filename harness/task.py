@@ -9,6 +9,7 @@ function of its seed and index. Tasks with partners (an oracle, a buyer, an engi
 
 from __future__ import annotations
 
+import contextlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -52,8 +53,13 @@ class InvalidTaskOption(ValueError):
     """A task option has a bad name or value; the CLI turns this into a one-line error."""
 
 
-# A scripted policy looks at the live task (read-only) and returns the raw text it would "say".
-Policy = Callable[[Any, random.Random], str]
+class TaskUnavailable(RuntimeError):
+    """The task cannot run on this machine (e.g. no chess engine); the message says how to fix it."""
+
+
+# A scripted policy looks at the live task (read-only) and returns the raw text it would "say"
+# (or an awaitable of it, for policies that consult an engine or a partner).
+Policy = Callable[[Any, random.Random], Any]
 
 
 class Task(ABC):
@@ -71,10 +77,21 @@ class Task(ABC):
 
     max_steps: int
     rng: random.Random
+    # What ``open_shared`` yielded, set by the runner before ``reset``; ``None`` when used standalone.
+    shared: Any = None
 
     def __init__(self, **options: Any) -> None:
         if options:
             raise InvalidTaskOption(f"task {self.name} has no option(s) {', '.join(sorted(options))}")
+
+    @classmethod
+    def open_shared(cls, options: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Resources shared by every episode of this task in one run (e.g. a pool of engine processes).
+
+        The runner enters it once before the first episode and exits it when the run ends, Ctrl-C
+        included; raise ``TaskUnavailable`` here when the machine lacks what the task needs.
+        """
+        return contextlib.nullcontext(None)
 
     # --- the environment -------------------------------------------------------------------------
     @abstractmethod

@@ -38,9 +38,33 @@ def _litellm() -> Any:
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         litellm.drop_params = True  # e.g. `seed` for providers without it: drop, don't fail the run
-        litellm.turn_off_message_logging = True
+        _skip_unobserved_success_logging(litellm)
         _configured = True
     return litellm
+
+
+def _skip_unobserved_success_logging(litellm: Any) -> None:
+    """Drop litellm's per-call async success logging while no litellm callback would receive it.
+
+    Every call queues a background coroutine that builds a standard logging payload and recomputes
+    the cost (~1-2 ms of CPU) for callbacks lmrl never registers; on 2 cores that CPU is what bounds
+    multi-turn throughput. If a user registers litellm callbacks, logging runs as usual.
+    """
+    try:
+        from litellm.litellm_core_utils import logging_worker
+    except ImportError:  # a litellm without the worker: nothing to switch off
+        return
+    worker = logging_worker.GLOBAL_LOGGING_WORKER
+    enqueue = worker.ensure_initialized_and_enqueue
+
+    def enqueue_if_observed(async_coroutine: Any) -> None:
+        if litellm.callbacks or litellm.success_callback or litellm._async_success_callback:
+            enqueue(async_coroutine)
+        else:
+            async_coroutine.close()
+
+    enqueue_if_observed.__wrapped__ = enqueue  # type: ignore[attr-defined]  (benchmarks restore it)
+    worker.ensure_initialized_and_enqueue = enqueue_if_observed
 
 
 class AgentCallError(RuntimeError):
@@ -122,7 +146,6 @@ class LiteLLMAgent(Agent):
         self.options = options
         self.style = style
         self._limiter = anyio.CapacityLimiter(options.concurrency)
-        self._price_known = True
         self._base_delay = float(options.extra.get("retry_base_delay", 1.0))
         litellm = _litellm()
         try:
@@ -178,27 +201,15 @@ class LiteLLMAgent(Agent):
                 raise AgentCallError(one_line(error)) from None
             latency = time.perf_counter() - started
         usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        # litellm prices every response from its bundled map; models it does not know cost 0.
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0
         return Completion(
             text=text,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=self._cost(tokens_in, tokens_out),
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=float(cost),
             latency_s=latency,
         )
-
-    def _cost(self, tokens_in: int, tokens_out: int) -> float:
-        if not self._price_known:
-            return 0.0
-        try:
-            prompt_cost, completion_cost = _litellm().cost_per_token(
-                model=self.model, prompt_tokens=tokens_in, completion_tokens=tokens_out
-            )
-        except Exception:
-            self._price_known = False  # not in the bundled price map (local servers): cost stays 0
-            return 0.0
-        return float(prompt_cost + completion_cost)
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "provider": self.provider, "style": self.style, **self.options.describe()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from harness.agents.base import Agent, AgentConfigError, Completion
 from harness.task import Prompt, Task
 
@@ -22,5 +24,9 @@ class ScriptedAgent(Agent):
                 )
 
     async def act(self, prompt: Prompt) -> Completion:
-        # Policies read the live task state; they never see the rendered prompt.
-        return Completion(text=prompt.task.policies[self.policy](prompt.task, prompt.rng))
+        # Policies read the live task state; they never see the rendered prompt. A policy that needs
+        # a resource (a chess engine) may be async and return an awaitable.
+        text = prompt.task.policies[self.policy](prompt.task, prompt.rng)
+        if inspect.isawaitable(text):
+            text = await text
+        return Completion(text=text)

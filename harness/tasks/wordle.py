@@ -95,28 +95,26 @@ def pattern_code(fb: str) -> int:
     return sum("byg".index(c) * 3**i for i, c in enumerate(fb))
 
 
-def pattern_matrix(guesses: Sequence[str], secrets: Sequence[str], chunk: int = 128) -> np.ndarray:
+def pattern_matrix(guesses: Sequence[str], secrets: Sequence[str], chunk: int = 1024) -> np.ndarray:
     """``M[i, j] = pattern_code(feedback(guesses[i], secrets[j]))`` as uint8, computed with numpy.
 
     Guess position i is yellow iff it is not green and the secret has more non-green copies of its
     letter than the guess has non-green copies of it before position i (yellows go left to right).
     """
-    g_all = np.array([[ord(c) for c in w] for w in guesses], dtype=np.int8).reshape(-1, WORD_LENGTH)
-    s = np.array([[ord(c) for c in w] for w in secrets], dtype=np.int8).reshape(-1, WORD_LENGTH)
-    weights = 3 ** np.arange(WORD_LENGTH)
-    earlier = np.tril(np.ones((WORD_LENGTH, WORD_LENGTH), dtype=bool), k=-1)  # [i, k]: k < i
-    out = np.empty((len(g_all), len(s)), dtype=np.uint8)
+    n = WORD_LENGTH
+    g_all = np.array([[ord(c) for c in w] for w in guesses], dtype=np.uint8).reshape(-1, n)
+    s = np.array([[ord(c) for c in w] for w in secrets], dtype=np.uint8).reshape(-1, n)
+    out = np.zeros((len(g_all), len(s)), dtype=np.uint8)
     for start in range(0, len(g_all), chunk):
         g = g_all[start : start + chunk]
-        green = g[:, None, :] == s[None, :, :]  # (G, S, i)
-        # in_secret[G, S, i] = number of non-green secret positions j holding guess letter i
-        same = g[:, None, :, None] == s[None, :, None, :]  # (G, S, i, j)
-        in_secret = (same & ~green[:, :, None, :]).sum(axis=3)
-        # before[G, S, i] = number of non-green guess positions k < i holding the same letter as i
-        repeats = (g[:, :, None] == g[:, None, :]) & earlier  # (G, i, k)
-        before = (repeats[:, None, :, :] & ~green[:, :, None, :]).sum(axis=3)
-        yellow = ~green & (in_secret > before)
-        out[start : start + chunk] = ((2 * green + yellow) * weights).sum(axis=2)
+        code = out[start : start + chunk]
+        open_ = [g[:, i, None] != s[None, :, i] for i in range(n)]  # not green, per position
+        for i in range(n):
+            letter = g[:, i, None]
+            in_secret = sum(((letter == s[None, :, j]) & open_[j]).view(np.uint8) for j in range(n))
+            before = sum(((letter == g[:, k, None]) & open_[k]).view(np.uint8) for k in range(i))
+            yellow = open_[i] & (in_secret > before)
+            code += (2 * ~open_[i] + yellow).astype(np.uint8) * np.uint8(3**i)
     return out
 
 
@@ -189,8 +187,9 @@ class Solver:
         pool = preferred if len(preferred) else top
         return min(self.words[int(i)] for i in pool)
 
-    def guess(self, candidates: Sequence[str], first: bool) -> str:
-        if first:
+    def guess(self, candidates: Sequence[str]) -> str:
+        """The best guess given the words still consistent with the feedback (the opening is cached)."""
+        if len(candidates) == len(self.words):
             return self.opening
         return self.best(np.array([self.index[w] for w in candidates], dtype=np.int64))
 
@@ -224,15 +223,24 @@ _TOKEN = re.compile(rf"(?<![A-Za-z])[A-Za-z]{{{WORD_LENGTH}}}(?![A-Za-z])")
 # Five single letters separated by single spaces (after separators are normalized), not part of a
 # longer run of single letters: "c r a n e".
 _SPACED = re.compile(
-    rf"(?<![A-Za-z] )(?<![A-Za-z])[A-Za-z](?: [A-Za-z]){{{WORD_LENGTH - 1}}}(?![A-Za-z])(?! [A-Za-z])"
+    rf"(?<!(?<![A-Za-z])[A-Za-z] )(?<![A-Za-z])[A-Za-z](?: [A-Za-z]){{{WORD_LENGTH - 1}}}"
+    r"(?![A-Za-z])(?! [A-Za-z](?![A-Za-z]))"
 )
 
 
-def _candidates(region: str) -> list[tuple[int, str, bool]]:
-    """(position, lowercase word, written in capitals) for spaced-letter groups and 5-letter tokens."""
+def _candidates(region: str) -> list[tuple[int, str, int]]:
+    """(position, lowercase word, rank) of the guess-like spans of ``region``, in text order.
+
+    Rank 2: five spaced-out letters ("c r a n e"), except all-feedback groups ("b b y b g");
+    rank 1: a 5-letter token in capitals ("CRANE"); rank 0: any other 5-letter token.
+    """
     flat = re.sub(r"[ \t,/-]+", " ", region)
-    found = [(m.start(), m.group().replace(" ", "").lower(), False) for m in _SPACED.finditer(flat)]
-    found += [(m.start(), m.group().lower(), m.group().isupper()) for m in _TOKEN.finditer(flat)]
+    found = [
+        (m.start(), word, 2)
+        for m in _SPACED.finditer(flat)
+        if not set(word := m.group().replace(" ", "").lower()) <= set("gyb")
+    ]
+    found += [(m.start(), m.group().lower(), int(m.group().isupper())) for m in _TOKEN.finditer(flat)]
     return sorted(found)
 
 
@@ -242,7 +250,7 @@ def random_policy(task: Wordle, rng: random.Random) -> str:
 
 
 def optimal_policy(task: Wordle, rng: random.Random) -> str:
-    return solver(task.vocab).guess(task.candidates, first=not task.guesses)
+    return solver(task.vocab).guess(task.candidates)
 
 
 BEHAVIOR_SMART_P = 0.34
@@ -357,12 +365,12 @@ class Wordle(Task):
         return f"({left} guess{'es' if left != 1 else ''} left)"
 
     def parse(self, raw: str) -> str | None:
-        """The guessed word, lowercase, or ``None``.
+        """The guessed word, lowercase, or ``None`` (membership in the vocabulary is ``step``'s check).
 
-        After a marker line (``Guess: ...``, ``Action: ...``) the first candidate after the last marker
-        wins. Otherwise the last candidate wins, preferring a vocabulary word written in capitals
-        ("CRANE is my guess"), then any vocabulary word ("My guess is crane."). Candidates are
-        5-letter tokens and five spaced-out letters ("c r a n e"); the vocabulary check is ``step``'s.
+        Candidates are 5-letter tokens and five spaced-out letters ("c r a n e"). After a marker line
+        (``Guess: ...``, ``Action: ...``) the first candidate after the last marker wins ("Guess: crane,
+        since it tests vowels"). Otherwise the last candidate wins, spaced letters first, then a word in
+        capitals ("CRANE is my guess"), then any token ("My guess is crane.").
         """
         region = answer_region(raw)
         found = _candidates(region)
@@ -370,11 +378,8 @@ class Wordle(Task):
             return None
         if len(region) < len(raw):  # answer_region only shortens the text when it found a marker line
             return found[0][1]
-        for keep in (lambda w, caps: caps and w in self._vocab_set, lambda w, caps: w in self._vocab_set):
-            chosen = [w for _, w, caps in found if keep(w, caps)]
-            if chosen:
-                return chosen[-1]
-        return found[-1][1]
+        best = max(rank for _, _, rank in found)
+        return [word for _, word, rank in found if rank == best][-1]
 
     @property
     def success(self) -> bool:
