@@ -74,8 +74,11 @@ async def bare_loop(api_base: str, model: str, episodes: int, concurrency: int) 
     return episodes * TURNS / (time.perf_counter() - started)
 
 
-def lmrl_run(api_base: str, model: str, episodes: int, concurrency: int) -> tuple[float, float]:
+def lmrl_run(
+    api_base: str, model: str, episodes: int, concurrency: int, transport: str
+) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
+        options = AgentOptions(api_base=api_base, concurrency=concurrency, extra={"transport": transport})
         config = RunConfig(
             out=Path(tmp) / "run",
             tasks=["maze-fo"],
@@ -83,7 +86,7 @@ def lmrl_run(api_base: str, model: str, episodes: int, concurrency: int) -> tupl
             episodes=episodes,
             concurrency=concurrency,
             max_turns=TURNS,
-            agent_options=AgentOptions(api_base=api_base, concurrency=concurrency),
+            agent_options=options,
         )
         result = anyio.run(Runner(config).run)
         assert result.errors == 0 and result.turns == episodes * TURNS, result
@@ -100,26 +103,40 @@ def main() -> None:
         model = f"openai/say@id={uuid.uuid4().hex[:6]}"  # always "move up": never reaches the goal
         anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
         print(f"{args.episodes} episodes x {TURNS} turns, instant server, median of {args.repeats}")
-        print("| concurrency | bare litellm loop turns/s | lmrl turns/s | lmrl / bare |")
-        print("|---|---|---|---|")
+        print(
+            "| concurrency | bare litellm loop | lmrl, litellm transport | ratio | lmrl, direct transport | ratio |"
+        )
+        print("|---|---|---|---|---|---|")
         for concurrency in (64, 256):
-            bare, ours, ratios = [], [], []
+            rates: dict[str, list[float]] = {"bare": [], "litellm": [], "direct": []}
             for _ in range(args.repeats):
                 with litellm_defaults():
-                    b = anyio.run(bare_loop, api_base, model, args.episodes, concurrency)
-                o, _ = lmrl_run(api_base, model, args.episodes, concurrency)
-                bare.append(b)
-                ours.append(o)
-                ratios.append(o / b)
-            print(f"| {concurrency} | {median(bare):,.0f} | {median(ours):,.0f} | {median(ratios):.2f} |")
+                    rates["bare"].append(anyio.run(bare_loop, api_base, model, args.episodes, concurrency))
+                for transport in ("litellm", "direct"):
+                    rates[transport].append(
+                        lmrl_run(api_base, model, args.episodes, concurrency, transport)[0]
+                    )
+            bare = median(rates["bare"])
+            lite = median([o / b for o, b in zip(rates["litellm"], rates["bare"])])
+            direct = median([o / b for o, b in zip(rates["direct"], rates["bare"])])
+            print(
+                f"| {concurrency} | {bare:,.0f} turns/s | {median(rates['litellm']):,.0f} turns/s | {lite:.2f} "
+                f"| {median(rates['direct']):,.0f} turns/s | {direct:.1f} |"
+            )
         if not args.skip_latency:
             slow = f"openai/say@delay=0.5@id={uuid.uuid4().hex[:6]}"
-            _, wall = lmrl_run(api_base, slow, 256, 64)
             ideal = 4 * TURNS * 0.5
             print(
-                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64: "
-                f"{wall:.1f} s vs ideal {ideal:.0f} s -> {ideal / wall:.1%} of ideal"
+                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64, ideal {ideal:.0f} s"
             )
+            started = time.perf_counter()
+            with litellm_defaults():
+                anyio.run(bare_loop, api_base, slow, 256, 64)
+            bare_wall = time.perf_counter() - started
+            print(f"| bare litellm loop | {bare_wall:.1f} s | {ideal / bare_wall:.1%} of ideal |")
+            for transport in ("litellm", "direct"):
+                _, wall = lmrl_run(api_base, slow, 256, 64, transport)
+                print(f"| lmrl, {transport} transport | {wall:.1f} s | {ideal / wall:.1%} of ideal |")
 
 
 if __name__ == "__main__":

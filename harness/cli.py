@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
     group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
     group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    group.add_argument(
+        "--transport",
+        choices=["auto", "litellm", "direct"],
+        default="auto",
+        help="direct: lean HTTP client for OpenAI-compatible --api-base endpoints (auto picks it for "
+        "openai/ and hosted_vllm/ models with --api-base); litellm: any provider",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
@@ -187,6 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             request_timeout=args.timeout,
             max_retries=args.max_retries,
             concurrency=args.model_concurrency or args.concurrency,
+            extra={"transport": args.transport},
         ),
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,

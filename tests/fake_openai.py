@@ -75,9 +75,11 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.counts: dict[str, int] = defaultdict(int)
+        self.authorization = ""
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.authorization = request.headers.get("Authorization", "")
         return await self._answer(body, body.get("messages", []), chat=True)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -102,9 +104,10 @@ class FakeOpenAI:
             code, times = options["fail"].split("x")
             if n <= int(times):
                 headers = {"Retry-After": options["retry"]} if "retry" in options else {}
-                error = {
-                    "error": {"message": f"scripted failure {code}", "type": "server_error", "code": code}
-                }
+                message = f"scripted failure {code}"
+                if code == "401":  # like OpenAI's: the error echoes the key it was given
+                    message = f"Incorrect API key provided: {self.authorization.removeprefix('Bearer ')}"
+                error = {"error": {"message": message, "type": "server_error", "code": code}}
                 return web.json_response(error, status=int(code), headers=headers)
         if "malformed" in options and n <= int(options["malformed"]):
             return web.Response(text="{this is not json", content_type="application/json")

@@ -153,6 +153,13 @@ def test_same_seed_reproduces_episodes(tmp_path):
     assert runs[0] == runs[1]
 
 
+def wait_for_episodes(log: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.time() + 60
+    while not (log.exists() and log.read_text().count("\n") >= count):
+        assert time.time() < deadline and process.poll() is None, "run did not make progress"
+        time.sleep(0.05)
+
+
 def start_cell(first_user: str) -> tuple[int, int]:
     row, col = re.search(r"current position is at position (\d+), (\d+)", first_user).groups()
     return int(row), int(col)
@@ -182,10 +189,7 @@ def test_sigkill_then_rerun_finishes_every_episode_exactly_once(fake_server, tmp
     ]
     first = lmrl(*args)
     log = out / "episodes.jsonl"
-    deadline = time.time() + 60
-    while not (log.exists() and log.read_text().count("\n") >= 6):
-        assert time.time() < deadline and first.poll() is None, "run did not make progress"
-        time.sleep(0.05)
+    wait_for_episodes(log, 6, first)
     first.send_signal(signal.SIGKILL)
     first.wait()
     done_before = {r["index"] for r in read_records(log)}
@@ -230,10 +234,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_episodes(fake_server, tmp_path)
         "--no-progress",
     )
     log = out / "episodes.jsonl"
-    deadline = time.time() + 60
-    while not (log.exists() and log.read_text().count("\n") >= 3):
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.05)
+    wait_for_episodes(log, 3, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
@@ -241,3 +242,20 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_episodes(fake_server, tmp_path)
     text = log.read_text()
     assert text.endswith("\n")
     assert 3 <= len(read_records(log)) < 50
+
+
+def test_api_keys_never_reach_the_run_directory(fake_server, tmp_path, monkeypatch, capsys):
+    key = "sk-lmrl-test-" + uuid.uuid4().hex
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    out = tmp_path / "run"
+    good = f"openai/maze@id={uuid.uuid4().hex[:8]}"
+    rejected = f"openai/say@fail=401x99@id={uuid.uuid4().hex[:8]}"  # the 401 body echoes the key
+    code = main(["run", "--task", "maze-fo", "--model", good, "--model", rejected, "--episodes", "2",
+                 "--api-base", fake_server.api_base, "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = read_records(out / "episodes.jsonl")
+    assert any(r["error"] and "Incorrect API key" in r["error"] for r in records)
+    for path in out.iterdir():
+        assert key not in path.read_bytes().decode("utf-8", "replace"), path.name
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err

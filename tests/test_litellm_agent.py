@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from harness.agents import AgentOptions, make_agent
+from harness.agents import AgentConfigError, AgentOptions, make_agent
 from harness.agents.litellm_agent import AgentCallError, LiteLLMAgent
 from harness.rundir import load_episodes
 from harness.runner import EpisodeSpec, RunConfig, Runner, play_episode
@@ -19,12 +19,19 @@ from harness.tasks.maze import DISTANCE, START_CELLS
 pytestmark = pytest.mark.anyio
 
 
-def agent_for(server, brain: str, **options) -> LiteLLMAgent:
+@pytest.fixture(params=["litellm", "direct"])
+def transport(request) -> str:
+    """Every agent test runs through litellm and through the lean direct HTTP client."""
+    return request.param
+
+
+def agent_for(server, brain: str, transport: str, **options) -> LiteLLMAgent:
     # A unique tag per test keeps the server's per-model failure counters separate.
     model = f"openai/{brain}@id={uuid.uuid4().hex[:8]}"
-    fields = {"api_base": server.api_base, "max_retries": 3, "extra": {"retry_base_delay": 0.01}, **options}
+    extra = {"retry_base_delay": 0.01, "transport": transport}
+    fields = {"api_base": server.api_base, "max_retries": 3, "extra": extra, **options}
     agent = make_agent(model, AgentOptions(**fields))
-    assert isinstance(agent, LiteLLMAgent)
+    assert isinstance(agent, LiteLLMAgent) and agent.transport == transport
     return agent
 
 
@@ -38,8 +45,8 @@ def one_prompt() -> Prompt:
     return Prompt(task, [Segment("observation", task.reset(0, 0))], "chat", random.Random(0))
 
 
-async def test_full_multi_turn_episode_over_http(fake_server):
-    agent = agent_for(fake_server, "maze")
+async def test_full_multi_turn_episode_over_http(fake_server, transport):
+    agent = agent_for(fake_server, "maze", transport)
     await agent.preflight()
     spec = EpisodeSpec("maze-fo", agent.spec, index=3, epoch=0, seed=11)
     episode = await play_episode(spec, make_task("maze-fo"), agent, "chat", "test")
@@ -73,8 +80,8 @@ async def test_200_concurrent_episodes_are_in_flight_together(fake_server, tmp_p
     assert sum(r["t"] < first_second_turn for r in seen if r["messages"] == 2) == 200
 
 
-async def test_retries_after_429_honouring_retry_after(fake_server):
-    agent = agent_for(fake_server, "say@fail=429x1@retry=1")
+async def test_retries_after_429_honouring_retry_after(fake_server, transport):
+    agent = agent_for(fake_server, "say@fail=429x1@retry=1", transport)
     started = time.perf_counter()
     completion = await agent.act(one_prompt())
     elapsed = time.perf_counter() - started
@@ -83,30 +90,30 @@ async def test_retries_after_429_honouring_retry_after(fake_server):
     assert elapsed >= 0.95  # waited the server's Retry-After, not our 10 ms backoff
 
 
-async def test_retries_after_500(fake_server):
-    agent = agent_for(fake_server, "say@fail=500x2")
+async def test_retries_after_500(fake_server, transport):
+    agent = agent_for(fake_server, "say@fail=500x2", transport)
     completion = await agent.act(one_prompt())
     assert completion.text == "move up"
     assert len(requests_for(fake_server, agent)) == 3
 
 
-async def test_gives_up_after_max_retries_with_one_line_error(fake_server):
-    agent = agent_for(fake_server, "say@fail=503x10", max_retries=2)
+async def test_gives_up_after_max_retries_with_one_line_error(fake_server, transport):
+    agent = agent_for(fake_server, "say@fail=503x10", transport, max_retries=2)
     with pytest.raises(AgentCallError) as raised:
         await agent.act(one_prompt())
     assert "\n" not in str(raised.value)
     assert len(requests_for(fake_server, agent)) == 3
 
 
-async def test_auth_errors_are_not_retried(fake_server):
-    agent = agent_for(fake_server, "say@fail=401x10")
-    with pytest.raises(AgentCallError, match="(?i)auth"):
+async def test_auth_errors_are_not_retried(fake_server, transport):
+    agent = agent_for(fake_server, "say@fail=401x10", transport)
+    with pytest.raises(AgentCallError, match="(?i)401|auth"):
         await agent.act(one_prompt())
     assert len(requests_for(fake_server, agent)) == 1
 
 
-async def test_timeout_is_retried_then_reported(fake_server):
-    agent = agent_for(fake_server, "say@delay=5", request_timeout=0.3, max_retries=1)
+async def test_timeout_is_retried_then_reported(fake_server, transport):
+    agent = agent_for(fake_server, "say@delay=5", transport, request_timeout=0.3, max_retries=1)
     started = time.perf_counter()
     with pytest.raises(AgentCallError, match="(?i)time"):
         await agent.act(one_prompt())
@@ -114,8 +121,8 @@ async def test_timeout_is_retried_then_reported(fake_server):
     assert len(requests_for(fake_server, agent)) == 2
 
 
-async def test_malformed_body_is_retried(fake_server):
-    agent = agent_for(fake_server, "say@malformed=1")
+async def test_malformed_body_is_retried(fake_server, transport):
+    agent = agent_for(fake_server, "say@malformed=1", transport)
     completion = await agent.act(one_prompt())
     assert completion.text == "move up"
     assert len(requests_for(fake_server, agent)) == 2
@@ -136,12 +143,36 @@ async def test_a_failing_model_errors_its_episodes_and_the_run_goes_on(fake_serv
     assert all(e.success for e in episodes if e.error is None)
 
 
-async def test_text_style_uses_the_completions_endpoint_and_stops_at_newline(fake_server):
+async def test_text_style_uses_the_completions_endpoint_and_stops_at_newline(fake_server, transport):
     model = f"openai/say@id={uuid.uuid4().hex[:8]}"
-    agent = make_agent(model, AgentOptions(api_base=fake_server.api_base), style="text")
+    options = AgentOptions(api_base=fake_server.api_base, extra={"transport": transport})
+    agent = make_agent(model, options, style="text")
     task = make_task("maze-fo")
     prompt = Prompt(task, [Segment("observation", task.reset(0, 0))], "text", random.Random(0))
     completion = await agent.act(prompt)
     assert completion.text == "move up"
     (request,) = [r for r in fake_server.requests() if r["model"] == model.removeprefix("openai/")]
     assert request["first_user"] == prompt.text and "Your current position" in prompt.text
+
+
+async def test_cost_comes_from_litellms_price_map(fake_server, transport):
+    import litellm
+
+    options = AgentOptions(api_base=fake_server.api_base, extra={"transport": transport})
+    agent = make_agent("openai/gpt-4o-mini", options)
+    completion = await agent.act(one_prompt())
+    prompt_cost, completion_cost = litellm.cost_per_token(
+        model="gpt-4o-mini", prompt_tokens=completion.tokens_in, completion_tokens=completion.tokens_out
+    )
+    assert completion.cost_usd == pytest.approx(prompt_cost + completion_cost) and completion.cost_usd > 0
+
+
+def test_transport_choice():
+    base = "http://127.0.0.1:9/v1"
+    assert make_agent("openai/x", AgentOptions(api_base=base)).transport == "direct"
+    assert make_agent("hosted_vllm/x", AgentOptions(api_base=base)).transport == "direct"
+    assert make_agent("openai/gpt-4o-mini", AgentOptions()).transport == "litellm"
+    forced = AgentOptions(api_base=base, extra={"transport": "litellm"})
+    assert make_agent("openai/x", forced).transport == "litellm"
+    with pytest.raises(AgentConfigError, match="direct transport needs"):
+        make_agent("anthropic/claude-3-5-haiku-latest", AgentOptions(extra={"transport": "direct"}))

@@ -7,6 +7,7 @@ malformed bodies, honouring ``Retry-After``. A per-model ``CapacityLimiter`` bou
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from tenacity import (
 )
 
 from harness.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from harness.agents.openai_http import OpenAIHTTPClient
 from harness.secrets import one_line
 from harness.task import Prompt
 
@@ -139,7 +141,16 @@ class _WaitRetryAfterOrBackoff:
         return asked if asked is not None else self._backoff(state)
 
 
+# Providers whose api_base is OpenAI-compatible by definition: the direct transport can serve them.
+_OPENAI_COMPATIBLE = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
+TRANSPORTS = ("auto", "litellm", "direct")
+
+
 class LiteLLMAgent(Agent):
+    """An API model. ``transport``: ``litellm`` (any provider), ``direct`` (a lean HTTP client for an
+    OpenAI-compatible ``api_base``), or ``auto`` = direct for ``openai/`` and ``hosted_vllm/`` models
+    with an ``api_base``, litellm otherwise. Both share the retry policy and the concurrency limit."""
+
     def __init__(self, model: str, options: AgentOptions, style: str = "chat") -> None:
         self.spec = model
         self.model = model
@@ -166,6 +177,28 @@ class LiteLLMAgent(Agent):
                 self._fixed[name] = value
         if style == "text":
             self._fixed.setdefault("stop", ["\n"])  # the paper's text policies stop at the first newline
+        self.transport = self._choose_transport(str(options.extra.get("transport", "auto")))
+        self._http: OpenAIHTTPClient | None = None
+        if self.transport == "direct":
+            assert options.api_base is not None
+            key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
+            self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, options.concurrency)
+            sampling = ("temperature", "max_tokens", "seed", "stop")
+            self._body = {k: v for k, v in self._fixed.items() if k in sampling}
+            self._body["model"] = model.split("/", 1)[1]
+            self._price = _price_per_token(litellm, model)
+
+    def _choose_transport(self, transport: str) -> str:
+        if transport not in TRANSPORTS:
+            raise AgentConfigError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})")
+        direct_ok = bool(self.options.api_base) and self.provider in _OPENAI_COMPATIBLE
+        if transport == "direct" and not direct_ok:
+            raise AgentConfigError(
+                "the direct transport needs an openai/ or hosted_vllm/ model and an --api-base"
+            )
+        if transport == "auto":
+            return "direct" if direct_ok else "litellm"
+        return transport
 
     async def preflight(self) -> None:
         litellm = _litellm()
@@ -189,30 +222,71 @@ class LiteLLMAgent(Agent):
                     reraise=True,
                 ):
                     with attempt:
-                        if self.style == "text":
-                            response = await litellm.atext_completion(prompt=prompt.text, **self._fixed)
-                            text = response.choices[0].text
+                        if self._http is not None:
+                            completion = await self._call_direct(prompt)
                         else:
-                            response = await litellm.acompletion(messages=prompt.messages, **self._fixed)
-                            text = response.choices[0].message.content
-                        if text is None:
-                            text = ""
+                            completion = await self._call_litellm(litellm, prompt)
             except Exception as error:
                 raise AgentCallError(one_line(error)) from None
-            latency = time.perf_counter() - started
+            completion.latency_s = time.perf_counter() - started
+        return completion
+
+    async def _call_litellm(self, litellm: Any, prompt: Prompt) -> Completion:
+        if self.style == "text":
+            response = await litellm.atext_completion(prompt=prompt.text, **self._fixed)
+            text = response.choices[0].text
+        else:
+            response = await litellm.acompletion(messages=prompt.messages, **self._fixed)
+            text = response.choices[0].message.content
         usage = getattr(response, "usage", None)
         # litellm prices every response from its bundled map; models it does not know cost 0.
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0
         return Completion(
-            text=text,
+            text=text or "",
             tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
             tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
             cost_usd=float(cost),
-            latency_s=latency,
         )
 
+    async def _call_direct(self, prompt: Prompt) -> Completion:
+        assert self._http is not None
+        if self.style == "text":
+            payload = await self._http.post("/completions", {**self._body, "prompt": prompt.text})
+            text = payload["choices"][0].get("text")
+        else:
+            payload = await self._http.post("/chat/completions", {**self._body, "messages": prompt.messages})
+            text = (payload["choices"][0].get("message") or {}).get("content")
+        usage = payload.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return Completion(
+            text=text or "",
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=tokens_in * self._price[0] + tokens_out * self._price[1],
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
     def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "provider": self.provider, "style": self.style, **self.options.describe()}
+        return {
+            "spec": self.spec,
+            "provider": self.provider,
+            "style": self.style,
+            "transport": self.transport,
+            **self.options.describe(),
+        }
+
+
+def _price_per_token(litellm: Any, model: str) -> tuple[float, float]:
+    """(input, output) USD per token from litellm's bundled map; (0, 0) for models it does not know."""
+    for name in (model, model.split("/", 1)[-1]):
+        entry = litellm.model_cost.get(name)
+        if entry:
+            prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
+            return float(prices[0] or 0), float(prices[1] or 0)
+    return 0.0, 0.0
 
 
 async def _check_reachable(api_base: str) -> None:
