@@ -104,7 +104,8 @@ def main() -> None:
         anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
         print(f"{args.episodes} episodes x {TURNS} turns, instant server, median of {args.repeats}")
         print(
-            "| concurrency | bare litellm loop | lmrl, litellm transport | ratio | lmrl, direct transport | ratio |"
+            "| concurrency | bare litellm loop | lmrl, litellm transport | ratio "
+            "| lmrl, direct transport | ratio |"
         )
         print("|---|---|---|---|---|---|")
         for concurrency in (64, 256):
@@ -117,17 +118,19 @@ def main() -> None:
                         lmrl_run(api_base, model, args.episodes, concurrency, transport)[0]
                     )
             bare = median(rates["bare"])
-            lite = median([o / b for o, b in zip(rates["litellm"], rates["bare"])])
-            direct = median([o / b for o, b in zip(rates["direct"], rates["bare"])])
+            lite = median([o / b for o, b in zip(rates["litellm"], rates["bare"], strict=True)])
+            direct = median([o / b for o, b in zip(rates["direct"], rates["bare"], strict=True)])
             print(
-                f"| {concurrency} | {bare:,.0f} turns/s | {median(rates['litellm']):,.0f} turns/s | {lite:.2f} "
+                f"| {concurrency} | {bare:,.0f} turns/s | {median(rates['litellm']):,.0f} turns/s "
+                f"| {lite:.2f} "
                 f"| {median(rates['direct']):,.0f} turns/s | {direct:.1f} |"
             )
         if not args.skip_latency:
             slow = f"openai/say@delay=0.5@id={uuid.uuid4().hex[:6]}"
             ideal = 4 * TURNS * 0.5
             print(
-                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64, ideal {ideal:.0f} s"
+                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64, "
+                f"ideal {ideal:.0f} s"
             )
             started = time.perf_counter()
             with litellm_defaults():
