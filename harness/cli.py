@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--episodes", type=_positive_int, default=25, help="episodes per task and model (25)")
     run.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE=SPEC",
+        help="fill a partner role (oracle, buyer, ...) with an agent spec; default: the task's simulator",
+    )
+    run.add_argument(
         "--epochs", type=_positive_int, default=1, help="repeat every episode index this often (1)"
     )
     run.add_argument("--concurrency", type=_positive_int, default=32, help="episodes in flight (32)")
@@ -125,6 +132,16 @@ def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any
             value = raw
         options.setdefault(task, {})[key] = value
     return options
+
+
+def _roles(items: list[str]) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    for item in items:
+        role, sep, spec = item.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise UsageError(f"--role {item!r} is not ROLE=SPEC (e.g. oracle=openai/gpt-4o-mini)")
+        roles[role.strip()] = spec.strip()
+    return roles
 
 
 def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
@@ -198,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ),
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,
+        roles=_roles(args.role),
     )
     try:
         runner = Runner(config)

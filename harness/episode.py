@@ -15,6 +15,7 @@ Episode
     index, epoch    int     episode index within the run and repetition number
     seed            int     the episode's seed, derived from the run seed (reruns reproduce)
     models          dict    role -> agent spec that filled it (``agent`` always present)
+    role_usage      dict    partner role -> {calls, tokens_in, tokens_out, cost_usd, latency_s}
     turns           list    the ``Turn`` records, in order
     final_observation str   what the environment showed after the last step
     return_         float   undiscounted sum of rewards (``return`` in JSON)
@@ -96,6 +97,7 @@ class Episode:
     length: int = 0
     invalid_count: int = 0
     judges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    role_usage: dict[str, dict[str, float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     tokens_in: int = 0

@@ -58,6 +58,7 @@ class RunConfig:
     agent_options: AgentOptions = field(default_factory=AgentOptions)
     retry_errors: bool = False
     max_turns: int | None = None  # lower the tasks' own step caps (quick looks at expensive models)
+    roles: dict[str, str] = field(default_factory=dict)  # partner role -> agent spec (else the default)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -66,6 +67,7 @@ class RunConfig:
             "style": self.style,
             "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)},
             "max_turns": self.max_turns,
+            "roles": dict(sorted(self.roles.items())),
         }
 
 
@@ -121,8 +123,11 @@ async def play_episode(
     run_id: str,
     max_turns: int | None = None,
     judges: list[Judge] | None = None,
+    partners: dict[str, Agent] | None = None,
 ) -> Episode:
-    """Play one episode to the end. Never raises for task or agent failures: they land in ``error``."""
+    """Play one episode to the end. Never raises for task or agent failures: they land in ``error``.
+
+    ``partners`` maps each of the task's roles to the agent filling it."""
     episode = Episode(
         run_id=run_id,
         key=spec.key,
@@ -131,12 +136,14 @@ async def play_episode(
         index=spec.index,
         epoch=spec.epoch,
         seed=spec.seed,
-        models={"agent": agent.spec},
+        models={"agent": agent.spec, **{role: a.spec for role, a in (partners or {}).items()}},
         started_at=time.time(),
     )
     started = time.perf_counter()
     rng = random.Random(spec.seed ^ 0x5EED)  # the agent's own stream, independent of the task's
     try:
+        if task.roles:
+            task.attach_partners(partners or {}, spec.seed)
         observation = task.reset(spec.seed, spec.index)
         history = [Segment("observation", observation)]
         cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
@@ -180,6 +187,7 @@ async def play_episode(
         with contextlib.suppress(Exception):
             episode.info = task.episode_info()
     finally:
+        episode.role_usage = getattr(task, "role_usage", {})
         with anyio.CancelScope(shield=True):
             try:
                 await task.aclose()
@@ -191,7 +199,12 @@ async def play_episode(
     return episode
 
 
-def build_manifest(config: RunConfig, agents: dict[str, Agent], tasks: dict[str, Task]) -> dict[str, Any]:
+def build_manifest(
+    config: RunConfig,
+    agents: dict[str, Agent],
+    tasks: dict[str, Task],
+    partners: dict[tuple[str, str], Agent] | None = None,
+) -> dict[str, Any]:
     import importlib.metadata as md
 
     def version(dist: str) -> str | None:
@@ -217,6 +230,7 @@ def build_manifest(config: RunConfig, agents: dict[str, Agent], tasks: dict[str,
             "seed": config.seed,
             "style": config.style,
             "max_turns": config.max_turns,
+            "roles": config.roles,
         },
         "tasks": {
             name: {
@@ -234,6 +248,7 @@ def build_manifest(config: RunConfig, agents: dict[str, Agent], tasks: dict[str,
             for name, task in tasks.items()
         },
         "models": {spec: agent.describe() for spec, agent in agents.items()},
+        "roles": {f"{role}={spec}": agent.describe() for (role, spec), agent in (partners or {}).items()},
     }
 
 
@@ -255,6 +270,27 @@ class Runner:
         }
         for agent in self.agents.values():
             agent.check_tasks([task_class(name) for name in config.tasks])
+        # One agent per (role, spec): each role gets its own concurrency limit and usage ledger.
+        self.partner_agents: dict[tuple[str, str], Agent] = {}
+        self.partners: dict[str, dict[str, Agent]] = {}
+        declared = {role for name in config.tasks for role in task_class(name).roles}
+        unknown = set(config.roles) - declared
+        if unknown:
+            raise RunConfigError(
+                f"--role {sorted(unknown)[0]}: no task in this run has that role "
+                f"(roles here: {', '.join(sorted(declared)) or 'none'})"
+            )
+        for name in config.tasks:
+            cls = task_class(name)
+            self.partners[name] = {}
+            for role, default in cls.roles.items():
+                role_spec = config.roles.get(role, default)
+                key = (role, role_spec)
+                if key not in self.partner_agents:
+                    self.partner_agents[key] = make_agent(role_spec, config.agent_options, style="chat")
+                partner = self.partner_agents[key]
+                partner.check_tasks([cls])
+                self.partners[name][role] = partner
 
     def _validate(self) -> None:
         c = self.config
@@ -309,7 +345,7 @@ class Runner:
         on_progress: Callable[[Episode], None] | None = None,
         on_start: Callable[[int, int], None] | None = None,
     ) -> RunResult:
-        for agent in self.agents.values():
+        for agent in self._all_agents():
             await agent.preflight()
         finished = self._open_run_dir()
         planned = plan(self.config)
@@ -327,16 +363,20 @@ class Runner:
                         shared[name] = await resources.enter_async_context(opener)
                     except TaskUnavailable as error:
                         raise RunConfigError(str(error)) from None
-                write_manifest(self.config.out, build_manifest(self.config, self.agents, self.templates))
+                manifest = build_manifest(self.config, self.agents, self.templates, self.partner_agents)
+                write_manifest(self.config.out, manifest)
                 if on_start:
                     on_start(result.planned, result.skipped)
                 await self._play(pending, shared, result, on_progress)
         finally:
             result.wall_s = time.perf_counter() - started
             with anyio.CancelScope(shield=True):
-                for agent in self.agents.values():
+                for agent in self._all_agents():
                     await agent.aclose()
         return result
+
+    def _all_agents(self) -> list[Agent]:
+        return [*self.agents.values(), *self.partner_agents.values()]
 
     async def _play(
         self,
@@ -360,6 +400,7 @@ class Runner:
                     self.config.out.name,
                     self.config.max_turns,
                     self.judges,
+                    self.partners[spec.task],
                 )
                 log.append(episode)
                 result.finished += 1

@@ -79,6 +79,10 @@ class Task(ABC):
     rng: random.Random
     # What ``open_shared`` yielded, set by the runner before ``reset``; ``None`` when used standalone.
     shared: Any = None
+    # role -> the agent filling it, set by the runner (``attach_partners``) before ``reset``.
+    partners: dict[str, Any]
+    # role -> {"calls", "tokens_in", "tokens_out", "cost_usd", "latency_s"}: what each partner cost.
+    role_usage: dict[str, dict[str, float]]
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -104,6 +108,32 @@ class Task(ABC):
 
     async def astep(self, action: str | None) -> StepResult:
         return self.step(action)
+
+    # --- partner roles ---------------------------------------------------------------------------
+    def attach_partners(self, partners: dict[str, Any], seed: int) -> None:
+        """Give the task the agents filling its roles (``harness.agents.Agent`` instances)."""
+        missing = set(self.roles) - set(partners)
+        if missing:
+            raise ValueError(f"task {self.name} needs agents for role(s) {', '.join(sorted(missing))}")
+        self.partners = partners
+        empty = {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "latency_s": 0.0}
+        self.role_usage = {role: dict(empty) for role in partners}
+        self._partner_rng = random.Random(seed ^ 0xB0B)
+
+    async def ask(self, role: str, messages: list[dict[str, str]], text: str | None = None) -> str:
+        """One call to the partner filling ``role``: chat ``messages`` for model partners (``text`` for
+        text-style ones); scripted partners read the task state instead. Usage lands in ``role_usage``."""
+        prompt = Prompt(self, [], "chat", self._partner_rng, role=role)
+        prompt.__dict__["messages"] = messages  # pre-rendered: fills the cached properties
+        prompt.__dict__["text"] = text if text is not None else "\n".join(m["content"] for m in messages)
+        completion = await self.partners[role].act(prompt)
+        usage = self.role_usage[role]
+        usage["calls"] += 1
+        usage["tokens_in"] += completion.tokens_in
+        usage["tokens_out"] += completion.tokens_out
+        usage["cost_usd"] += completion.cost_usd
+        usage["latency_s"] += completion.latency_s
+        return completion.text
 
     @abstractmethod
     def parse(self, raw: str) -> str | None:
