@@ -106,7 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="direct: lean HTTP client for OpenAI-compatible --api-base endpoints (auto picks it for "
         "openai/ and hosted_vllm/ models with --api-base); litellm: any provider",
     )
+    run.add_argument(
+        "--judge",
+        action="append",
+        default=[],
+        metavar="NAME[=MODEL]",
+        help="score each finished episode with a judge (`lmrl judges` lists them)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    score = sub.add_parser("score", help="judge a finished run again, without replaying episodes")
+    score.add_argument("run_dir", type=Path)
+    score.add_argument(
+        "--judge",
+        action="append",
+        required=True,
+        metavar="NAME[=MODEL]",
+        help="judge to apply; repeat (two LLM judges also report their agreement)",
+    )
+    score.add_argument("--concurrency", type=_positive_int, default=16, help="judge calls in flight (16)")
+    score.add_argument("--api-base", help="OpenAI-compatible endpoint for the judge models")
+    score.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    score.add_argument("--max-retries", type=int, default=6, help="retries per call (6)")
+    score.add_argument("--transport", choices=["auto", "litellm", "direct"], default="auto")
+    score.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("judges", help="list judges: rule judges and LLM judges (which need a model)")
 
     show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
     show.add_argument("run_dir", type=Path)
@@ -218,7 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         roles=_roles(args.role),
     )
     try:
-        runner = Runner(config)
+        from harness.judges import make_judge
+
+        judges = [make_judge(spec, config.agent_options) for spec in args.judge]
+        runner = Runner(config, judges)
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
 
@@ -247,6 +275,68 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--retry-errors replays them)",
             file=sys.stderr,
         )
+    return 0
+
+
+def cmd_judges() -> int:
+    from rich.table import Table
+
+    from harness.judges import judge_entries
+
+    table = Table(title="lmrl judges")
+    for column in ("judge", "kind", "tasks", "description"):
+        table.add_column(column)
+    for entry in judge_entries():
+        usage = entry.name if entry.kind == "rule" else f"{entry.name}=MODEL"
+        table.add_row(usage, entry.kind, ", ".join(entry.tasks or ("all",)), entry.description)
+    _console().print(table)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import anyio
+
+    from harness.agents import AgentConfigError, AgentOptions
+    from harness.judges import make_judge
+    from harness.judges.rescore import agreement, score_run
+
+    _load(args.run_dir)  # one-line error when it is not a run
+    options = AgentOptions(
+        api_base=args.api_base,
+        request_timeout=args.timeout,
+        max_retries=args.max_retries,
+        concurrency=args.concurrency,
+        extra={"transport": args.transport},
+    )
+    try:
+        judges = [make_judge(spec, options) for spec in args.judge]
+        for judge in judges:
+            agent = getattr(judge, "agent", None)
+            if agent is not None:
+                anyio.run(agent.preflight)
+    except AgentConfigError as error:
+        raise UsageError(str(error)) from None
+    try:
+        result = anyio.run(score_run, args.run_dir, judges, args.concurrency)
+    except KeyboardInterrupt:
+        print("lmrl: interrupted; scores so far are saved; rerun to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"scored {result.scored}, cached {result.cached}, errors {result.errors}, "
+        f"not applicable {result.skipped}"
+    )
+    for name, scores in result.by_judge.items():
+        if scores:
+            mean = sum(s for _, s in scores) / len(scores)
+            print(f"  {name}: mean {mean:.3g} over {len(scores)} episodes")
+    names = [j.key for j in judges if j.model]
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a = agreement(result.by_judge[first], result.by_judge[second])
+            print(
+                f"  agreement {first} vs {second}: n={a['n']:.0f} pearson={a['pearson']:.3f} "
+                f"mean|diff|={a['mean_abs_diff']:.3f} exact={a['exact']:.1%}"
+            )
     return 0
 
 
@@ -325,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tasks()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "score":
+            return cmd_score(args)
+        if args.command == "judges":
+            return cmd_judges()
         if args.command == "show":
             _print_summary(args.run_dir, args.csv)
             return 0

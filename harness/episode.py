@@ -43,6 +43,7 @@ Turn
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -138,6 +139,12 @@ class Episode:
         turns = [Turn.from_dict(t) for t in record.pop("turns", [])]
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         return cls(turns=turns, **known)
+
+    def content_hash(self) -> str:
+        """Identifies what a judge sees (the dialogue and the outcome), for caching judge scores."""
+        content = [self.task, self.key, self.final_observation, self.return_, self.success]
+        content += [[t.observation, t.raw_output, t.reward] for t in self.turns]
+        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:32]
 
     @classmethod
     def from_json(cls, line: str) -> Episode:

@@ -22,6 +22,7 @@ from harness.episode import Episode
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"
+JUDGES = "judges.jsonl"  # scores written by `lmrl score`, merged into episodes when they load
 
 
 class RunDirError(ValueError):
@@ -60,22 +61,38 @@ def repair_log(path: Path) -> int:
     return dropped
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every complete record in an episodes log; a later record for the same key replaces an earlier one."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete, parseable record of a JSON-lines log, in order (a torn tail is ignored)."""
     if not path.exists():
         return []
-    by_key: dict[str, dict[str, Any]] = {}
+    records = []
     for _, line in _complete_lines(path.read_bytes()):
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except ValueError:
             break
-        by_key[record["key"]] = record
-    return list(by_key.values())
+    return records
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every complete record in an episodes log; a later record for the same key replaces an earlier one."""
+    return list({record["key"]: record for record in read_jsonl(path)}.values())
 
 
 def load_episodes(run_dir: Path) -> list[Episode]:
-    return [Episode.from_dict(r) for r in read_records(run_dir / EPISODES)]
+    """The run's episodes, with the scores of ``lmrl score`` merged in (when the episode is unchanged)."""
+    episodes = [Episode.from_dict(r) for r in read_records(run_dir / EPISODES)]
+    by_key = {episode.key: episode for episode in episodes}
+    hashes: dict[str, str] = {}
+    for score in read_jsonl(run_dir / JUDGES):
+        episode = by_key.get(score.get("key", ""))
+        if episode is None:
+            continue
+        if episode.key not in hashes:
+            hashes[episode.key] = episode.content_hash()
+        if score.get("content_hash") == hashes[episode.key]:
+            episode.judges[score["judge"]] = score["entry"]
+    return episodes
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -123,8 +140,8 @@ def git_revision() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-class EpisodeLog:
-    """Appends finished episodes durably. ``append`` never blocks; ``run`` is the writer task."""
+class DurableLog:
+    """Appends JSON lines durably (group commit). ``append`` never blocks; ``run`` is the writer task."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -133,8 +150,9 @@ class EpisodeLog:
         self._wake = anyio.Event()
         self.written = 0
 
-    def append(self, episode: Episode) -> None:
-        self._pending.append(episode.to_json() + "\n")
+    def append(self, record: Episode | dict[str, Any]) -> None:
+        line = record.to_json() if isinstance(record, Episode) else json.dumps(record, ensure_ascii=False)
+        self._pending.append(line + "\n")
         self._wake.set()
 
     def _write(self, lines: list[str]) -> None:
@@ -156,3 +174,6 @@ class EpisodeLog:
             batch, self._pending = self._pending, []
             self._write(batch)
             self._handle.close()
+
+
+EpisodeLog = DurableLog  # the episodes log is the main use

@@ -364,6 +364,7 @@ class Runner:
                     except TaskUnavailable as error:
                         raise RunConfigError(str(error)) from None
                 manifest = build_manifest(self.config, self.agents, self.templates, self.partner_agents)
+                manifest["judges"] = [judge.key for judge in self.judges]
                 write_manifest(self.config.out, manifest)
                 if on_start:
                     on_start(result.planned, result.skipped)
@@ -376,7 +377,8 @@ class Runner:
         return result
 
     def _all_agents(self) -> list[Agent]:
-        return [*self.agents.values(), *self.partner_agents.values()]
+        judge_agents = [j.agent for j in self.judges if getattr(j, "agent", None) is not None]  # LLM judges
+        return [*self.agents.values(), *self.partner_agents.values(), *judge_agents]
 
     async def _play(
         self,
