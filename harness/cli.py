@@ -379,21 +379,23 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
         "tokens",
         "cost $",
     ]
-    for header in headers:
+    judge_columns = [c for c in table_frame.columns if c.startswith("judge:")]
+    for header in headers + judge_columns:
         table.add_column(header, justify="left" if header in ("task", "model") else "right")
-    for row in table_frame.itertuples(index=False):
+    for row in table_frame.to_dict("records"):
         table.add_row(
-            row.task,
-            row.model,
-            str(row.episodes),
-            str(row.errors),
-            f"{fmt(row.mean_return, '.3g')} ± {fmt(row.ci95, '.2g')}",
-            fmt(row.normalized, ".1f"),
-            fmt(row.success_rate, ".1%"),
-            fmt(row.invalid_rate, ".1%"),
-            fmt(row.mean_turns, ".1f"),
-            f"{row.tokens:,}",
-            fmt(row.cost_usd, ".4f"),
+            row["task"],
+            row["model"],
+            str(row["episodes"]),
+            str(row["errors"]),
+            f"{fmt(row['mean_return'], '.3g')} ± {fmt(row['ci95'], '.2g')}",
+            fmt(row["normalized"], ".1f"),
+            fmt(row["success_rate"], ".1%"),
+            fmt(row["invalid_rate"], ".1%"),
+            fmt(row["mean_turns"], ".1f"),
+            f"{row['tokens']:,}",
+            fmt(row["cost_usd"], ".4f"),
+            *(fmt(row[c], ".3g") for c in judge_columns),
         )
     _console().print(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -32,6 +33,7 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
     ``anchors`` maps task -> {"min", "avg", "max"}; ``normalized`` is the paper's score of the mean return.
     """
     rows: list[dict[str, Any]] = []
+    judge_keys: set[str] = set()
     for (task, model), group in frame.groupby(["task", "model"], sort=True):
         ok = group[group["error"].isna()]
         mean, half = mean_ci95(ok["return"].tolist())
@@ -51,6 +53,18 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
                 "mean_turns": ok["length"].mean() if len(ok) else math.nan,
                 "tokens": int(group["tokens_in"].sum() + group["tokens_out"].sum()),
                 "cost_usd": float(group["cost_usd"].sum()),
+                **_judge_means(ok["judges"], judge_keys),
             }
         )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS + [f"judge:{k}" for k in sorted(judge_keys)])
+
+
+def _judge_means(judges: pd.Series, seen: set[str]) -> dict[str, float]:
+    """Mean score per judge over the episodes it scored (missing scores - judge errors - left out)."""
+    scores: dict[str, list[float]] = {}
+    for text in judges:
+        for key, entry in json.loads(text or "{}").items():
+            if entry.get("score") is not None:
+                scores.setdefault(key, []).append(float(entry["score"]))
+    seen.update(scores)
+    return {f"judge:{key}": sum(v) / len(v) for key, v in scores.items()}

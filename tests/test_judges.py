@@ -136,3 +136,32 @@ def test_lmrl_score_rescores_without_replaying_and_caches(fake_server, tmp_path,
     assert main(args) == 0  # everything cached: no new judge calls
     assert "scored 0, cached 8" in capsys.readouterr().out
     assert len(fake_server.requests()) == len(seen)
+
+
+def test_show_reports_judge_means(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "run",
+                "--task",
+                "maze-fo",
+                "--model",
+                "scripted/random",
+                "--episodes",
+                "4",
+                "--out",
+                str(out),
+                "--judge",
+                "invalid-rate",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["show", str(out), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert "judge:invalid-rate" in capsys.readouterr().out
+    import pandas as pd
+
+    assert pd.read_csv(tmp_path / "t.csv")["judge:invalid-rate"].iloc[0] == 0.0
