@@ -1,0 +1,510 @@
+"""Car Dealer: catalog, decision parsing, rewards, text reading, the built-in buyer, full episodes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import pytest
+
+from harness.agents import AgentOptions
+from harness.agents.scripted import ScriptedAgent
+from harness.episode import Episode
+from harness.rundir import load_episodes
+from harness.runner import RunConfig, Runner
+from harness.task import InvalidTaskOption, Segment
+from harness.tasks import make_task, task_class
+from harness.tasks.car_dealer import (
+    BRANDS,
+    BUDGETS,
+    BY_MODEL,
+    CATALOG,
+    FEATURES,
+    MAX_TURNS,
+    PERSONALITIES,
+    REVENUE_ANCHORS,
+    RUBRIC_SELLER_NATURALNESS,
+    TYPES,
+    WORST_RETURN,
+    BuyerTraits,
+    CarDealer,
+    Decision,
+    OfferTracker,
+    Profile,
+    decision_reward,
+    fancy_reward,
+    find_cars,
+    find_features,
+    find_money,
+    format_decision,
+    measure_policy,
+    parse_decision,
+    revenue_reward,
+    sale_price,
+    split_decision,
+)
+
+
+# --- catalog and profile -------------------------------------------------------------------------
+def test_catalog_covers_the_profile_sets() -> None:
+    assert 40 <= len(CATALOG) <= 100
+    assert len(BY_MODEL) == len(CATALOG)  # model names are unique
+    for car in CATALOG:
+        assert car.brand in BRANDS and car.msrp > 0 and car.types
+        assert set(car.types) <= set(TYPES) and set(car.features) <= set(FEATURES)
+        assert (car.condition == "new") == (car.year is None)
+    assert {car.brand for car in CATALOG} == set(BRANDS)
+    assert {t for car in CATALOG for t in car.types} == set(TYPES)
+    assert all(sum(car.brand == b for car in CATALOG) >= 3 for b in BRANDS)
+    assert any(car.msrp <= min(BUDGETS) for car in CATALOG)  # the $10k buyer can find something
+    assert abs(WORST_RETURN - (-(90_000 - 9_500) / 9_500)) < 1e-12  # $90k buyer rejects the cheapest car
+
+
+def test_registered_with_options() -> None:
+    assert task_class("car-dealer") is CarDealer
+    task = make_task("car-dealer")
+    assert task.options() == {"reward_mode": "fancy"} and task.anchors.max == 1.0 and task.anchors.min == 0
+    assert task.max_steps == MAX_TURNS == 50 and task.roles == {"buyer": "scripted/buyer"}
+    revenue = make_task("car-dealer", reward_mode="revenue")
+    assert revenue.anchors == REVENUE_ANCHORS and revenue.options() == {"reward_mode": "revenue"}
+    with pytest.raises(InvalidTaskOption, match="reward_mode"):
+        make_task("car-dealer", reward_mode="profit")
+    with pytest.raises(InvalidTaskOption):
+        make_task("car-dealer", colour="red")
+
+
+def test_reset_draws_the_profile_from_the_seed() -> None:
+    task = CarDealer()
+    first = task.reset(7)
+    profile = task.profile
+    assert profile.personality in PERSONALITIES and profile.brand in BRANDS and profile.type in TYPES
+    assert 1 <= len(profile.features) <= 4 and set(profile.features) <= set(FEATURES)
+    assert profile.budget in BUDGETS
+    assert task.reset(7) == first and task.profile == profile
+    profiles = set()
+    for seed in range(200):
+        task.reset(seed)
+        profiles.add((task.profile.brand, task.profile.type, task.profile.budget))
+    assert len(profiles) > 100
+    assert task.profile.line().startswith(f"Personality: {task.profile.personality}. Prefers a ")
+
+
+def test_sync_step_refuses() -> None:
+    task = CarDealer()
+    task.reset(0)
+    with pytest.raises(RuntimeError, match="astep"):
+        task.step("Hello")
+
+
+# --- decisions -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Output: Decision=Accept MSRP=$35,000 Buy Price=$32,000", Decision(True, 35_000, 32_000)),
+        (
+            "Sounds good!\nOutput: Decision=Accept MSRP=$35,000 Buy Price=$32,000",
+            Decision(True, 35_000, 32_000),
+        ),
+        ("decision = accept, msrp $35000, buy price: 32k", Decision(True, 35_000, 32_000)),
+        ("Decision: Reject (MSRP=$40,000)", Decision(False, 40_000, None)),
+        ("Output: Decision=Reject MSRP=$40,000", Decision(False, 40_000, None)),
+        ("**Output:** DECISION=ACCEPT  msrp=$35,000   buy price=$31,500.", Decision(True, 35_000, 31_500)),
+        ("OUTPUT: decision=accepted buy price = 29.5k msrp = 31k", Decision(True, 31_000, 29_500)),
+        ("Decision: Accept\nMSRP: $35,000\nBuy Price: $33,000\n", Decision(True, 35_000, 33_000)),
+        ("decision=reject msrp=$40", Decision(False, 40_000, None)),  # a bare 40 in a tag means thousands
+        ("Output: Decision=Accept MSRP=$35 thousand Buy Price=$34 thousand", Decision(True, 35_000, 34_000)),
+        ("Decision = Declined. MSRP of $22,500.", Decision(False, 22_500, None)),
+        ("Output: Decision=Reject", Decision(False, None, None)),
+        ("Output: Decision=Accept", Decision(True, None, None)),
+        ("I've made my decision: Accept. MSRP=$30,000 Buy Price=$27,000", Decision(True, 30_000, 27_000)),
+        (
+            "Decision=Reject MSRP=$50,000\nActually no. Decision=Accept MSRP=$50,000 Buy Price=$45,000",
+            Decision(True, 50_000, 45_000),
+        ),
+        ("That's a tough decision, let me think.", None),
+        ("Can you do $32,000? I'd accept that.", None),
+        ("", None),
+    ],
+)
+def test_parse_decision(text: str, expected: Decision | None) -> None:
+    assert parse_decision(text) == expected
+
+
+def test_split_decision_strips_the_tag_from_what_the_seller_sees() -> None:
+    visible, decision = split_decision("Deal! Output: Decision=Accept MSRP=$30,000 Buy Price=$28,000")
+    assert visible == "Deal!" and decision == Decision(True, 30_000, 28_000)
+    visible, _ = split_decision("No thanks. (Decision: Reject MSRP=$40,000) Goodbye.")
+    assert visible == "No thanks. Goodbye."
+    visible, _ = split_decision("Fine.\n**Output:** Decision=Accept\nMSRP: $35,000\nBuy Price: $33,000\nBye!")
+    assert visible == "Fine.\nBye!"
+    assert split_decision("Output: Decision=Reject MSRP=$9,500") == ("", Decision(False, 9_500))
+    assert split_decision("Just talking.") == ("Just talking.", None)
+
+
+def test_format_decision_round_trips() -> None:
+    assert format_decision(True, 35_000, 32_000) == "Output: Decision=Accept MSRP=$35,000 Buy Price=$32,000"
+    assert format_decision(False, 40_000) == "Output: Decision=Reject MSRP=$40,000"
+    assert format_decision(False, None) == "Output: Decision=Reject"
+    for accepted, msrp, price in [(True, 35_000, 32_000), (False, 40_000, None), (False, None, None)]:
+        assert parse_decision(format_decision(accepted, msrp, price)) == Decision(accepted, msrp, price)
+
+
+# --- rewards -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("bought", "price", "budget", "msrp", "fancy", "revenue"),
+    [
+        (True, 32_000, 50_000, 35_000, 32_000 / 42_500, 32.0),  # the paper's example, ~0.75
+        (True, 50_000, 50_000, 50_000, 1.0, 50.0),  # full price, MSRP = budget: the max anchor
+        (True, 9_000, 10_000, 9_500, 9_000 / 9_750, 9.0),
+        (False, None, 30_000, 40_000, 0.25, 0.0),  # over-budget car walked away from: positive
+        (False, None, 90_000, 30_000, -2.0, 0.0),  # rich buyer walks away from a cheap car
+        (False, None, 50_000, 50_000, 0.0, 0.0),
+        (False, None, 50_000, None, 0.0, 0.0),  # no MSRP known -> 0
+        (True, None, 50_000, 35_000, 0.0, 0.0),  # bought at an unknown price -> 0
+    ],
+)
+def test_reward_formulas(bought, price, budget, msrp, fancy, revenue) -> None:
+    assert fancy_reward(bought, price, budget, msrp) == pytest.approx(fancy)
+    assert revenue_reward(bought, price) == pytest.approx(revenue)
+    decision = Decision(bought, msrp, price)
+    assert decision_reward(decision, budget) == pytest.approx(fancy)
+    assert decision_reward(decision, budget, "revenue") == pytest.approx(revenue)
+
+
+def test_no_decision_is_worth_zero() -> None:
+    assert decision_reward(None, 50_000) == 0.0 == decision_reward(None, 50_000, "revenue")
+
+
+# --- reading the seller's text -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It lists at $32,000.", [("price", 32_000)]),
+        ("I can do 32k.", [("price", 32_000)]),
+        ("How about 32 thousand dollars?", [("price", 32_000)]),
+        ("It's $29,500.50 out the door", [("price", 29_500.5)]),
+        ("That's 31,000 even.", [("price", 31_000)]),
+        ("I'll take $2,000 off.", [("discount", 2_000)]),
+        ("We can give you a discount of $1,500", [("discount", 1_500)]),
+        ("5% off today only", [("percent", 0.05)]),
+        ("The 2024 Ford F-150 and the CX-5", []),
+        ("Only $399/month, or $399 a month", []),
+        ("Financing at 3.9% APR", []),
+    ],
+)
+def test_find_money(text: str, expected: list[tuple[str, float]]) -> None:
+    assert [(m.kind, m.value) for m in find_money(text)] == [(k, pytest.approx(v)) for k, v in expected]
+
+
+def test_find_cars_and_features() -> None:
+    assert [c.model for _, c in find_cars("the crv or the CR-V, the mazda 3 and the F150")] == [
+        "CR-V",
+        "CR-V",
+        "Mazda3",
+        "F-150",
+    ]
+    assert [c.model for _, c in find_cars("The F-150 Lightning and the RX350")] == [
+        "F-150 Lightning",
+        "RX 350",
+    ]
+    # Everyday words are models only when capitalized mid-sentence.
+    assert find_cars("This is a perfect fit. Let's focus on price.") == []
+    assert [c.model for _, c in find_cars("I'd recommend the Honda Fit.")] == ["Fit"]
+    found = find_features("It has a rearview camera and heated seats, but no sunroof. CarPlay is standard.")
+    assert [(f, present) for _, f, present in found] == [
+        ("backup camera", True),
+        ("heated seats", True),
+        ("sunroof", False),
+        ("Apple CarPlay", True),
+    ]
+    assert [(f, p) for _, f, p in find_features("It doesn't have a moonroof or GPS")] == [
+        ("sunroof", False),
+        ("navigation system", False),
+    ]
+
+
+def test_offer_tracker_follows_cars_prices_and_discounts() -> None:
+    profile = Profile("polite", "Honda", "SUV", ("sunroof",), 50_000)
+    offers = OfferTracker()
+    offers.update("What's your budget? Around $40,000?", profile)
+    assert offers.focus is None and offers.prices == {}
+    offers.update("The Honda Civic is $25,000 and the Honda CR-V is $31,000. It has no sunroof.", profile)
+    assert offers.focus is BY_MODEL["CR-V"]  # the better fit for a Honda SUV buyer
+    assert offers.prices == {"Civic": 25_000, "CR-V": 31_000}
+    assert offers.claims["CR-V"] == {"sunroof": False}
+    offers.update("I'll take $1,000 off.", profile)
+    assert offers.price(offers.focus) == 30_000
+    offers.update("Fine, 10% off then.", profile)
+    assert offers.price(offers.focus) == pytest.approx(27_000)
+
+
+def test_parse_seller_output() -> None:
+    task = CarDealer()
+    assert task.parse("Hello there!") == "Hello there!"
+    assert task.parse("Seller: Welcome in!\nBuyer: Hi, I want a Honda.\nSeller: Sure.") == "Welcome in!"
+    assert task.parse("**Salesperson:** Great choice.") == "Great choice."
+    assert task.parse("   ") is None and task.parse("") is None and task.parse("Buyer: hi") is None
+
+
+# --- the built-in buyer --------------------------------------------------------------------------
+TRAITS = BuyerTraits(
+    patience=40,
+    max_strikes=2,
+    haggle_rounds=2,
+    first_cut=0.1,
+    raise_frac=0.5,
+    flexible=False,
+    feature_tolerance=0,
+    reveal_needs=True,
+    reveal_features=True,
+    reveal_budget=False,
+    budget_shade=1.0,
+    questions=0,
+    stall_p=0.0,
+    closing_question=False,
+)
+
+
+def buyer_task(profile: Profile, traits: BuyerTraits = TRAITS, seed: int = 0) -> CarDealer:
+    task = CarDealer()
+    task.attach_partners({"buyer": ScriptedAgent("buyer")}, seed)
+    task.reset(seed)
+    task.profile, task.traits = profile, traits
+    return task
+
+
+def converse(task: CarDealer, lines) -> list:
+    """Feed seller lines (a list, or a function of the last observation) until the buyer decides."""
+
+    async def run() -> list:
+        results, observation = [], task.conversation[-1].text
+        for n in range(MAX_TURNS):
+            line = lines[min(n, len(lines) - 1)] if isinstance(lines, list) else lines(observation)
+            result = await task.astep(task.parse(line))
+            results.append(result)
+            observation = result.observation
+            if result.done:
+                break
+        return results
+
+    return asyncio.run(run())
+
+
+def test_buyer_haggles_then_accepts_a_matching_car_within_budget() -> None:
+    task = buyer_task(Profile("polite", "Honda", "SUV", ("backup camera",), 50_000))
+    quote = [31_000]
+
+    def seller(observation: str) -> str:
+        if not task.offers.named:
+            return "I'd recommend the Honda CR-V. It has a backup camera, and it lists at $31,000."
+        quote[0] -= 500
+        return f"I can do ${quote[0]:,}."
+
+    results = converse(task, seller)
+    final = results[-1]
+    assert final.done and task.success and task.decision is not None
+    counters = [r.observation for r in results[:-1] if "$" in r.observation]
+    assert len(counters) >= TRAITS.haggle_rounds  # it counter-offered before accepting
+    price = task.decision.price
+    assert task.decision.msrp == 31_000 and price is not None and price <= 31_000
+    assert final.reward == pytest.approx(price / ((50_000 + 31_000) / 2))
+    assert "Decision" not in final.observation and "Output" not in final.observation  # tag stripped
+    assert "Output: Decision=Accept MSRP=$31,000" in task.conversation[-1].raw
+    info = task.episode_info()
+    assert info["decision"] == "accepted" and info["price"] == price and info["msrp"] == 31_000
+    assert info["car"] == {"brand": "Honda", "model": "CR-V", "msrp": 31_000}
+    assert sale_price(info) == price and info["buyer_reason"] == "deal"
+
+
+def test_buyer_rejects_an_over_budget_car_of_the_wrong_brand() -> None:
+    task = buyer_task(Profile("rude", "Honda", "sedan", ("sunroof",), 30_000))
+    results = converse(task, ["You need the Porsche Cayenne. It lists at $82,000, no discounts."])
+    final = results[-1]
+    assert final.done and not task.success and len(results) == TRAITS.max_strikes
+    assert task.decision == Decision(False, 82_000, None)
+    assert final.reward == pytest.approx(-(30_000 - 82_000) / 82_000)  # the paper's term: positive here
+    assert task.episode_info()["decision"] == "rejected" and sale_price(task.episode_info()) is None
+
+
+def test_buyer_asks_about_features_and_rejects_a_car_lacking_them() -> None:
+    task = buyer_task(Profile("polite", "Toyota", "SUV", ("third-row seating", "sunroof"), 50_000))
+    results = converse(
+        task,
+        [
+            "Take a look at the Toyota RAV4 at $29,500.",
+            "Hmm, I'm not sure about that.",
+            "It is a great car though.",
+        ],
+    )
+    assert "third-row seating" in results[0].observation  # it asked
+    assert results[-1].done and not task.success
+    assert task.buyer_state.reason == "missing features"
+
+
+def test_buyer_answers_budget_and_needs() -> None:
+    task = buyer_task(Profile("talkative", "Audi", "electric", ("sunroof",), 70_000))
+    results = converse(task, ["Welcome! What's your budget?"])
+    assert "$70,000" in results[0].observation and not results[0].done
+    task = buyer_task(Profile("polite", "Audi", "electric", ("sunroof",), 70_000))
+    task.buyer_state.told_needs = False
+    results = converse(task, ["Hi! What kind of car are you looking for?"])
+    assert "an Audi electric car" in results[0].observation
+
+
+def test_empty_seller_message_is_invalid_and_costs_a_turn() -> None:
+    task = buyer_task(Profile("polite", "Honda", "SUV", ("backup camera",), 50_000))
+    result = asyncio.run(task.astep(task.parse("")))
+    assert (result.observation, result.reward, result.done, result.invalid) == ("...?", 0.0, False, True)
+    assert task.turn == 1 and task.role_usage["buyer"]["calls"] == 0
+
+
+def test_built_in_buyer_decides_at_the_cap() -> None:
+    patient = BuyerTraits(**{**TRAITS.to_dict(), "patience": 99})
+    task = buyer_task(Profile("polite", "Honda", "SUV", ("backup camera",), 50_000), patient)
+    results = converse(task, ["Nice weather today, isn't it?"])
+    assert len(results) == MAX_TURNS and results[-1].done and not results[:-1][-1].done
+    assert task.decision == Decision(False, None, None) and results[-1].reward == 0.0
+
+
+def test_built_in_buyer_never_beats_the_max_anchor() -> None:
+    # It never pays above min(budget, MSRP), so no episode's fancy return exceeds 1.0.
+    for policy in ("behavior", "random"):
+        for seed in range(60):
+            task = CarDealer()
+            task.attach_partners({"buyer": ScriptedAgent("buyer")}, seed)
+            task.reset(seed)
+            rng = random.Random(seed)
+
+            async def play(task: CarDealer = task, rng: random.Random = rng, policy: str = policy) -> float:
+                for _ in range(MAX_TURNS):
+                    result = await task.astep(task.parse(task.policies[policy](task, rng)))
+                    if result.done:
+                        return result.reward
+                raise AssertionError("no decision by the cap")
+
+            reward = asyncio.run(play())
+            assert WORST_RETURN <= reward <= CarDealer.anchors.max
+            if task.success:
+                assert task.decision.price <= min(task.profile.budget, task.decision.msrp)
+
+
+def test_behavior_policy_is_near_the_dataset_statistics_and_pins_the_avg_anchors() -> None:
+    stats = measure_policy("behavior", 2000)  # ~3 s
+    # Paper's dataset: success 0.53, mean return 0.562, mean length 16.5.
+    assert 0.35 <= stats["success"] <= 0.7
+    assert 0.4 <= stats["mean_return"] <= 0.7
+    assert 12 <= stats["mean_length"] <= 20
+    assert stats["mean_return"] == pytest.approx(CarDealer.anchors.avg, abs=5e-4)
+    assert stats["mean_revenue"] == pytest.approx(REVENUE_ANCHORS.avg, abs=5e-2)
+    assert CarDealer.anchors.min < CarDealer.anchors.avg < CarDealer.anchors.max
+
+
+def test_random_seller_rarely_sells() -> None:
+    stats = measure_policy("random", 200)
+    assert stats["success"] <= 0.05 and stats["mean_return"] < CarDealer.anchors.avg
+
+
+# --- prompts and rendering -----------------------------------------------------------------------
+def test_prompts_and_rendering() -> None:
+    task = CarDealer()
+    opening = task.reset(3)
+    prompt = task.system_prompt()
+    assert "Honda CR-V (SUV, MSRP $31,000)" in prompt and "P / ((budget + M) / 2)" in prompt
+    assert "thousands of dollars" in CarDealer(reward_mode="revenue").system_prompt()
+    task.conversation.append(task.conversation[0].__class__("seller", "Hello!", "Hello!"))
+    messages = task.buyer_messages()
+    assert messages[0]["role"] == "system" and task.profile.line() in messages[0]["content"]
+    assert "Output: Decision=Accept MSRP=$M Buy Price=$P" in messages[0]["content"]
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
+    assert messages[2]["content"] == opening and messages[3]["content"] == "Hello!"
+    history = [Segment("observation", opening), Segment("action", "Hello!"), Segment("observation", "Hi.")]
+    assert task.render(history, "text") == f"Buyer: {opening}\nSeller: Hello!\nBuyer: Hi.\n"
+    chat = task.render(history, "chat")
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user"]
+    assert "1-5" in RUBRIC_SELLER_NATURALNESS and "Score" in RUBRIC_SELLER_NATURALNESS
+
+
+# --- full episodes through the runner ------------------------------------------------------------
+@pytest.mark.anyio
+async def test_runner_with_the_built_in_buyer(tmp_path) -> None:
+    config = RunConfig(out=tmp_path / "run", tasks=["car-dealer"], models=["scripted/behavior"], episodes=12)
+    result = await Runner(config).run()
+    assert result.complete and result.errors == 0
+    episodes = load_episodes(tmp_path / "run")
+    assert len(episodes) == 12
+    for episode in episodes:
+        info = episode.info
+        assert episode.models == {"agent": "scripted/behavior", "buyer": "scripted/buyer"}
+        assert episode.turns[-1].done and "truncated" not in info
+        assert episode.role_usage["buyer"]["calls"] == episode.length == info["turns"]
+        assert info["decision"] in ("accepted", "rejected")
+        assert episode.success == (info["decision"] == "accepted")
+        budget = info["profile"]["budget"]
+        expected = fancy_reward(episode.success, info["price"], budget, info["msrp"])
+        assert episode.return_ == pytest.approx(expected)
+        assert "Decision=" not in episode.final_observation
+        assert sale_price(episode) == (info["price"] if episode.success else None)
+
+
+@pytest.mark.anyio
+async def test_llm_buyer_over_http_accepts_and_the_tag_is_stripped(fake_server, tmp_path) -> None:
+    buyer = (
+        "openai/say@text=Deal! Output: Decision=Accept MSRP=$30,000 Buy Price=$28,000"
+        f"@id={uuid.uuid4().hex[:8]}"
+    )
+    config = RunConfig(
+        out=tmp_path / "run",
+        tasks=["car-dealer"],
+        models=["scripted/behavior"],
+        episodes=3,
+        roles={"buyer": buyer},
+        agent_options=AgentOptions(api_base=fake_server.api_base),
+    )
+    result = await Runner(config).run()
+    assert result.complete and result.errors == 0
+    for episode in load_episodes(tmp_path / "run"):
+        assert episode.models["buyer"] == buyer and episode.length == 1 and episode.success
+        budget = episode.info["profile"]["budget"]
+        assert episode.return_ == pytest.approx(28_000 / ((budget + 30_000) / 2))
+        assert episode.final_observation == "Deal!"
+        assert (episode.info["decision"], episode.info["msrp"], episode.info["price"]) == (
+            "accepted",
+            30_000,
+            28_000,
+        )
+        assert episode.role_usage["buyer"]["calls"] == 1 and episode.role_usage["buyer"]["tokens_in"] > 0
+    served = [r for r in fake_server.requests() if r["model"] == buyer.removeprefix("openai/")]
+    # system, the scene-setting user line, the buyer's opening, the seller's first message
+    assert len(served) == 3 and all(r["messages"] == 4 for r in served)
+    assert all(r["first_user"].startswith("(You walk into the dealership") for r in served)
+
+
+@pytest.mark.anyio
+async def test_llm_buyer_that_never_decides_ends_at_the_cap_with_zero(fake_server, tmp_path) -> None:
+    buyer = f"openai/say@text=Hmm, tell me more.@id={uuid.uuid4().hex[:8]}"
+    config = RunConfig(
+        out=tmp_path / "run",
+        tasks=["car-dealer"],
+        models=["scripted/random"],
+        episodes=1,
+        roles={"buyer": buyer},
+        agent_options=AgentOptions(api_base=fake_server.api_base),
+        task_options={"car-dealer": {"reward_mode": "revenue"}},
+    )
+    result = await Runner(config).run()
+    assert result.complete and result.errors == 0
+    (episode,) = load_episodes(tmp_path / "run")
+    assert episode.length == MAX_TURNS and episode.turns[-1].done and "truncated" not in episode.info
+    assert episode.return_ == 0.0 and not episode.success and episode.info["decision"] == "none"
+    assert episode.info["reward_mode"] == "revenue"
+    # one call per seller message, plus the re-prompt at the cap
+    assert episode.role_usage["buyer"]["calls"] == MAX_TURNS + 1
+    assert episode.final_observation == "Hmm, tell me more.\nHmm, tell me more."
+
+
+def test_sale_price_reads_an_episode_or_its_info() -> None:
+    info = {"decision": "accepted", "price": 28_000.0, "msrp": 30_000.0}
+    episode = Episode("r", "k", "car-dealer", "1", 0, 0, 1, {"agent": "x"}, info=info)
+    assert sale_price(info) == sale_price(episode) == 28_000.0
+    assert sale_price({"decision": "rejected", "price": None}) is None and sale_price({}) is None
