@@ -35,4 +35,13 @@ def make_task(name: str, **options: Any) -> Task:
 
 
 # Importing the modules registers their tasks.
-from harness.tasks import car_dealer, chess, endgames, guess_city, maze, textnav, wordle  # noqa: E402,F401
+from harness.tasks import (  # noqa: E402,F401
+    car_dealer,
+    chess,
+    endgames,
+    guess_city,
+    maze,
+    textnav,
+    twenty_questions,
+    wordle,
+)
