@@ -165,3 +165,45 @@ def test_show_reports_judge_means(tmp_path, capsys):
     import pandas as pd
 
     assert pd.read_csv(tmp_path / "t.csv")["judge:invalid-rate"].iloc[0] == 0.0
+
+
+def test_task_rule_judges_on_dialogue_runs(tmp_path):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            "--task",
+            "twenty-questions",
+            "--task",
+            "guess-my-city",
+            "--task",
+            "car-dealer",
+            "--model",
+            "scripted/behavior",
+            "--episodes",
+            "12",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--judge",
+            "correct-guess",
+            "--judge",
+            "city-leakage",
+            "--judge",
+            "sale-price",
+        ]
+    )
+    assert code == 0
+    episodes = load_episodes(out)
+    for episode in episodes:
+        scored = episode.judges
+        if episode.task == "car-dealer":
+            assert set(scored) == {"sale-price"}
+            expected = episode.info["price"] if episode.info["decision"] == "accepted" else None
+            assert scored["sale-price"]["score"] == expected
+        else:
+            assert scored["correct-guess"]["score"] >= float(episode.success)
+            assert ("city-leakage" in scored) == (episode.task == "guess-my-city")
+            if episode.task == "guess-my-city":
+                assert scored["city-leakage"]["score"] == 0  # the built-in oracle never leaks
+    assert any(e.success for e in episodes if e.task != "car-dealer")

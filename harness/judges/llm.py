@@ -48,7 +48,7 @@ class LLMJudge(Judge):
     def __init__(
         self,
         name: str,
-        rubric: str,
+        rubric: str | dict[str, str],
         agent: Agent,
         scale: tuple[float, float] = (1, 5),
         tasks: tuple[str, ...] | None = None,
@@ -64,11 +64,15 @@ class LLMJudge(Judge):
         low, high = self.scale
         system = (
             f"You are an impartial judge of a multi-turn episode of the task '{episode.task}'.\n"
-            f"{self.rubric.strip()}\n\n"
+            f"{self.rubric_for(episode.task).strip()}\n\n"
             "Reply with exactly two lines:\n"
             f"Score: <a number from {low:g} to {high:g}>\nRationale: <one sentence>"
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": transcript(episode)}]
+
+    def rubric_for(self, task: str) -> str:
+        """The rubric (one text, or one per task)."""
+        return self.rubric if isinstance(self.rubric, str) else self.rubric[task]
 
     async def score(self, episode: Episode) -> JudgeScore:
         prompt = Prompt(None, [], "chat", random.Random(episode.seed), role=f"judge:{self.name}")  # type: ignore[arg-type]

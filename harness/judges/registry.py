@@ -32,7 +32,7 @@ def register_rule_judge(
 def register_llm_judge(
     name: str,
     description: str,
-    rubric: str,
+    rubric: str | dict[str, str],
     scale: tuple[float, float] = (1, 5),
     tasks: tuple[str, ...] | None = None,
 ) -> None:
