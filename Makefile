@@ -16,11 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# Scripted baselines (random / behavior / optimal) on every task, ending with the summary table.
+# The main job, no API key needed: scripted baselines on every task (random / the paper's dataset
+# policies / optimal where one exists), each run ending with its summary table.
 demo: install
-	$(BIN)/lmrl run --task maze-fo --task maze-po --task wordle \
-		--model scripted/random --model scripted/behavior --model scripted/optimal \
-		--episodes 100 --concurrency 64 --out runs/demo
+	$(BIN)/lmrl run --task maze-fo --task maze-po --task textnav-fo --task textnav-po --task wordle \
+		--task twenty-questions --task guess-my-city --task car-dealer \
+		--model scripted/random --model scripted/behavior --episodes 100 --concurrency 64 --out runs/demo-baselines
+	$(BIN)/lmrl run --task maze-fo --task maze-po --task textnav-fo --task textnav-po --task wordle \
+		--task twenty-questions --task guess-my-city \
+		--model scripted/optimal --episodes 100 --concurrency 64 --out runs/demo-optimal
+	$(BIN)/lmrl run --task chess --task endgames \
+		--model scripted/random --model scripted/behavior --model scripted/optimal --episodes 8 \
+		--task-option chess.opponent_depth=5 --task-option endgames.opponent_depth=12 --out runs/demo-chess
 
 test: install
 	$(BIN)/python -m pytest
