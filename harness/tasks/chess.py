@@ -86,6 +86,7 @@ import chess
 import chess.engine
 
 from harness.engines import EngineFailure, EnginePool, engine_name, find_stockfish
+from harness.options import flag_option, int_option
 from harness.parsing import answer_region
 from harness.task import (
     Anchors,
@@ -143,18 +144,6 @@ class Strength:
 FULL_STRENGTH = Strength()
 
 
-def _int_option(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise InvalidTaskOption(f"{name} must be an integer from {low} to {high}, not {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidTaskOption(f"{name} must be an integer from {low} to {high}, not {value!r}") from None
-    if not number.is_integer() or not low <= number <= high:
-        raise InvalidTaskOption(f"{name} must be an integer from {low} to {high}, not {value!r}")
-    return int(number)
-
-
 def _seconds_option(name: str, value: Any, low: float = 0.0) -> float:
     try:
         seconds = float(value)
@@ -165,26 +154,18 @@ def _seconds_option(name: str, value: Any, low: float = 0.0) -> float:
     return seconds
 
 
-def _flag_option(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise InvalidTaskOption(f"{name} must be true or false, not {value!r}")
-
-
 def opponent_strength(elo: Any = None, skill: Any = None) -> Strength:
     """Validate ``opponent_elo`` / ``opponent_skill`` (default: Elo 1350)."""
     if elo is not None and skill is not None:
         raise InvalidTaskOption("give opponent_elo or opponent_skill, not both")
     if skill is not None:
-        return Strength(skill=_int_option("opponent_skill", skill, 0, 20))
+        return Strength(skill=int_option("opponent_skill", skill, 0, 20))
     if elo is None:
         return Strength(elo=DEFAULT_ELO)
     if isinstance(elo, str) and elo.strip().lower() in ("max", "full"):
         return FULL_STRENGTH
     try:
-        return Strength(elo=_int_option("opponent_elo", elo, RANDOM_MOVER_ELO, ELO_CEILING))
+        return Strength(elo=int_option("opponent_elo", elo, RANDOM_MOVER_ELO, ELO_CEILING))
     except InvalidTaskOption:
         raise InvalidTaskOption(
             f"opponent_elo must be an integer from {RANDOM_MOVER_ELO} to {ELO_CEILING} or 'max', not {elo!r}"
@@ -193,7 +174,7 @@ def opponent_strength(elo: Any = None, skill: Any = None) -> Strength:
 
 def search_limit(time: Any = None, depth: Any = None) -> tuple[float | None, int | None]:
     """Validate ``opponent_time`` / ``opponent_depth`` (default: 0.1 s, no depth limit)."""
-    depth_value = None if depth is None else _int_option("opponent_depth", depth, 1, 100)
+    depth_value = None if depth is None else int_option("opponent_depth", depth, 1, 100)
     if time is None:
         return (DEFAULT_TIME if depth_value is None else None), depth_value
     return _seconds_option("opponent_time", time), depth_value
@@ -202,7 +183,7 @@ def search_limit(time: Any = None, depth: Any = None) -> tuple[float | None, int
 def pool_options(options: dict[str, Any]) -> tuple[int, float]:
     """Validate ``engines`` (pool size) and ``engine_timeout`` from raw task options."""
     engines = options.get("engines")
-    size = min(8, os.cpu_count() or 1) if engines is None else _int_option("engines", engines, 1, 256)
+    size = min(8, os.cpu_count() or 1) if engines is None else int_option("engines", engines, 1, 256)
     timeout = options.get("engine_timeout")
     seconds = DEFAULT_ENGINE_TIMEOUT if timeout is None else _seconds_option("engine_timeout", timeout)
     return size, seconds
@@ -392,7 +373,7 @@ class Chess(Task):
         self.opponent = opponent_strength(opponent_elo, opponent_skill)
         self.search_time, self.search_depth = search_limit(opponent_time, opponent_depth)
         self.limit = chess.engine.Limit(time=self.search_time, depth=self.search_depth)
-        self.show_legal_moves = _flag_option("show_legal_moves", show_legal_moves)
+        self.show_legal_moves = flag_option("show_legal_moves", show_legal_moves)
         self.engines, self.engine_timeout = pool_options(
             {"engines": engines, "engine_timeout": engine_timeout}
         )

@@ -67,6 +67,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.options import flag_option
 from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
 from harness.tasks import register_task
 
@@ -1011,17 +1012,6 @@ def city_oracle_policy(task: GuessMyCity, rng: random.Random) -> str:
 
 
 # --- the environment -----------------------------------------------------------------------------
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise InvalidTaskOption(f"{name} must be true or false, not {value!r}")
-
-
 @register_task
 class GuessMyCity(Task):
     name: ClassVar[str] = "guess-my-city"
@@ -1055,8 +1045,8 @@ class GuessMyCity(Task):
         if city_order not in ("sweep", "random"):
             raise InvalidTaskOption(f"city_order must be sweep or random, not {city_order!r}")
         self.city_order = city_order
-        self.redact_leaks = _flag(redact_leaks, "redact_leaks")
-        self.show_cities = _flag(show_cities, "show_cities")
+        self.redact_leaks = flag_option("redact_leaks", redact_leaks)
+        self.show_cities = flag_option("show_cities", show_cities)
         self.rng = random.Random(0)
         self._start(CITIES[0])
 
