@@ -25,6 +25,17 @@ def transport(request) -> str:
     return request.param
 
 
+_open_agents: list[LiteLLMAgent] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_agents():
+    """Agents used outside a Runner are closed here, as the Runner would (no dangling HTTP sessions)."""
+    yield
+    while _open_agents:
+        await _open_agents.pop().aclose()
+
+
 def agent_for(server, brain: str, transport: str, **options) -> LiteLLMAgent:
     # A unique tag per test keeps the server's per-model failure counters separate.
     model = f"openai/{brain}@id={uuid.uuid4().hex[:8]}"
@@ -32,6 +43,7 @@ def agent_for(server, brain: str, transport: str, **options) -> LiteLLMAgent:
     fields = {"api_base": server.api_base, "max_retries": 3, "extra": extra, **options}
     agent = make_agent(model, AgentOptions(**fields))
     assert isinstance(agent, LiteLLMAgent) and agent.transport == transport
+    _open_agents.append(agent)
     return agent
 
 
@@ -147,6 +159,7 @@ async def test_text_style_uses_the_completions_endpoint_and_stops_at_newline(fak
     model = f"openai/say@id={uuid.uuid4().hex[:8]}"
     options = AgentOptions(api_base=fake_server.api_base, extra={"transport": transport})
     agent = make_agent(model, options, style="text")
+    _open_agents.append(agent)
     task = make_task("maze-fo")
     prompt = Prompt(task, [Segment("observation", task.reset(0, 0))], "text", random.Random(0))
     completion = await agent.act(prompt)
@@ -160,6 +173,7 @@ async def test_cost_comes_from_litellms_price_map(fake_server, transport):
 
     options = AgentOptions(api_base=fake_server.api_base, extra={"transport": transport})
     agent = make_agent("openai/gpt-4o-mini", options)
+    _open_agents.append(agent)
     completion = await agent.act(one_prompt())
     prompt_cost, completion_cost = litellm.cost_per_token(
         model="gpt-4o-mini", prompt_tokens=completion.tokens_in, completion_tokens=completion.tokens_out
@@ -167,7 +181,7 @@ async def test_cost_comes_from_litellms_price_map(fake_server, transport):
     assert completion.cost_usd == pytest.approx(prompt_cost + completion_cost) and completion.cost_usd > 0
 
 
-def test_transport_choice():
+async def test_transport_choice():
     base = "http://127.0.0.1:9/v1"
     assert make_agent("openai/x", AgentOptions(api_base=base)).transport == "direct"
     assert make_agent("hosted_vllm/x", AgentOptions(api_base=base)).transport == "direct"
