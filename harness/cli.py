@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
     group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
     group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    local = run.add_argument_group("local checkpoints (local/<dir> or local/smollm2)")
+    local.add_argument("--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1, mps")
+    local.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    local.add_argument("--top-p", type=_nonneg_float, help="nucleus sampling")
+    local.add_argument(
+        "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
+    )
+    local.add_argument("--max-batch-size", type=_positive_int, help="requests generated together (64)")
     group.add_argument(
         "--transport",
         choices=["auto", "litellm", "direct"],
@@ -157,6 +165,16 @@ def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any
             value = raw
         options.setdefault(task, {})[key] = value
     return options
+
+
+def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Agent-kind specific options: the transport for API models, batching and device for local ones."""
+    extra: dict[str, Any] = {"transport": args.transport}
+    for name in ("device", "dtype", "top_p", "stop", "max_batch_size"):
+        value = getattr(args, name)
+        if value is not None:
+            extra[name] = value
+    return extra
 
 
 def _roles(items: list[str]) -> dict[str, str]:
@@ -236,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             request_timeout=args.timeout,
             max_retries=args.max_retries,
             concurrency=args.model_concurrency or args.concurrency,
-            extra={"transport": args.transport},
+            extra=_extra_options(args),
         ),
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,
@@ -387,7 +405,7 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
             row["task"],
             row["model"],
             str(row["episodes"]),
-            str(row["errors"]),
+            str(row["errors"]) + (f" ({row['truncated']} cut)" if row["truncated"] else ""),
             f"{fmt(row['mean_return'], '.3g')} ± {fmt(row['ci95'], '.2g')}",
             fmt(row["normalized"], ".1f"),
             fmt(row["success_rate"], ".1%"),

@@ -16,6 +16,7 @@ SUMMARY_COLUMNS = [
     "model",
     "episodes",
     "errors",
+    "truncated",
     "mean_return",
     "ci95",
     "normalized",
@@ -39,6 +40,8 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
         mean, half = mean_ci95(ok["return"].tolist())
         a = anchors.get(task)
         turns = ok["length"].sum()
+        # Episodes cut short by --max-turns have partial returns: a normalized score would flatter them.
+        truncated = sum(bool(json.loads(text or "{}").get("truncated")) for text in ok["info"])
         rows.append(
             {
                 "task": task,
@@ -47,7 +50,10 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
                 "errors": len(group) - len(ok),
                 "mean_return": mean,
                 "ci95": half,
-                "normalized": normalized_score(mean, a["min"], a["avg"], a["max"]) if a else math.nan,
+                "truncated": truncated,
+                "normalized": normalized_score(mean, a["min"], a["avg"], a["max"])
+                if a and not truncated
+                else math.nan,
                 "success_rate": ok["success"].mean() if len(ok) else math.nan,
                 "invalid_rate": ok["invalid_count"].sum() / turns if turns else math.nan,
                 "mean_turns": ok["length"].mean() if len(ok) else math.nan,

@@ -250,8 +250,24 @@ def test_api_keys_never_reach_the_run_directory(fake_server, tmp_path, monkeypat
     out = tmp_path / "run"
     good = f"openai/maze@id={uuid.uuid4().hex[:8]}"
     rejected = f"openai/say@fail=401x99@id={uuid.uuid4().hex[:8]}"  # the 401 body echoes the key
-    code = main(["run", "--task", "maze-fo", "--model", good, "--model", rejected, "--episodes", "2",
-                 "--api-base", fake_server.api_base, "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--task",
+            "maze-fo",
+            "--model",
+            good,
+            "--model",
+            rejected,
+            "--episodes",
+            "2",
+            "--api-base",
+            fake_server.api_base,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     records = read_records(out / "episodes.jsonl")
     assert any(r["error"] and "Incorrect API key" in r["error"] for r in records)
@@ -259,3 +275,31 @@ def test_api_keys_never_reach_the_run_directory(fake_server, tmp_path, monkeypat
         assert key not in path.read_bytes().decode("utf-8", "replace"), path.name
     captured = capsys.readouterr()
     assert key not in captured.out + captured.err
+
+
+def test_max_turns_marks_episodes_cut_short_and_withholds_the_normalized_score(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "run",
+                "--task",
+                "maze-fo",
+                "--model",
+                "scripted/random",
+                "--episodes",
+                "5",
+                "--max-turns",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["show", str(out), "--csv", str(tmp_path / "t.csv")]) == 0
+    row = pd.read_csv(tmp_path / "t.csv").iloc[0]
+    assert row["truncated"] >= 4 and pd.isna(row["normalized"])
+    assert "cut)" in capsys.readouterr().out

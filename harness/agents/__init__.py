@@ -22,7 +22,9 @@ def make_agent(spec: str, options: AgentOptions | None = None, style: str = "cha
     if kind == "scripted":
         return ScriptedAgent(rest)
     if kind == "local":
-        raise AgentConfigError("local/ checkpoints are not supported yet in this version of lmrl")
+        from harness.agents.local import LocalAgent  # imports torch/transformers: only when asked for
+
+        return LocalAgent(spec, options, style=style)
     from harness.agents.litellm_agent import LiteLLMAgent
 
     return LiteLLMAgent(spec, options, style=style)
