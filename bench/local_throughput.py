@@ -4,7 +4,9 @@ For each model (the tiny fixture model and SmolLM2-135M-Instruct) and each concu
 the real runner plays maze-fo episodes twice: ``batched`` (our padded-batch engine, batches across
 episodes) and ``sequential`` (the same engine with ``max_batch_size=1``: one generation at a time).
 Each cell runs until its episodes finish or ``--seconds`` pass; rates count the turns completed.
-Peak RSS is the process high-water mark during the cell (reset between cells on Linux).
+Peak RSS is the process high-water mark during the cell (reset between cells on Linux). turns/CPU-s
+divides by the CPU time this process used, which other processes on a shared machine disturb less
+than the wall clock.
 
 ``--compare-cb`` also times one fixed batch through ``model.generate`` with left padding (what our
 engine runs) against transformers' continuous batching (``generate_batch``), which decided the engine.
@@ -94,11 +96,14 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
                 ids = loaded.tokenizer("warm up", add_special_tokens=False)["input_ids"]
                 generate_padded(loaded.model, loaded.tokenizer, [ids], GenerationOptions(max_new_tokens=2))
             reset_peak_rss()
+            cpu[0] = time.process_time()
             started = time.perf_counter()
             with anyio.move_on_after(args.seconds):
                 await runner.run(on_progress=progress)
+            cpu[0] = time.process_time() - cpu[0]
             return time.perf_counter() - started
 
+        cpu = [0.0]
         wall = anyio.run(run)
         engine = getattr(agent, "engine", None)
         if engine is not None:
@@ -112,6 +117,7 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
     return {
         "turns": turns,
         "turns_s": turns / wall,
+        "turns_cpu_s": turns / cpu[0] if cpu[0] else float("nan"),
         "tokens_s": tokens / wall,
         "wall": wall,
         "batch": mean_batch,
@@ -244,8 +250,11 @@ def main() -> None:
             compare_continuous_batching(path, args)
         print()
 
-    print("| model | concurrency | mode | turns | turns/s | tokens/s | batch | vs sequential | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | concurrency | mode | turns | turns/s | tokens/s | turns/CPU-s | batch | vs sequential "
+        "| peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, path in models.items():
         spec = f"local/{path}"
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
@@ -258,7 +267,8 @@ def main() -> None:
                 speedup = f"**{row['turns_s'] / sequential:.1f}x**" if sequential else "1x"
                 print(
                     f"| {name} | {concurrency} | {mode} | {row['turns']} | {row['turns_s']:.2f} | "
-                    f"{row['tokens_s']:.0f} | {row['batch']:.1f} | {speedup} | {row['rss']:.0f} |",
+                    f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | {speedup} | "
+                    f"{row['rss']:.0f} |",
                     flush=True,
                 )
         if args.serve:
@@ -267,7 +277,7 @@ def main() -> None:
                     row = cell(f"openai/{path}", concurrency, args, {}, api_base=api_base)
                     print(
                         f"| {name} | {concurrency} | transformers serve --continuous-batching | "
-                        f"{row['turns']} | {row['turns_s']:.2f} | {row['tokens_s']:.0f} | | | "
+                        f"{row['turns']} | {row['turns_s']:.2f} | {row['tokens_s']:.0f} | | | | "
                         f"{row['rss']:.0f} |",
                         flush=True,
                     )
