@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install demo test lint bench clean
 
@@ -43,6 +44,10 @@ lint: install
 bench: install
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/http_throughput.py
+	$(BIN)/python bench/chess_engine.py
+	$(BIN)/python bench/textnav_steps.py
+	$(BIN)/python bench/dialogue_tasks.py
+	$(BIN)/python bench/local_throughput.py --models tiny
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

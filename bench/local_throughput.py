@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import resource
 import socket
@@ -149,6 +150,14 @@ def transformers_serve(checkpoint: Path):
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError("transformers serve did not start")
             time.sleep(0.5)
+        warm = json.dumps(
+            {"model": str(checkpoint), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", warm, {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=300):  # the first request loads and warms up
+            pass
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
@@ -264,7 +273,9 @@ def main() -> None:
                 row = cell(spec, concurrency, args, {"max_batch_size": size})
                 if mode == "sequential":
                     sequential = row["turns_s"]
-                speedup = f"**{row['turns_s'] / sequential:.1f}x**" if sequential else "1x"
+                speedup = f"**{row['turns_s'] / sequential:.1f}x**" if sequential else "–"
+                if mode == "sequential":
+                    speedup = "1x"
                 print(
                     f"| {name} | {concurrency} | {mode} | {row['turns']} | {row['turns_s']:.2f} | "
                     f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | {speedup} | "

@@ -5,6 +5,8 @@ import os
 # Before any litellm import anywhere in the test session.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# torch's OpenMP threads busy-wait by default and slow down 5-10x when anything else wants the cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json  # noqa: E402
 import subprocess  # noqa: E402

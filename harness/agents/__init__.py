@@ -1,7 +1,7 @@
 """Agents fill roles. A spec string names one:
 
 - ``scripted/<policy>``  a task's built-in policy (``random``, ``optimal``, ``behavior``)
-- ``local/<path>``       an in-process transformers checkpoint (a later issue)
+- ``local/<path>``       an in-process transformers checkpoint (``local/smollm2``: the embedded model)
 - anything else          a litellm model name (``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``)
 """
 
