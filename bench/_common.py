@@ -39,3 +39,17 @@ def fake_server():
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def runner_rate(task: str, model: str, episodes: int, concurrency: int) -> tuple[float, int]:
+    """(turns per second, turns) of one real run (runner + fsynced episode log) in a temporary directory."""
+    import anyio
+
+    from harness.runner import RunConfig, Runner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(
+            out=Path(tmp) / "run", tasks=[task], models=[model], episodes=episodes, concurrency=concurrency
+        )
+        result = anyio.run(Runner(config).run)
+        return result.turns / result.wall_s, result.turns

@@ -9,27 +9,13 @@ up to 101 turns) at concurrency 1, 64 and 1024. Target: at least 2,000 turns/s.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import _common  # noqa: F401  (environment and sys.path)
-import anyio
-from _common import median
-
-from harness.runner import RunConfig, Runner
+from _common import median, runner_rate
 
 
 def measure(concurrency: int, episodes: int) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(
-            out=Path(tmp) / "run",
-            tasks=["maze-fo"],
-            models=["scripted/random"],
-            episodes=episodes,
-            concurrency=concurrency,
-        )
-        result = anyio.run(Runner(config).run)
-        return result.turns / result.wall_s, result.turns
+    return runner_rate("maze-fo", "scripted/random", episodes, concurrency)
 
 
 def main() -> None:

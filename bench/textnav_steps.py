@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 import time
-from pathlib import Path
 
 import _common  # noqa: F401  (environment and sys.path)
-import anyio
-from _common import median
+from _common import median, runner_rate
 
-from harness.runner import RunConfig, Runner
 from harness.tasks import make_task
 
 
@@ -42,16 +38,7 @@ def raw_steps(task_name: str, episodes: int, parse: bool) -> tuple[float, int]:
 
 
 def runner_turns(task_name: str, policy: str, episodes: int, concurrency: int) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(
-            out=Path(tmp) / "run",
-            tasks=[task_name],
-            models=[f"scripted/{policy}"],
-            episodes=episodes,
-            concurrency=concurrency,
-        )
-        result = anyio.run(Runner(config).run)
-        return result.turns / result.wall_s, result.turns
+    return runner_rate(task_name, f"scripted/{policy}", episodes, concurrency)
 
 
 def main() -> None:
