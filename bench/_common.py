@@ -41,7 +41,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def runner_rate(task: str, model: str, episodes: int, concurrency: int) -> tuple[float, int]:
+def runner_rate(
+    task: str, model: str, episodes: int, concurrency: int, task_options: dict | None = None
+) -> tuple[float, int]:
     """(turns per second, turns) of one real run (runner + fsynced episode log) in a temporary directory."""
     import anyio
 

@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import tempfile
 import time
-from pathlib import Path
 
 import _common  # noqa: F401  (environment and sys.path)
 import anyio
-from _common import median
+from _common import median, runner_rate
 
 from harness.engines import EnginePool, find_stockfish
-from harness.runner import RunConfig, Runner
 from harness.tasks import make_task
 from harness.tasks.chess import Chess
 
@@ -71,17 +68,7 @@ async def play_games(games: int, concurrency: int, shared: bool) -> tuple[float,
 
 
 def env_steps(concurrency: int, episodes: int) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(
-            out=Path(tmp) / "run",
-            tasks=["chess"],
-            models=["scripted/random"],
-            episodes=episodes,
-            concurrency=concurrency,
-            task_options={"chess": OPTIONS},
-        )
-        result = anyio.run(Runner(config).run)
-        return result.turns / result.wall_s, result.turns
+    return runner_rate("chess", "scripted/random", episodes, concurrency, OPTIONS)
 
 
 def main() -> None:

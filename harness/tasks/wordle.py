@@ -152,6 +152,11 @@ def load_vocab(spec: str = DEFAULT_VOCAB, path: str | None = None) -> tuple[str,
 
 def vocab_hash(words: Sequence[str]) -> str:
     """sha256 of the newline-joined word list: identifies the exact vocabulary in run manifests."""
+    return _hash_words(tuple(words))
+
+
+@lru_cache(maxsize=8)  # every episode builds a task: hash each vocabulary once, not per episode
+def _hash_words(words: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(words).encode()).hexdigest()
 
 
