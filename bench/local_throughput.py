@@ -113,8 +113,10 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
             turns, tokens = engine.stats.requests, engine.stats.generated_tokens
             mean_batch = engine.stats.mean_batch
             busy = engine.stats.generate_s / wall
+            store = engine.prefix_store
+            reuse = store.stats.reuse_rate if store is not None else 0.0
         else:
-            mean_batch = busy = float("nan")
+            mean_batch = busy = reuse = float("nan")
     return {
         "turns": turns,
         "turns_s": turns / wall,
@@ -123,6 +125,7 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
         "wall": wall,
         "batch": mean_batch,
         "busy": busy,
+        "reuse": reuse,
         "rss": peak_rss_mb(),
         "episodes": finished,
     }
@@ -217,7 +220,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="time budget per cell")
     parser.add_argument("--min-episodes", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=128)
-    parser.add_argument("--modes", default="sequential,batched", help="sequential first: the speed-up base")
+    parser.add_argument(
+        "--modes",
+        default="sequential,batched",
+        help="sequential first: the speed-up base; a -fresh suffix (batched-fresh) turns prefix reuse off",
+    )
     parser.add_argument("--compare-cb", action="store_true", help="padded generate vs generate_batch")
     parser.add_argument("--cb-requests", type=int, default=32)
     parser.add_argument("--cb-tokens", type=int, default=16)
@@ -260,17 +267,18 @@ def main() -> None:
         print()
 
     print(
-        "| model | concurrency | mode | turns | turns/s | tokens/s | turns/CPU-s | batch | vs sequential "
+        "| model | concurrency | mode | turns | turns/s | tokens/s | turns/CPU-s | batch | reused | vs sequential "
         "| peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, path in models.items():
         spec = f"local/{path}"
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             sequential = None
             for mode in args.modes.split(","):
-                size = 1 if mode == "sequential" else args.max_batch_size
-                row = cell(spec, concurrency, args, {"max_batch_size": size})
+                size = 1 if mode.startswith("sequential") else args.max_batch_size
+                extra = {"max_batch_size": size, "share_prefixes": not mode.endswith("-fresh")}
+                row = cell(spec, concurrency, args, extra)
                 if mode == "sequential":
                     sequential = row["turns_s"]
                 speedup = f"**{row['turns_s'] / sequential:.1f}x**" if sequential else "–"
@@ -278,7 +286,7 @@ def main() -> None:
                     speedup = "1x"
                 print(
                     f"| {name} | {concurrency} | {mode} | {row['turns']} | {row['turns_s']:.2f} | "
-                    f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | {speedup} | "
+                    f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | {row['reuse']:.0%} | {speedup} | "
                     f"{row['rss']:.0f} |",
                     flush=True,
                 )

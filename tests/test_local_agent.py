@@ -20,10 +20,10 @@ from harness.agents.batching import (  # noqa: E402
     EngineClosed,
     GenerationOptions,
     PaddedBatchEngine,
-    PrefixCache,
     generate_padded,
 )
 from harness.agents.local import LocalAgent, loaded_models  # noqa: E402
+from harness.agents.prefix_store import PrefixStore  # noqa: E402
 from harness.cli import main  # noqa: E402
 from harness.models.tiny import build_tiny_model  # noqa: E402
 from harness.rundir import load_episodes  # noqa: E402
@@ -222,28 +222,74 @@ async def test_concurrent_acts_are_batched_and_match_one_at_a_time(tiny_dir):
         assert a.latency_s > 0
 
 
-def test_a_shared_prefix_is_computed_once_and_changes_no_token(tiny_model):
+def chat_ids(tokenizer, task, history) -> list[int]:
+    messages = Prompt(task, history, "chat", random.Random(0)).messages
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_reused_prefixes_change_no_token_and_carry_episodes_across_turns(tiny_model):
     model, tokenizer = tiny_model
-    prompts = []
+    tasks, histories = [], []
     for i in range(8):
         task = make_task("maze-fo")
         history = [Segment("observation", task.reset(i, i))]
         history += [Segment("action", "move up"), Segment("observation", task.observe())] * (i % 3)
-        messages = Prompt(task, history, "chat", random.Random(i)).messages
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        tasks.append(task)
+        histories.append(history)
     options = GenerationOptions(max_new_tokens=10, temperature=0)
     pad = tokenizer.pad_token_id
-    plain = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad)
-    cache = PrefixCache()
-    shared = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad, prefix_cache=cache)
-    assert len(cache.entries) == 1 and len(next(iter(cache.entries))) > 200  # the system prompt and more
-    for a, b in zip(plain, shared, strict=True):
-        assert a.token_ids == b.token_ids
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
-        assert a.prompt_tokens == b.prompt_tokens
-    (alone,) = generate_padded(model, tokenizer, prompts[5:6], options, pad_token_id=pad, prefix_cache=cache)
-    assert cache.hits == 2 and alone.token_ids == plain[5].token_ids
+    store = PrefixStore(2**30)
+    for turn in range(3):
+        prompts = [chat_ids(tokenizer, t, h) for t, h in zip(tasks, histories, strict=True)]
+        plain = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad)
+        before = store.stats.tokens_reused
+        reused = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad, prefix_store=store)
+        for a, b in zip(plain, reused, strict=True):
+            assert a.token_ids == b.token_ids and a.text == b.text
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+            assert a.prompt_tokens == b.prompt_tokens
+        saved = store.stats.tokens_reused - before
+        if turn == 0:  # the system prompt, computed once for the batch
+            assert saved >= 8 * 200
+        else:  # each episode's whole earlier conversation
+            assert saved >= sum(len(p) for p in prompts) * 0.7
+        assert len(store.entries) == 8  # one per episode: each turn replaces its episode's entry
+        for history, result in zip(histories, plain, strict=True):
+            history += [Segment("action", result.text), Segment("observation", "There is a wall above you.")]
+    # Alone, one prompt still finds its own earlier turns.
+    prompt = chat_ids(tokenizer, tasks[5], histories[5])
+    (alone,) = generate_padded(model, tokenizer, [prompt], options, pad_token_id=pad, prefix_store=store)
+    (plain,) = generate_padded(model, tokenizer, [prompt], options, pad_token_id=pad)
+    assert alone.token_ids == plain.token_ids
+    assert store.stats.reuse_rate > 0.6
+
+
+def fake_states(length: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(1, 2, length, 4), torch.randn(1, 2, length, 4)) for _ in range(layers)]
+
+
+def test_prefix_store_matches_the_longest_prefix_token_by_token_and_keeps_its_budget():
+    per_token = 2 * 2 * 2 * 4 * 4  # layers x (keys, values) x heads x dim x float32 bytes
+    store = PrefixStore(per_token * 250, min_tokens=8, block=16)
+    system = list(range(100, 150))
+    a = system + list(range(1000, 1040))
+    b = system + list(range(2000, 2040))
+    store._add(a, fake_states(len(a)), len(a))
+    store._add(b, fake_states(len(b)), len(b))
+    entry, length = store.match(a + [7, 8, 9])
+    assert entry is not None and entry.tokens == a and length == len(a)
+    entry, length = store.match(b[:70] + [5] * 30)  # diverges inside a block: still exact
+    assert entry is not None and entry.tokens == b and length == 70
+    assert store.match(system[:20] + [1] * 40)[1] == 20  # another episode's system prompt
+    assert store.match(a)[1] == len(a) - 1  # the last prompt token is always computed
+    assert store.match([9] * 60) == (None, 0)
+    c = system + list(range(3000, 3100))
+    store._add(c, fake_states(len(c)), len(c))  # over budget: the least recently used entry goes
+    assert store.nbytes <= store.budget_bytes and store.stats.evicted == 1
+    assert store.match(a + [1])[1] == len(system)  # a is gone; the system prompt survives in c
+    store._add(list(range(400)), fake_states(400), 400)  # larger than the whole budget: not stored
+    assert len(store.entries) == 2
 
 
 async def test_closing_the_engine_ends_a_batch_in_progress(tiny_model):

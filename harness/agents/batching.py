@@ -31,9 +31,10 @@ Greedy decoding (``temperature == 0``) gives the same tokens batched or alone: p
 position ids come from the attention mask. Sampling draws from torch's global generator, so sampled
 text depends on which requests happened to share a batch.
 
-Shared prefixes (``PrefixCache``): the key/value states of a prompt prefix that several requests
-share (a task's system prompt, an episode's earlier turns) are computed once and reused; on a CPU
-that is most of the work of a multi-turn turn.
+Reused prefixes (``PrefixStore``, in ``prefix_store.py``): the key/value states of every answered
+prompt and its reply are kept (within a memory budget), so a later prompt that starts with the same
+tokens (the episode's next turn; another episode's system prompt) computes only its new tokens. On a
+CPU, prompt processing is most of the work of a multi-turn turn and batching does not make it cheaper.
 
 Why not transformers' continuous batching: ``generate_batch`` / ``init_continuous_batching`` (paged
 attention) was measured against this engine on a 2-core CPU (``bench/local_throughput.py
@@ -54,9 +55,9 @@ import queue
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -73,7 +74,9 @@ from transformers import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
-from transformers.cache_utils import DynamicLayer, StaticLayer
+from transformers.cache_utils import StaticLayer
+
+from harness.agents.prefix_store import PrefixStore
 
 Encoder = Callable[[], list[int]]
 
@@ -151,6 +154,7 @@ class PaddedBatchEngine:
         eos_token_ids: Sequence[int] = (),
         pad_token_id: int = 0,
         share_prefixes: bool = True,
+        prefix_budget_bytes: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -160,7 +164,11 @@ class PaddedBatchEngine:
         self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
         self.pad_token_id = int(pad_token_id)
         self.stats = EngineStats()
-        self.prefix_cache = PrefixCache() if share_prefixes else None
+        self.prefix_store = (
+            PrefixStore(default_prefix_budget(model) if prefix_budget_bytes is None else prefix_budget_bytes)
+            if share_prefixes
+            else None
+        )
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._backlog: list[_Request] = []
         self._expected = 1
@@ -176,7 +184,8 @@ class PaddedBatchEngine:
             "max_batch_size": self.max_batch_size,
             "max_batch_tokens": self.max_batch_tokens,
             "window_ms": round(self.window_s * 1000, 3),
-            "share_prefixes": self.prefix_cache is not None,
+            "share_prefixes": self.prefix_store is not None,
+            **({"prefix_store": self.prefix_store.describe()} if self.prefix_store is not None else {}),
         }
 
     # --- the caller's side (event loop) ----------------------------------------------------------
@@ -288,7 +297,7 @@ class PaddedBatchEngine:
                 batch[0].options,
                 eos_token_ids=self.eos_token_ids,
                 pad_token_id=self.pad_token_id,
-                prefix_cache=self.prefix_cache,
+                prefix_store=self.prefix_store,
                 cancelled=lambda: self._closed,
             )
         except Exception as error:
@@ -322,6 +331,20 @@ class PaddedBatchEngine:
         for request in waiting:
             request.error = error
         _wake(waiting)
+
+
+def default_prefix_budget(model: Any) -> int:
+    """A quarter of the memory free now on the model's device (at most 8 GiB on a CPU)."""
+    device = getattr(model, "device", torch.device("cpu"))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 4
+    available = 2 * 2**30
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    return min(available // 4, 8 * 2**30)
 
 
 _engines: weakref.WeakSet[PaddedBatchEngine] = weakref.WeakSet()
@@ -363,34 +386,34 @@ def generate_padded(
     *,
     eos_token_ids: frozenset[int] | Sequence[int] = (),
     pad_token_id: int = 0,
-    prefix_cache: PrefixCache | None = None,
+    prefix_store: PrefixStore | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> list[GenerationResult]:
     """Generate for several prompts at once: left padding, attention mask, raw-logit logprobs.
 
-    With a ``prefix_cache``, a prefix that all prompts share (a task's system prompt) is computed once,
-    kept, and reused by later batches; each row then reads ``[prefix][padding][its own suffix]`` and
-    only the suffixes are computed. Position ids come from the attention mask, so every row sees the
-    same positions as it would alone.
+    With a ``prefix_store``, each row reuses the stored key/value states of the longest prefix it
+    shares with an earlier request and computes only the rest. The batch computes the last ``width``
+    tokens of every row, ``width`` being the longest part any row has to compute; a row that could
+    reuse more recomputes a few of its tokens in what would otherwise be padding, which keeps every
+    row contiguous: ``[padding][reused][computed][reply]``. Position ids come from the attention mask,
+    so every row sees the same positions as it would alone. Afterwards each row's prompt and reply
+    are stored for the next turn.
     """
     if not prompts or min(len(p) for p in prompts) == 0:
         raise ValueError("empty prompt")
     eos = frozenset(eos_token_ids)
     device = model.device
-    shared = prefix_cache.lookup(model, prompts) if prefix_cache is not None else None
-    start = 0 if shared is None else len(shared[0])
-    width = max(len(p) for p in prompts) - start
     rows = len(prompts)
-    input_ids = torch.full((rows, start + width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((rows, start + width), dtype=torch.long)
-    if shared is not None:
-        input_ids[:, :start] = torch.tensor(shared[0], dtype=torch.long)
-        attention_mask[:, :start] = 1
-    for row, ids in enumerate(prompts):
-        suffix = ids[start:]
-        input_ids[row, start + width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
-        attention_mask[row, start + width - len(suffix) :] = 1
+    matches = prefix_store.plan(model, prompts) if prefix_store is not None else [(None, 0)] * rows
+    width = max(len(p) - length for p, (_, length) in zip(prompts, matches, strict=True))
+    reused = [(entry, max(0, len(p) - width)) for p, (entry, _) in zip(prompts, matches, strict=True)]
+    start = max(length for _, length in reused)  # columns of reused states
     width += start
+    input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
     recorder = _RawLogprobs()
     processors: list[Any] = [recorder, *options.logits_processors]
     processors += _sampling_warpers(options)
@@ -399,19 +422,19 @@ def generate_padded(
         stopping.append(_StopStrings(tokenizer, options.stop, width))
     if cancelled is not None:
         stopping.append(_StopWhen(cancelled))
+    # Always "greedy" for transformers: when sampling, our last processor has already drawn each row's
+    # token and leaves it the only finite score (see ``_Sample``).
     extra: dict[str, Any] = {"do_sample": False}
-    if options.temperature > 0:
-        # Temperature, top-p and top-k are ours (after the recorder); switch transformers' own off.
-        extra = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
-    extra["past_key_values"] = _new_cache(
-        model, rows, width + options.max_new_tokens, None if shared is None else shared[1]
-    )
+    cache = _new_cache(model, rows, width + options.max_new_tokens)
+    if prefix_store is not None:
+        prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
     with torch.inference_mode():
         sequences = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             max_new_tokens=options.max_new_tokens,
             **extra,
+            past_key_values=cache,
             logits_processor=LogitsProcessorList(processors),
             stopping_criteria=stopping,
             eos_token_id=sorted(eos) or None,
@@ -428,120 +451,28 @@ def generate_padded(
         results.append(
             _finish_row(tokenizer, tokens, logprob_rows[row], len(prompts[row]), options, eos, len(prompts))
         )
+    if prefix_store is not None:
+        # The cache holds every generated token but the last (it was never fed back).
+        fed = sequences.shape[1] - width - 1
+        kept = []
+        for row, result in enumerate(results):
+            reply = result.token_ids[: max(0, fed)]
+            first = width - len(prompts[row])
+            kept.append((prompts[row] + reply, len(prompts[row]), first, matches[row]))
+        with torch.inference_mode():
+            prefix_store.keep(cache, kept)
     return results
 
 
-@dataclass(slots=True)
-class _PrefixStates:
-    """Key/value states of one prefix, batch size 1, one (keys, values) pair per layer."""
-
-    layers: list[tuple[Any, Any]]
-
-
-def _new_cache(model: Any, rows: int, length: int, prefix: _PrefixStates | None) -> Any:
-    """A key/value cache for one batch, holding ``prefix`` (copied into every row) if given.
-
-    Preallocated (``StaticCache``: every new token is written in place) when the model's layers allow
-    it; transformers' default growing cache concatenates the whole batch's keys and values at every
-    step, which for SmolLM2 at batch 32 on a CPU was half of all the time spent.
-    """
+def _new_cache(model: Any, rows: int, length: int) -> Any:
+    """A key/value cache for one batch: preallocated (``StaticCache``: every new token is written in
+    place) when the model's layers allow it; transformers' default growing cache concatenates the
+    whole batch's keys and values at every step, which for SmolLM2 at batch 32 on a CPU was half of
+    all the time spent."""
     cache: Any = StaticCache(config=model.config, max_cache_len=length)
     if any(type(layer) is not StaticLayer for layer in cache.layers):  # sliding windows, recurrent state
         cache = DynamicCache(config=model.config)
-    if prefix is not None:
-        for index, (keys, values) in enumerate(prefix.layers):
-            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
     return cache
-
-
-class PrefixCache:
-    """The key/value states of prompt prefixes shared across requests, computed once and kept.
-
-    Multi-turn episodes of one task all start with the same system prompt (hundreds of tokens for
-    maze, over a thousand for wordle), and each turn's prompt starts with the previous turn's; on a CPU
-    recomputing them dominates. A prefix is stored once two requests have shown it (two prompts of
-    one batch, or a prompt and one of the ``recent`` ones) and it has at least ``min_tokens`` tokens;
-    any later batch whose prompts all start with a stored prefix reuses it. At most ``max_entries``
-    prefixes are kept (least recently used goes). Only for models whose cache is a plain growing
-    key/value cache (no sliding windows or recurrent state).
-    """
-
-    def __init__(self, max_entries: int = 4, min_tokens: int = 32, recent: int = 8) -> None:
-        self.max_entries = max_entries
-        self.min_tokens = min_tokens
-        self.entries: OrderedDict[tuple[int, ...], _PrefixStates] = OrderedDict()
-        self.recent: deque[list[int]] = deque(maxlen=recent)
-        self.supported: bool | None = None
-        self.hits = 0
-        self.tokens_saved = 0
-
-    def lookup(self, model: Any, prompts: list[list[int]]) -> tuple[tuple[int, ...], _PrefixStates] | None:
-        if self.supported is False:
-            return None
-        first = prompts[0]
-        agreed = _common_prefix_length(prompts)  # at least one token of every prompt stays to compute
-        common = agreed
-        if len(prompts) == 1:  # shared only as far as a recent request shares it
-            common = min(common, max((_shared_length(first, r) for r in self.recent), default=0))
-        self.recent.append(first)
-        best: tuple[int, ...] | None = None
-        for key in self.entries:
-            usable = len(key) <= agreed and tuple(first[: len(key)]) == key
-            if usable and (best is None or len(key) > len(best)):
-                best = key
-        if (best is None or 2 * len(best) < common) and common >= self.min_tokens:
-            states = self._compute(model, first[:common])
-            if states is not None:
-                best = tuple(first[:common])
-                self.entries[best] = states
-                while len(self.entries) > self.max_entries:
-                    self.entries.popitem(last=False)
-        if best is None:
-            return None
-        self.entries.move_to_end(best)
-        self.hits += 1
-        self.tokens_saved += len(best) * len(prompts)
-        return best, self.entries[best]
-
-    def _compute(self, model: Any, prefix: list[int]) -> _PrefixStates | None:
-        with torch.inference_mode():
-            cache = model(
-                input_ids=torch.tensor([prefix], dtype=torch.long, device=model.device), use_cache=True
-            ).past_key_values
-        layers = getattr(cache, "layers", None)
-        if (
-            not isinstance(cache, DynamicCache)
-            or not layers
-            or any(type(x) is not DynamicLayer for x in layers)
-        ):
-            self.supported = False
-            return None
-        self.supported = True
-        return _PrefixStates([(layer.keys, layer.values) for layer in layers])
-
-
-def _shared_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the common prefix of two token sequences."""
-    limit = min(len(a), len(b))
-    if list(a[:limit]) == list(b[:limit]):
-        return limit
-    low, high = 0, limit  # binary search on "the first n tokens agree" (monotone in n)
-    while low < high:
-        mid = (low + high + 1) // 2
-        if list(a[:mid]) == list(b[:mid]):
-            low = mid
-        else:
-            high = mid - 1
-    return low
-
-
-def _common_prefix_length(prompts: list[list[int]]) -> int:
-    limit = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    length = 0
-    while length < limit and all(p[length] == first[length] for p in prompts):
-        length += 1
-    return length
 
 
 def _finish_row(
@@ -607,7 +538,22 @@ def _sampling_warpers(options: GenerationOptions) -> list[Any]:
         warpers.append(TopKLogitsWarper(options.top_k))
     if options.top_p < 1.0:
         warpers.append(TopPLogitsWarper(options.top_p))
-    return warpers
+    return [*warpers, _Sample()]
+
+
+class _Sample(LogitsProcessor):
+    """Draws each row's next token from ``softmax(scores)`` by inverse CDF (one uniform number per row,
+    from torch's global generator) and returns scores where only that token is finite, so greedy
+    selection picks it. transformers' ``torch.multinomial`` draws an exponential variate for every
+    vocabulary entry of every row instead: for SmolLM2 at batch 32 on a CPU, 6% of all the time."""
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        probs = torch.softmax(scores.float(), dim=-1)
+        cdf = probs.cumsum_(dim=-1)
+        draw = torch.rand((scores.shape[0], 1), device=scores.device) * cdf[:, -1:]
+        picked = torch.searchsorted(cdf, draw, right=True).clamp_(max=scores.shape[-1] - 1)
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(1, picked, 0.0)
 
 
 class _RawLogprobs(LogitsProcessor):
