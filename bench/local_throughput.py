@@ -4,6 +4,8 @@ For each model (the tiny fixture model and SmolLM2-135M-Instruct) and each concu
 the real runner plays maze-fo episodes twice: ``batched`` (our padded-batch engine, batches across
 episodes) and ``sequential`` (the same engine with ``max_batch_size=1``: one generation at a time).
 Each cell runs until its episodes finish or ``--seconds`` pass; rates count the turns completed.
+``reused`` is the share of prompt tokens whose key/value states came from the prefix store (the
+episode's earlier turns, the shared system prompt); modes ending in ``-fresh`` turn it off.
 Peak RSS is the process high-water mark during the cell (reset between cells on Linux). turns/CPU-s
 divides by the CPU time this process used, which other processes on a shared machine disturb less
 than the wall clock.
@@ -267,8 +269,8 @@ def main() -> None:
         print()
 
     print(
-        "| model | concurrency | mode | turns | turns/s | tokens/s | turns/CPU-s | batch | reused | vs sequential "
-        "| peak RSS MB |"
+        "| model | concurrency | mode | turns | turns/s | tokens/s | turns/CPU-s | batch | reused "
+        "| vs sequential | peak RSS MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, path in models.items():
@@ -286,8 +288,8 @@ def main() -> None:
                     speedup = "1x"
                 print(
                     f"| {name} | {concurrency} | {mode} | {row['turns']} | {row['turns_s']:.2f} | "
-                    f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | {row['reuse']:.0%} | {speedup} | "
-                    f"{row['rss']:.0f} |",
+                    f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | "
+                    f"{row['reuse']:.0%} | {speedup} | {row['rss']:.0f} |",
                     flush=True,
                 )
         if args.serve:

@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
     )
     local.add_argument("--max-batch-size", type=_positive_int, help="requests generated together (64)")
+    local.add_argument(
+        "--local-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other local-agent option: top_k, max_batch_tokens, batch_window_ms, max_prompt_tokens, "
+        "share_prefixes, prefix_cache_mb (README, local checkpoints)",
+    )
     group.add_argument(
         "--transport",
         choices=["auto", "litellm", "direct"],
@@ -174,6 +182,18 @@ def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             extra[name] = value
+    from harness.agents.local import LocalSettings
+
+    for item in args.local_option:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in LocalSettings.KEYS:
+            known = ", ".join(LocalSettings.KEYS)
+            raise UsageError(f"--local-option {item!r} is not KEY=VALUE with KEY one of: {known}")
+        try:
+            extra[key] = json.loads(raw)
+        except ValueError:
+            extra[key] = raw
     return extra
 
 

@@ -111,6 +111,35 @@ def test_bad_checkpoint_is_one_line_exit_2_and_leaves_no_run(make, message, tmp_
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("colour=blue", "is not KEY=VALUE with KEY one of"),
+        ("top_k", "is not KEY=VALUE"),
+        ("prefix_cache_mb=-1", "prefix_cache_mb must not be negative"),
+        ("share_prefixes=perhaps", "share_prefixes"),
+    ],
+)
+def test_bad_local_option_is_one_line_exit_2(option, message, tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--task", "maze-fo", "--model", f"local/{tiny_dir}", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--local-option", option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_local_options_reach_the_engine_and_the_manifest(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--task", "maze-fo", "--model", f"local/{tiny_dir}", "--out", str(out), "--no-progress"]
+    argv += ["--episodes", "2", "--max-turns", "2", "--max-tokens", "4", "--temperature", "0"]
+    argv += ["--local-option", "prefix_cache_mb=3", "--local-option", "top-k=5"]
+    assert main(argv) == 0
+    agent = json.loads((out / "manifest.json").read_text())["models"][f"local/{tiny_dir}"]
+    assert agent["settings"]["top_k"] == 5
+    assert agent["batching"]["prefix_store"]["budget_mb"] == 3.0
+
+
 def test_checkpoint_without_weights_fails_at_preflight_before_the_run_dir(tiny_dir, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -263,6 +292,62 @@ def test_reused_prefixes_change_no_token_and_carry_episodes_across_turns(tiny_mo
     (plain,) = generate_padded(model, tokenizer, [prompt], options, pad_token_id=pad)
     assert alone.token_ids == plain.token_ids
     assert store.stats.reuse_rate > 0.6
+
+
+@pytest.mark.parametrize("budget_mb", [None, 1.0])  # the tiny model: 1 KB per token
+async def test_episodes_play_the_same_with_prefix_reuse_and_within_its_budget(budget_mb, tiny_dir, tmp_path):
+    async def play(extra: dict) -> tuple[list, object]:
+        config = RunConfig(
+            out=tmp_path / f"run-{extra['share_prefixes']}",
+            tasks=["maze-fo"],
+            models=[f"local/{tiny_dir}"],
+            episodes=8,
+            concurrency=8,
+            max_turns=3,
+            agent_options=AgentOptions(temperature=0, max_tokens=6, extra=extra),
+        )
+        runner = Runner(config)
+        agent = runner.agents[f"local/{tiny_dir}"]
+        assert (await runner.run()).complete
+        episodes = sorted(load_episodes(config.out), key=lambda e: e.index)
+        return [[t.action for t in e.turns] for e in episodes], agent.engine
+
+    plain, _ = await play({"share_prefixes": False})
+    extra = {"share_prefixes": True}
+    if budget_mb is not None:
+        extra["prefix_cache_mb"] = budget_mb
+    reused, engine = await play(extra)
+    assert reused == plain
+    store = engine.prefix_store
+    assert store.nbytes <= store.budget_bytes
+    if budget_mb is None:
+        assert store.stats.reuse_rate > 0.5 and store.stats.evicted == 0
+    else:
+        # Episodes' own histories are evicted, but whichever entry survives still holds the system prompt.
+        assert store.stats.evicted > 0 and store.stats.reuse_rate > 0.5
+
+
+def test_sampling_follows_the_softmax_and_never_picks_a_filtered_token():
+    from harness.agents.batching import _sampling_warpers
+
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).repeat(20000, 1)
+    expected = torch.softmax(logits[0], -1)
+    (sample,) = _sampling_warpers(GenerationOptions(temperature=1.0))
+    scores = sample(None, logits.clone())
+    picked = scores.argmax(-1)
+    assert torch.isfinite(scores).sum(-1).eq(1).all()  # greedy selection can only take the draw
+    frequencies = torch.bincount(picked, minlength=5) / len(picked)
+    assert frequencies.tolist() == pytest.approx(expected.tolist(), abs=0.012)
+    assert frequencies[4] == 0
+    warpers = _sampling_warpers(GenerationOptions(temperature=0.5, top_k=2))
+    scores = logits.clone()
+    for warper in warpers:
+        scores = warper(None, scores)
+    picked = scores.argmax(-1)
+    assert set(picked.tolist()) == {0, 1}
+    share = (picked == 0).float().mean().item()
+    assert share == pytest.approx(1 / (1 + torch.exp(torch.tensor(-2.0)).item()), abs=0.012)
 
 
 def fake_states(length: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:

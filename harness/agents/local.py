@@ -28,7 +28,10 @@ default 64 for chat, 32 for text), ``seed`` (seeds torch once at load), and in `
 ``max_batch_tokens`` batch size x (padded prompt + new tokens) per batch (default 65536)
 ``batch_window_ms`` how long to gather a batch (default 10)
 ``max_prompt_tokens`` prompt budget (default: the model's context minus max new tokens)
-``share_prefixes``  compute a prompt prefix shared by many requests once (default true)
+``share_prefixes``  keep each prompt's key/value states so that the next turn (and other
+                    episodes sharing its system prompt) compute only new tokens (default true)
+``prefix_cache_mb`` memory for those states (default: a quarter of what is free at load,
+                    at most 8 GiB on a CPU); least recently used go first
 =================== ====================================================================
 
 Value-guided decoding: ``LocalAgent(..., logits_processor=p)`` takes a ``transformers.LogitsProcessor``
@@ -88,6 +91,21 @@ class LocalSettings:
     batch_window_ms: float = 10.0
     max_prompt_tokens: int | None = None
     share_prefixes: bool = True
+    prefix_cache_mb: float | None = None  # None: decided from the free memory at load
+
+    KEYS = (
+        "device",
+        "dtype",
+        "top_p",
+        "top_k",
+        "stop",
+        "max_batch_size",
+        "max_batch_tokens",
+        "batch_window_ms",
+        "max_prompt_tokens",
+        "share_prefixes",
+        "prefix_cache_mb",
+    )
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> LocalSettings:
@@ -120,6 +138,10 @@ class LocalSettings:
                 fields["share_prefixes"] = flag_option(
                     "share_prefixes", extra["share_prefixes"], error=ValueError
                 )
+            if extra.get("prefix_cache_mb") is not None:
+                fields["prefix_cache_mb"] = float(extra["prefix_cache_mb"])
+                if fields["prefix_cache_mb"] < 0:
+                    raise ValueError("prefix_cache_mb must not be negative")
             if extra.get("batch_window_ms") is not None:
                 fields["batch_window_ms"] = float(extra["batch_window_ms"])
                 if fields["batch_window_ms"] < 0:
@@ -220,6 +242,7 @@ class LoadedModel:
             settings.max_batch_tokens,
             settings.batch_window_ms,
             settings.share_prefixes,
+            settings.prefix_cache_mb,
         )
         with _models_lock:
             engine = self.engines.get(key)
@@ -233,6 +256,9 @@ class LoadedModel:
                     eos_token_ids=self.eos_token_ids,
                     pad_token_id=self.pad_token_id,
                     share_prefixes=settings.share_prefixes,
+                    prefix_budget_bytes=None
+                    if settings.prefix_cache_mb is None
+                    else int(settings.prefix_cache_mb * 2**20),
                 )
                 self.engines[key] = engine
             return engine

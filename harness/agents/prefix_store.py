@@ -75,12 +75,8 @@ class PrefixStore:
         self.stats = StoreStats()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "budget_mb": round(self.budget_bytes / 2**20, 1),
-            "entries": len(self.entries),
-            "held_mb": round(self.nbytes / 2**20, 1),
-            "reuse_rate": round(self.stats.reuse_rate, 4),
-        }
+        """The settings (for a run's manifest); what happened is in ``stats``."""
+        return {"budget_mb": round(self.budget_bytes / 2**20, 1), "block": self.block}
 
     # --- lookup ----------------------------------------------------------------------------------
     def _hashes(self, tokens: Sequence[int], start: int = 0, previous: int = 0) -> list[int]:
