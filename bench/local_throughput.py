@@ -3,7 +3,8 @@
 For each model (the tiny fixture model and SmolLM2-135M-Instruct) and each concurrency (1, 8, 32, 128)
 the real runner plays maze-fo episodes twice: ``batched`` (our padded-batch engine, batches across
 episodes) and ``sequential`` (the same engine with ``max_batch_size=1``: one generation at a time).
-Each cell runs until its episodes finish or ``--seconds`` pass; rates count the turns completed.
+Each cell runs until its episodes finish or ``--seconds`` pass; rates count the turns completed over the
+time until the last batch finished (a batch cut off by the deadline counts neither turns nor time).
 ``reused`` is the share of prompt tokens whose key/value states came from the prefix store (the
 episode's earlier turns, the shared system prompt); modes ending in ``-fresh`` turn it off.
 Peak RSS is the process high-water mark during the cell (reset between cells on Linux). turns/CPU-s
@@ -16,7 +17,8 @@ engine runs) against transformers' continuous batching (``generate_batch``), whi
 reached through litellm (``openai/<dir>`` + ``api_base``): meant for GPU machines.
 
     python bench/local_throughput.py [--models tiny,smollm2] [--concurrency 1,8,32,128]
-        [--style chat] [--max-turns 4] [--max-tokens 32] [--seconds 30] [--compare-cb] [--serve]
+        [--style chat] [--max-turns 4] [--max-tokens 32] [--seconds 30] [--dtype auto]
+        [--modes sequential,batched] [--repeat 1] [--compare-cb] [--serve]
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from pathlib import Path
 # Before torch loads: without it, torch's OpenMP threads busy-wait and collapse under any CPU contention.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import _common  # noqa: E402,F401  (environment and sys.path)
 import anyio  # noqa: E402
+from _common import median  # noqa: E402  (also sets the environment and sys.path)
 
 from harness.agents import AgentOptions  # noqa: E402
 from harness.runner import RunConfig, Runner  # noqa: E402
@@ -100,19 +102,23 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
                 generate_padded(loaded.model, loaded.tokenizer, [ids], GenerationOptions(max_new_tokens=2))
             reset_peak_rss()
             cpu[0] = time.process_time()
-            started = time.perf_counter()
+            started[0] = time.perf_counter()
             with anyio.move_on_after(args.seconds):
                 await runner.run(on_progress=progress)
             cpu[0] = time.process_time() - cpu[0]
-            return time.perf_counter() - started
+            return time.perf_counter() - started[0]
 
         cpu = [0.0]
+        started = [0.0]
         wall = anyio.run(run)
         engine = getattr(agent, "engine", None)
         if engine is not None:
             engine.join()  # a batch cut off at the deadline must not run into the next cell
         if engine is not None:  # count unfinished episodes' turns too (the cell may stop at the deadline)
             turns, tokens = engine.stats.requests, engine.stats.generated_tokens
+            # Up to the last finished batch: a batch cut off at the deadline would otherwise count its
+            # time but none of its turns, which penalises large batches in a time-limited cell.
+            wall = min(wall, engine.stats.last_batch_end - started[0])
             mean_batch = engine.stats.mean_batch
             busy = engine.stats.generate_s / wall
             store = engine.prefix_store
@@ -222,6 +228,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="time budget per cell")
     parser.add_argument("--min-episodes", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=128)
+    parser.add_argument("--dtype", default="auto", help="auto (float32 on a CPU), bfloat16, ...")
+    parser.add_argument("--repeat", type=int, default=1, help="cells per mode, alternating; medians")
     parser.add_argument(
         "--modes",
         default="sequential,batched",
@@ -256,7 +264,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"maze-fo, style {args.style}, {args.max_turns} turns/episode, max {args.max_tokens} new tokens, "
-        f"temperature {args.temperature}, <= {args.seconds:g} s per cell; device {device}; "
+        f"temperature {args.temperature}, dtype {args.dtype}, <= {args.seconds:g} s per cell; "
+        f"device {device}; "
         f"torch threads {torch.get_num_threads()}; load average at start {load:.1f}"
     )
     if args.compare_cb:
@@ -276,18 +285,31 @@ def main() -> None:
     for name, path in models.items():
         spec = f"local/{path}"
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            sequential = None
-            for mode in args.modes.split(","):
-                size = 1 if mode.startswith("sequential") else args.max_batch_size
-                extra = {"max_batch_size": size, "share_prefixes": not mode.endswith("-fresh")}
-                row = cell(spec, concurrency, args, extra)
-                if mode == "sequential":
-                    sequential = row["turns_s"]
-                speedup = f"**{row['turns_s'] / sequential:.1f}x**" if sequential else "–"
+            # Modes alternate within each repeat, so a slow spell of a shared machine hits both; the
+            # speed-up is the median of the paired ratios.
+            runs: dict[str, list[dict]] = {mode: [] for mode in args.modes.split(",")}
+            for _ in range(args.repeat):
+                for mode in runs:
+                    size = 1 if mode.startswith("sequential") else args.max_batch_size
+                    extra = {
+                        "max_batch_size": size,
+                        "share_prefixes": not mode.endswith("-fresh"),
+                        "dtype": args.dtype,
+                    }
+                    runs[mode].append(cell(spec, concurrency, args, extra))
+            base = runs.get("sequential")
+            for mode, rows in runs.items():
+                row = {key: median([r[key] for r in rows]) for key in rows[0]}
+                speedup = "–"
                 if mode == "sequential":
                     speedup = "1x"
+                elif base:
+                    ratios = [r["turns_s"] / b["turns_s"] for r, b in zip(rows, base, strict=True)]
+                    speedup = f"**{median(ratios):.1f}x**"
+                    if len(ratios) > 1:
+                        speedup += f" ({min(ratios):.1f}–{max(ratios):.1f})"
                 print(
-                    f"| {name} | {concurrency} | {mode} | {row['turns']} | {row['turns_s']:.2f} | "
+                    f"| {name} | {concurrency} | {mode} | {row['turns']:.0f} | {row['turns_s']:.2f} | "
                     f"{row['tokens_s']:.0f} | {row['turns_cpu_s']:.2f} | {row['batch']:.1f} | "
                     f"{row['reuse']:.0%} | {speedup} | {row['rss']:.0f} |",
                     flush=True,

@@ -350,6 +350,32 @@ def test_sampling_follows_the_softmax_and_never_picks_a_filtered_token():
     assert share == pytest.approx(1 / (1 + torch.exp(torch.tensor(-2.0)).item()), abs=0.012)
 
 
+def test_models_with_sliding_windows_generate_without_the_store(tiny_model):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    _, tokenizer = tiny_model
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=64,
+    )
+    model = MistralForCausalLM(config).eval()
+    prompts = prompts_of_many_lengths(tokenizer, 4)
+    options = GenerationOptions(max_new_tokens=6, temperature=0)
+    pad = tokenizer.pad_token_id
+    store = PrefixStore(2**30)
+    for _ in range(2):
+        reused = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad, prefix_store=store)
+    plain = generate_padded(model, tokenizer, prompts, options, pad_token_id=pad)
+    assert [r.token_ids for r in reused] == [p.token_ids for p in plain]
+    assert store.supported is False and not store.entries and store.stats.tokens_reused == 0
+
+
 def fake_states(length: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.randn(1, 2, length, 4), torch.randn(1, 2, length, 4)) for _ in range(layers)]
 

@@ -132,6 +132,7 @@ class EngineStats:
     generated_tokens: int = 0
     generate_s: float = 0.0
     max_batch: int = 0
+    last_batch_end: float = 0.0  # time.perf_counter() when the latest batch finished
 
     @property
     def mean_batch(self) -> float:
@@ -307,7 +308,8 @@ class PaddedBatchEngine:
             for request, result in zip(batch, results, strict=True):
                 request.result = result
         stats = self.stats
-        stats.generate_s += time.perf_counter() - started
+        stats.last_batch_end = time.perf_counter()
+        stats.generate_s += stats.last_batch_end - started
         stats.batches += 1
         stats.max_batch = max(stats.max_batch, len(batch))
         for request in batch:

@@ -17,7 +17,7 @@ Memory: each entry holds ``layers x 2 x heads x tokens x head_dim`` values in th
 exceeded. A prompt that contains an entry's whole prompt continues that conversation: the entry is
 replaced by the new one at once (its reply may have been re-tokenized differently in the new prompt,
 so the entry's tail is of no further use). Only models
-whose attention layers keep plain full key/value caches are supported (``supported`` turns false for
+whose attention layers keep plain full key/value caches are supported (``supported`` is false for
 sliding windows or recurrent state, and the store then stays empty).
 """
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer, StaticLayer
+from transformers import DynamicCache, StaticCache
+from transformers.cache_utils import StaticLayer
 
 
 @dataclass(eq=False, slots=True)
@@ -114,6 +114,9 @@ class PrefixStore:
         """For each prompt, the entry and the length it could reuse. A prefix that the whole batch
         shares but the store lacks (the system prompt, on a batch of first turns) is computed once
         first."""
+        if self.supported is None:
+            layers = StaticCache(config=model.config, max_cache_len=1).layers
+            self.supported = all(type(layer) is StaticLayer for layer in layers)
         matches = [self.match(p) for p in prompts]
         if self.supported is not False and len(prompts) > 1:
             common = _common_prefix_length(prompts)
@@ -131,11 +134,9 @@ class PrefixStore:
         """Store each row of a finished batch: ``(tokens, prompt_tokens, first, match)`` with the
         tokens whose states the batch cache holds for that row (prompt, then reply) from column
         ``first`` on, and the match the row was planned with."""
-        layers = getattr(cache, "layers", None)
-        if not layers or any(type(layer) not in (StaticLayer, DynamicLayer) for layer in layers):
-            self.supported = False
+        if not self.supported:
             return
-        self.supported = True
+        layers = cache.layers
         for row, (tokens, prompt_tokens, first, (used, length)) in enumerate(rows):
             if len(tokens) < self.min_tokens:
                 continue
@@ -158,11 +159,7 @@ class PrefixStore:
                 past_key_values=DynamicCache(config=model.config),
                 use_cache=True,
             ).past_key_values
-        layers = getattr(cache, "layers", None)
-        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-            self.supported = False
-            return
-        self.supported = True
+        layers = cache.layers
         self._add(list(prefix), [(layer.keys, layer.values) for layer in layers], len(prefix))
 
     def _add(self, tokens: list[int], states: list[tuple[Any, Any]], prompt_tokens: int) -> None:
@@ -192,9 +189,9 @@ class PrefixStore:
 
     # --- building a batch's cache ----------------------------------------------------------------
     def fill(self, cache: Any, matches: list[Match], width: int, prompt_tokens: int) -> None:
-        """Write the reused states into a fresh batch cache: row i holds its ``length`` reused tokens
-        right-aligned in the first ``width`` columns (zeros, masked, before them). ``prompt_tokens``
-        (the batch's total) is for the statistics."""
+        """Write the reused states into a fresh, empty ``StaticCache`` for the batch: row i holds its
+        ``length`` reused tokens right-aligned in the first ``width`` columns. ``prompt_tokens`` (the
+        batch's total) is for the statistics."""
         stats = self.stats
         stats.tokens_looked_up += prompt_tokens
         for entry, length in matches:
@@ -205,29 +202,16 @@ class PrefixStore:
             return
         sample = next(entry for entry, _ in matches if entry is not None)
         rows = len(matches)
-        layers = getattr(cache, "layers", None) or []
-        if layers and all(type(layer) is StaticLayer and not layer.is_initialized for layer in layers):
-            # Write straight into the preallocated batch cache (zeros where nothing is reused).
-            for index, layer in enumerate(layers):
-                keys, values = sample.layers[index]
-                layer.lazy_initialization(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
-                for row, (entry, length) in enumerate(matches):
-                    if entry is not None and length:
-                        row_keys, row_values = entry.layers[index]
-                        layer.keys[row, :, width - length : width] = row_keys[0, :, :length]
-                        layer.values[row, :, width - length : width] = row_values[0, :, :length]
-                layer.cumulative_length.fill_(width)
-            return
-        for index in range(len(sample.layers)):  # a cache of another kind: through its own update()
+        # Straight into the preallocated batch cache (zeros, masked, where a row reuses nothing).
+        for index, layer in enumerate(cache.layers):
             keys, values = sample.layers[index]
-            batch_keys = keys.new_zeros((rows, keys.shape[1], width, keys.shape[3]))
-            batch_values = values.new_zeros((rows, values.shape[1], width, values.shape[3]))
+            layer.lazy_initialization(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
             for row, (entry, length) in enumerate(matches):
                 if entry is not None and length:
                     row_keys, row_values = entry.layers[index]
-                    batch_keys[row, :, width - length :] = row_keys[0, :, :length]
-                    batch_values[row, :, width - length :] = row_values[0, :, :length]
-            cache.update(batch_keys, batch_values, index)
+                    layer.keys[row, :, width - length : width] = row_keys[0, :, :length]
+                    layer.values[row, :, width - length : width] = row_values[0, :, :length]
+            layer.cumulative_length.fill_(width)
 
 
 def _common_prefix_length(prompts: list[list[int]]) -> int:
