@@ -116,7 +116,12 @@ class PrefixStore:
         first."""
         if self.supported is None:
             layers = StaticCache(config=model.config, max_cache_len=1).layers
-            self.supported = all(type(layer) is StaticLayer for layer in layers)
+            # ``fill`` writes into transformers' static layers directly; anything else: no reuse.
+            self.supported = all(
+                type(layer) is StaticLayer
+                and all(hasattr(layer, name) for name in ("lazy_initialization", "cumulative_length"))
+                for layer in layers
+            )
         matches = [self.match(p) for p in prompts]
         if self.supported is not False and len(prompts) > 1:
             common = _common_prefix_length(prompts)
@@ -155,11 +160,12 @@ class PrefixStore:
     def _compute(self, model: Any, prefix: list[int]) -> None:
         with torch.inference_mode():
             cache = model(
-                input_ids=torch.tensor([prefix], dtype=torch.long, device=model.device),
-                past_key_values=DynamicCache(config=model.config),
-                use_cache=True,
+                input_ids=torch.tensor([prefix], dtype=torch.long, device=model.device), use_cache=True
             ).past_key_values
-        layers = cache.layers
+        layers = getattr(cache, "layers", None)
+        if not isinstance(cache, DynamicCache) or not layers:
+            self.supported = False  # a transformers version whose caches we do not know
+            return
         self._add(list(prefix), [(layer.keys, layer.values) for layer in layers], len(prefix))
 
     def _add(self, tokens: list[int], states: list[tuple[Any, Any]], prompt_tokens: int) -> None:
