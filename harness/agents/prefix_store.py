@@ -79,10 +79,12 @@ class PrefixStore:
         return {"budget_mb": round(self.budget_bytes / 2**20, 1), "block": self.block}
 
     # --- lookup ----------------------------------------------------------------------------------
-    def _hashes(self, tokens: Sequence[int], start: int = 0, previous: int = 0) -> list[int]:
+    def _hashes(self, tokens: Sequence[int]) -> list[int]:
+        """One hash per full block, each covering every token up to the block's end."""
         hashes = []
+        previous = 0
         size = self.block
-        for end in range(start + size, len(tokens) + 1, size):
+        for end in range(size, len(tokens) + 1, size):
             previous = hash((previous, *tokens[end - size : end]))
             hashes.append(previous)
         return hashes
