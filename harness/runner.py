@@ -13,6 +13,7 @@ import hashlib
 import platform
 import random
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -374,6 +375,8 @@ class Runner:
             with anyio.CancelScope(shield=True):
                 for agent in self._all_agents():
                     await agent.aclose()
+                if "harness.agents.litellm_agent" in sys.modules:
+                    await sys.modules["harness.agents.litellm_agent"].close_shared_clients()
         return result
 
     def _all_agents(self) -> list[Agent]:

@@ -131,3 +131,4 @@ async def test_make_agent_reaches_the_server(served):
     agent = make_agent(f"openai/{checkpoint}", AgentOptions(api_base=api_base, max_tokens=4))
     await agent.preflight()  # reachability check
     assert agent.describe()["api_base"] == api_base
+    await agent.aclose()

@@ -7,8 +7,11 @@ malformed bodies, honouring ``Retry-After``. A per-model ``CapacityLimiter`` bou
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import socket
+import sys
 import time
 from typing import Any
 from urllib.parse import urlparse
@@ -277,6 +280,25 @@ class LiteLLMAgent(Agent):
             "transport": self.transport,
             **self.options.describe(),
         }
+
+
+async def close_shared_clients() -> None:
+    """Close litellm's cached HTTP clients. They belong to the event loop that made them, which ends
+    with the run; left open, each prints "Unclosed connector" when collected."""
+    litellm = sys.modules.get("litellm")
+    close = getattr(litellm, "close_litellm_async_clients", None)
+    if close is None:
+        return
+    with contextlib.suppress(Exception):
+        await close()
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        closer = getattr(client, "close", None)  # openai SDK clients (text completions) are not covered
+        if inspect.iscoroutinefunction(closer):
+            with contextlib.suppress(Exception):
+                await closer()
+    with contextlib.suppress(Exception):
+        cache.flush_cache()  # a later run on a new loop must not pick up the closed clients
 
 
 def _price_per_token(litellm: Any, model: str) -> tuple[float, float]:
