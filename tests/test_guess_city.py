@@ -8,6 +8,7 @@ import statistics
 import uuid
 
 import pytest
+from policy_play import play
 
 from harness.agents import AgentOptions
 from harness.rundir import load_episodes
@@ -58,19 +59,6 @@ OPEN_QUESTIONS = (
 
 def city(name: str):
     return CITIES[CITY_INDEX[name]]
-
-
-def play(task: GuessMyCity, policy: str, seed: int, index: int) -> tuple[float, int]:
-    """One episode with a built-in policy and the built-in oracle (sync path): (return, questions)."""
-    task.reset(seed, index)
-    rng = random.Random(seed ^ 0x5EED)
-    total = 0.0
-    for n in range(1, task.max_steps + 1):
-        result = task.step(task.parse(task.policies[policy](task, rng)))
-        total += result.reward
-        if result.done:
-            return total, n
-    raise AssertionError("episode did not end within max_steps")
 
 
 # --- knowledge base ------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from policy_play import play
 
-from harness.task import Segment, Task
+from harness.task import Segment
 from harness.tasks import make_task, task_class
 from harness.tasks.maze import (
     DISTANCE,
@@ -19,19 +20,6 @@ from harness.tasks.maze import (
     MazeFO,
     MazePO,
 )
-
-
-def play(task: Task, policy: str, seed: int, index: int) -> tuple[float, int]:
-    """Run one episode with a built-in policy; return (return, number of actions)."""
-    task.reset(seed, index)
-    rng = random.Random(seed ^ 0x5EED)
-    total = 0.0
-    for n in range(1, task.max_steps + 1):
-        result = task.step(task.parse(task.policies[policy](task, rng)))
-        total += result.reward
-        if result.done:
-            return total, n
-    raise AssertionError("episode did not end within max_steps")
 
 
 def test_layout_and_start_order() -> None:
