@@ -34,6 +34,7 @@ Turn
     raw_output      str     exactly what the agent produced
     action          str     parsed, canonical action, or ``None`` when invalid
     invalid         bool    the output did not parse or the task refused it
+    invalid_reason  str     why (``harness.parsing.REASONS``: no-action, ambiguous, illegal, ...); else None
     reward          float   reward of this step
     done            bool    the episode ended at this step
     info            dict    per-step task facts (feedback, opponent move, ...)
@@ -60,6 +61,7 @@ class Turn:
     reward: float
     done: bool
     info: dict[str, Any] = field(default_factory=dict)
+    invalid_reason: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0

@@ -26,6 +26,7 @@ import harness
 from harness.agents import Agent, AgentOptions, make_agent
 from harness.episode import Episode, Turn, episode_key
 from harness.judges import Judge, score_episode
+from harness.parsing import Invalid
 from harness.rundir import (
     EPISODES,
     EpisodeLog,
@@ -37,7 +38,7 @@ from harness.rundir import (
     write_manifest,
 )
 from harness.secrets import one_line
-from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task, TaskUnavailable
+from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task, TaskUnavailable, action_of
 from harness.tasks import make_task, task_class
 
 
@@ -150,14 +151,19 @@ async def play_episode(
         cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
         for _ in range(cap):
             completion = await agent.act(Prompt(task, history, style, rng))  # type: ignore[arg-type]
-            action = task.parse(completion.text)
+            parsed = task.parse(completion.text)
+            action = action_of(parsed)
             result = await task.astep(action)
+            reason = parsed.reason if isinstance(parsed, Invalid) else result.invalid_reason
+            if reason is None and result.invalid:
+                reason = "not-allowed"
             episode.add_turn(
                 Turn(
                     observation=observation,
                     raw_output=completion.text,
                     action=action,
                     invalid=action is None or result.invalid,
+                    invalid_reason=reason,
                     reward=result.reward,
                     done=result.done,
                     info=result.info,
@@ -177,7 +183,10 @@ async def play_episode(
                     "action", action if action is not None else completion.text.strip(), raw=completion.text
                 )
             )
-            history.append(Segment("observation", observation))
+            note = None
+            if reason is not None:
+                note = task.invalid_note(reason, parsed.detail if isinstance(parsed, Invalid) else "")
+            history.append(Segment("observation", observation, note=note))
         episode.final_observation = observation
         episode.success = task.success
         episode.info = task.episode_info()

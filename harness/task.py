@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
+from harness.parsing import Invalid, Parsed
+
 Style = Literal["chat", "text"]
 STYLES: tuple[str, ...] = ("chat", "text")
 
@@ -38,6 +40,8 @@ class StepResult:
     done: bool
     invalid: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    # Why the task refused a parsed action ("illegal", "not-allowed", ...), told to the agent next turn.
+    invalid_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class Segment:
     kind: Literal["observation", "action"]
     text: str
     raw: str | None = None  # for actions: the agent's full output, which chat-style history shows back
+    # For observations after an invalid reply: one line telling the agent why (chat style shows it).
+    note: str | None = None
 
 
 class InvalidTaskOption(ValueError):
@@ -55,6 +61,11 @@ class InvalidTaskOption(ValueError):
 
 class TaskUnavailable(RuntimeError):
     """The task cannot run on this machine (e.g. no chess engine); the message says how to fix it."""
+
+
+def action_of(parsed: Parsed | None) -> str | None:
+    """What ``step`` takes: the action, or ``None`` for a reply that was not understood."""
+    return parsed if isinstance(parsed, str) else None
 
 
 # A scripted policy looks at the live task (read-only) and returns the raw text it would "say"
@@ -74,6 +85,9 @@ class Task(ABC):
     text_window: ClassVar[int | None] = None
     chat_window: ClassVar[int | None] = None
     text_header: ClassVar[str] = ""
+    # The final line a reply must end with, as an example (``Action: move up``); system prompts state
+    # it through ``final_line_instruction`` and invalid replies are reminded of it.
+    answer_example: ClassVar[str] = "Action: ..."
 
     max_steps: int
     rng: random.Random
@@ -136,8 +150,17 @@ class Task(ABC):
         return completion.text
 
     @abstractmethod
-    def parse(self, raw: str) -> str | None:
-        """Extract the canonical action from free model output, or ``None`` if there is none."""
+    def parse(self, raw: str) -> Parsed:
+        """The canonical action in free model output, or ``Invalid(reason)`` (``harness.parsing``)."""
+
+    def final_line_instruction(self) -> str:
+        """The answer format, worded the same way in every task's system prompt."""
+        return f"End your reply with a final line of exactly this form:\n{self.answer_example}"
+
+    def invalid_note(self, reason: str, detail: str = "") -> str:
+        """One line for the agent after a reply that was not understood or not allowed."""
+        why = Invalid(reason, detail).explain()
+        return f"(Your last reply was not accepted: {why}. End with a line like: {self.answer_example})"
 
     @abstractmethod
     def system_prompt(self) -> str:
@@ -172,7 +195,7 @@ class Task(ABC):
                 shown = shown[1:]  # a chat must start with the user's turn
             messages = [{"role": "system", "content": self.system_prompt()}]
             messages += [
-                {"role": "user", "content": s.text}
+                {"role": "user", "content": f"{s.note}\n{s.text}" if s.note else s.text}
                 if s.kind == "observation"
                 else {"role": "assistant", "content": s.raw if s.raw is not None else s.text}
                 for s in shown

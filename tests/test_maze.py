@@ -146,33 +146,6 @@ def test_random_policy_always_terminates_within_cap() -> None:
         assert n <= task.max_steps and -101 <= total <= 0
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("move up", "move up"),
-        ("MOVE UP", "move up"),
-        ("move down\n", "move down"),
-        ("I'll go toward the goal.\nAction: move left", "move left"),
-        ("I'll go... Action: move left", "move left"),
-        ("`move right`", "move right"),
-        ('"move down".', "move down"),
-        ("**Action:** move up", "move up"),
-        ("up", "move up"),
-        ("Up.", "move up"),
-        ("left", "move left"),
-        ("Action: right", "move right"),
-        ("Let me think. move up? no. move down", "move down"),
-        ("I am not sure where to go", None),
-        ("move diagonally", None),
-        ("", None),
-        ("go up and then left", None),
-    ],
-)
-def test_parse(raw: str, expected: str | None) -> None:
-    assert MazeFO().parse(raw) == expected
-    assert MazePO().parse(raw) == expected
-
-
 def test_observations_fo_and_po() -> None:
     fo, po = MazeFO(), MazePO()
     index = START_CELLS.index((1, 3))

@@ -22,7 +22,7 @@ import re
 from collections import deque
 from typing import Any, ClassVar
 
-from harness.parsing import answer_region, last_match
+from harness.parsing import Parsed, Span, find_phrases, read_action
 from harness.task import Anchors, Policy, Segment, StepResult, Style, Task
 from harness.tasks import register_task
 
@@ -122,8 +122,25 @@ def space_digits(text: str) -> str:
     return re.sub(r"\d{2,}", lambda m: " ".join(m.group()), text)
 
 
-_MOVE = re.compile(r"\bmove\s+(up|down|left|right)\b", re.IGNORECASE)
-_BARE = re.compile(r"[\W_]*(up|down|left|right)[\W_]*", re.IGNORECASE)
+# What names a move in free text: the action itself ("moving up" too, for "instead of moving up").
+_PHRASES: dict[str, str] = {
+    f"{verb} {d}": f"move {d}"
+    for d in ("up", "down", "left", "right")
+    for verb in ("move", "moving")
+}
+_MARKERS = ("action", "move", "answer")
+
+
+def _find_moves(text: str) -> list[Span]:
+    return find_phrases(text, _PHRASES)
+
+
+def _whole_move(text: str) -> str | None:
+    """A reply that is only a direction ("Up", "left.") or a move."""
+    text = text.lower()
+    if text in ("up", "down", "left", "right"):
+        return f"move {text}"
+    return _PHRASES.get(" ".join(text.split()))
 
 
 # --- scripted policies ---------------------------------------------------------------------------
@@ -170,6 +187,7 @@ class Maze(Task):
         "behavior": behavior_policy,
     }
     chat_window: ClassVar[int | None] = None
+    answer_example: ClassVar[str] = "Action: move up"
 
     CAP: ClassVar[int] = 100  # counted (non-goal) steps before the forced failure step
     max_steps = CAP + 1
@@ -221,12 +239,8 @@ class Maze(Task):
             info["outcome"] = outcome
         return info
 
-    def parse(self, raw: str) -> str | None:
-        found = last_match(_MOVE, raw)
-        if found is None:
-            # A bare direction counts only when it is the whole answer ("left", "Up.").
-            found = _BARE.fullmatch(answer_region(raw))
-        return f"move {found.group(1).lower()}" if found else None
+    def parse(self, raw: str) -> Parsed:
+        return read_action(raw, markers=_MARKERS, find=_find_moves, whole=_whole_move, max_chars=20_000)
 
     @property
     def success(self) -> bool:
@@ -270,8 +284,8 @@ class Maze(Task):
             "Moving into a wall leaves you where you are. Each move that does not reach the goal costs -1; "
             "the move that reaches the goal costs 0 and ends the episode; an answer that is not one of the "
             "four actions costs -4 and still uses up a move. The episode fails after 100 moves.\n"
-            "Reply with exactly one action: move up, move down, move left or move right. End your reply "
-            "with a final line of the form\nAction: move up"
+            "Reply with exactly one action: move up, move down, move left or move right. "
+            + self.final_line_instruction()
         )
 
 
