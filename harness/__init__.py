@@ -1,10 +1,7 @@
-"""lmrl's evaluation harness: tasks, agents, judges, the concurrent runner and the run directory."""
+"""lmrl's evaluation harness: tasks, agents, judges, the concurrent runner and the run directory.
 
-import os
-
-# Before anything imports litellm: use its bundled price map (no fetch at import) and never reach a hub.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+Importing it changes nothing in the caller's environment; the ``lmrl`` command sets its offline
+switches in its own process (``harness.cli``).
+"""
 
 __version__ = "0.1.0"

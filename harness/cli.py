@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+EXIT_FAILED = 1  # the run finished, but every episode it played ended with an error
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lmrl", description="Benchmark and train multi-turn language agents (LMRL-Gym tasks)."
     )
+    parser.add_argument("--version", action="version", version=f"lmrl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("tasks", help="list tasks: description, roles, reward range, normalization anchors")
@@ -91,20 +93,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TASK.KEY=VALUE",
         help="task option, e.g. wordle.invalid_penalty=-10 or wordle.vocab=full",
     )
-    group = run.add_argument_group("model calls (litellm agents)")
-    group.add_argument("--temperature", type=_nonneg_float)
-    group.add_argument("--max-tokens", type=_positive_int)
-    group.add_argument("--model-seed", type=int, help="sampling seed passed to the provider")
+    group = run.add_argument_group(
+        "the evaluated models' options (an option that applies to none of them is an error)"
+    )
+    group.add_argument("--temperature", type=_nonneg_float, help="sampling temperature (0 = greedy)")
+    group.add_argument("--top-p", type=_nonneg_float, help="nucleus sampling, in (0, 1]")
+    group.add_argument("--max-tokens", type=_positive_int, help="most tokens per reply")
+    group.add_argument(
+        "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
+    )
+    group.add_argument("--model-seed", type=int, help="sampling seed passed to the provider or local model")
+    group.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="provider extra sent with every API request as is, e.g. reasoning_effort=low",
+    )
     group.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
     group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
     group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    group.add_argument(
+        "--transport",
+        choices=["auto", "litellm", "direct"],
+        default="auto",
+        help="direct: lean HTTP client for OpenAI-compatible --api-base endpoints (auto picks it for "
+        "openai/ and hosted_vllm/ models with --api-base); litellm: any provider",
+    )
     local = run.add_argument_group("local checkpoints (local/<dir> or local/smollm2)")
     local.add_argument("--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1, mps")
-    local.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    local.add_argument("--top-p", type=_nonneg_float, help="nucleus sampling")
     local.add_argument(
-        "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
+        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights' dtype (auto)"
     )
     local.add_argument("--max-batch-size", type=_positive_int, help="requests generated together (64)")
     local.add_argument(
@@ -115,12 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other local-agent option: top_k, max_batch_tokens, batch_window_ms, max_prompt_tokens, "
         "share_prefixes, prefix_cache_mb (README, local checkpoints)",
     )
-    group.add_argument(
-        "--transport",
-        choices=["auto", "litellm", "direct"],
-        default="auto",
-        help="direct: lean HTTP client for OpenAI-compatible --api-base endpoints (auto picks it for "
-        "openai/ and hosted_vllm/ models with --api-base); litellm: any provider",
+    partners = run.add_argument_group("partner roles and judges (never inherit the models' options)")
+    partners.add_argument(
+        "--role-option",
+        action="append",
+        default=[],
+        metavar="ROLE.KEY=VALUE",
+        help="an option of one partner role: temperature, top_p, max_tokens, stop, seed, api_base, "
+        "timeout, max_retries, concurrency, transport, a local option, or a provider extra",
+    )
+    partners.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        metavar="JUDGE.KEY=VALUE",
+        help="an option of one LLM judge (same keys as --role-option), e.g. agent-quality.api_base=URL",
     )
     run.add_argument(
         "--judge",
@@ -132,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     score = sub.add_parser("score", help="judge a finished run again, without replaying episodes")
-    score.add_argument("run_dir", type=Path)
+    score.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
     score.add_argument(
         "--judge",
         action="append",
@@ -141,42 +170,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge to apply; repeat (two LLM judges also report their agreement)",
     )
     score.add_argument("--concurrency", type=_positive_int, default=16, help="judge calls in flight (16)")
-    score.add_argument("--api-base", help="OpenAI-compatible endpoint for the judge models")
+    score.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        metavar="JUDGE.KEY=VALUE",
+        help="an option of one LLM judge: temperature, top_p, max_tokens, stop, seed, api_base, timeout, "
+        "max_retries, transport, or a provider extra",
+    )
+    score.add_argument("--api-base", help="OpenAI-compatible endpoint for every judge model")
     score.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
     score.add_argument("--max-retries", type=int, default=6, help="retries per call (6)")
-    score.add_argument("--transport", choices=["auto", "litellm", "direct"], default="auto")
-    score.add_argument("--no-progress", action="store_true")
+    score.add_argument(
+        "--transport",
+        choices=["auto", "litellm", "direct"],
+        default="auto",
+        help="HTTP client for the judge models (as in `lmrl run`)",
+    )
 
     sub.add_parser("judges", help="list judges: rule judges and LLM judges (which need a model)")
 
     show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
-    show.add_argument("run_dir", type=Path)
+    show.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
     show.add_argument("--csv", type=Path, help="also write the table as CSV")
 
     export = sub.add_parser("export", help="write episodes.parquet and turns.parquet for pandas")
-    export.add_argument("run_dir", type=Path)
+    export.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
     return parser
 
 
-def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
+def _keyed_options(items: list[str], flag: str, example: str) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` items -> {NAME: {KEY: value}}; values are JSON where they parse as JSON."""
     options: dict[str, dict[str, Any]] = {}
     for item in items:
-        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item)
+        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item, re.DOTALL)
         if not match:
-            raise UsageError(f"--task-option {item!r} is not TASK.KEY=VALUE")
-        task, key, raw = match.groups()
-        if task not in tasks:
-            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        options.setdefault(task, {})[key] = value
+            raise UsageError(f"{flag} {item!r} is not NAME.KEY=VALUE (e.g. {example})")
+        name, key, raw = match.groups()
+        options.setdefault(name, {})[key] = _json_or_text(raw)
     return options
 
 
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    options = _keyed_options(items, "--task-option", "wordle.vocab=full")
+    for task in options:
+        if task not in tasks:
+            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
+    return options
+
+
+def _agent_options(items: list[str], flag: str, example: str) -> dict[str, Any]:
+    from harness.agents import AgentConfigError
+    from harness.agents.base import options_from_settings
+    from harness.agents.local import LocalSettings
+
+    try:
+        return {
+            name: options_from_settings(settings, LocalSettings.KEYS)
+            for name, settings in _keyed_options(items, flag, example).items()
+        }
+    except AgentConfigError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
 def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Agent-kind specific options: the transport for API models, batching and device for local ones."""
+    """Agent-kind specific options: the transport and provider extras for API models, batching and
+    device for local ones, top-p and stop strings for both."""
     extra: dict[str, Any] = {"transport": args.transport}
     for name in ("device", "dtype", "top_p", "stop", "max_batch_size"):
         value = getattr(args, name)
@@ -190,10 +256,12 @@ def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or key not in LocalSettings.KEYS:
             known = ", ".join(LocalSettings.KEYS)
             raise UsageError(f"--local-option {item!r} is not KEY=VALUE with KEY one of: {known}")
-        try:
-            extra[key] = json.loads(raw)
-        except ValueError:
-            extra[key] = raw
+        extra[key] = _json_or_text(raw)
+    for item in args.model_option:
+        key, sep, raw = item.partition("=")
+        if not sep or not re.fullmatch(r"\w+", key.strip()):
+            raise UsageError(f"--model-option {item!r} is not KEY=VALUE (e.g. reasoning_effort=low)")
+        extra.setdefault("provider", {})[key.strip()] = _json_or_text(raw)
     return extra
 
 
@@ -279,11 +347,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,
         roles=_roles(args.role),
+        role_options=_agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
     )
     try:
-        from harness.judges import make_judge
-
-        judges = [make_judge(spec, config.agent_options) for spec in args.judge]
+        judges = _judges(args.judge, args.judge_option, AgentOptions())
         runner = Runner(config, judges)
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
@@ -313,7 +380,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--retry-errors replays them)",
             file=sys.stderr,
         )
+        if result.errors == result.finished:
+            print(f"lmrl: every episode played in this invocation failed ({result.errors})", file=sys.stderr)
+            return EXIT_FAILED
     return 0
+
+
+def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any]:
+    """Judges with their own options (``--judge-option NAME.KEY=VALUE``), else ``default``."""
+    from harness.agents import AgentConfigError
+    from harness.judges import make_judge
+
+    per_judge = _agent_options(option_items, "--judge-option", "agent-quality.api_base=URL")
+    names = {spec.partition("=")[0].strip() for spec in specs}
+    for name in per_judge:
+        if name not in names:
+            raise UsageError(f"--judge-option names judge {name!r}, which is not in this run")
+    try:
+        return [make_judge(spec, per_judge.get(spec.partition("=")[0].strip(), default)) for spec in specs]
+    except AgentConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_judges() -> int:
@@ -335,7 +421,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     import anyio
 
     from harness.agents import AgentConfigError, AgentOptions
-    from harness.judges import make_judge
     from harness.judges.rescore import agreement, score_run
 
     _load(args.run_dir)  # one-line error when it is not a run
@@ -346,8 +431,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         extra={"transport": args.transport},
     )
+    judges = _judges(args.judge, args.judge_option, options)
     try:
-        judges = [make_judge(spec, options) for spec in args.judge]
         for judge in judges:
             agent = getattr(judge, "agent", None)
             if agent is not None:
@@ -398,7 +483,10 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
     anchors = {name: t["anchors"] for name, t in manifest.get("tasks", {}).items()}
     table_frame = summarize(episodes_frame(episodes), anchors)
     if csv:
-        table_frame.to_csv(csv, index=False)
+        try:
+            table_frame.to_csv(csv, index=False)
+        except OSError as error:
+            raise UsageError(f"cannot write {csv}: {error.strerror or error}") from None
 
     def fmt(value: Any, spec: str) -> str:
         return "–" if value is None or value != value else format(value, spec)
@@ -448,7 +536,26 @@ def _export(run_dir: Path, quiet: bool = False) -> None:
         print(f"wrote {run_dir / 'episodes.parquet'} and {run_dir / 'turns.parquet'}")
 
 
+def _version() -> str:
+    from harness import __version__
+
+    return __version__
+
+
+# Set in the CLI process only: importing lmrl as a library changes no environment variable.
+_CLI_ENVIRONMENT = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # litellm's bundled price map, no fetch at import
+    "HF_HUB_OFFLINE": "1",  # never reach a model hub
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_WAIT_POLICY": "PASSIVE",  # torch's CPU threads do not busy-wait against engines and servers
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    for name, value in _CLI_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "tasks":

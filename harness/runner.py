@@ -24,6 +24,7 @@ import anyio
 
 import harness
 from harness.agents import Agent, AgentOptions, make_agent
+from harness.agents.base import check_options
 from harness.episode import Episode, Turn, episode_key
 from harness.judges import Judge, score_episode
 from harness.parsing import Invalid
@@ -61,6 +62,8 @@ class RunConfig:
     retry_errors: bool = False
     max_turns: int | None = None  # lower the tasks' own step caps (quick looks at expensive models)
     roles: dict[str, str] = field(default_factory=dict)  # partner role -> agent spec (else the default)
+    # partner role -> its own options (endpoint, sampling); roles never inherit the agent's options.
+    role_options: dict[str, AgentOptions] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -280,16 +283,18 @@ class Runner:
         }
         for agent in self.agents.values():
             agent.check_tasks([task_class(name) for name in config.tasks])
+        check_options(config.agent_options, list(self.agents.values()), "the evaluated models")
         # One agent per (role, spec): each role gets its own concurrency limit and usage ledger.
         self.partner_agents: dict[tuple[str, str], Agent] = {}
         self.partners: dict[str, dict[str, Agent]] = {}
         declared = {role for name in config.tasks for role in task_class(name).roles}
-        unknown = set(config.roles) - declared
-        if unknown:
-            raise RunConfigError(
-                f"--role {sorted(unknown)[0]}: no task in this run has that role "
-                f"(roles here: {', '.join(sorted(declared)) or 'none'})"
-            )
+        for flag, given in (("--role", config.roles), ("--role-option", config.role_options)):
+            unknown = set(given) - declared
+            if unknown:
+                raise RunConfigError(
+                    f"{flag} {sorted(unknown)[0]}: no task in this run has that role "
+                    f"(roles here: {', '.join(sorted(declared)) or 'none'})"
+                )
         for name in config.tasks:
             cls = task_class(name)
             self.partners[name] = {}
@@ -297,7 +302,9 @@ class Runner:
                 role_spec = config.roles.get(role, default)
                 key = (role, role_spec)
                 if key not in self.partner_agents:
-                    self.partner_agents[key] = make_agent(role_spec, config.agent_options, style="chat")
+                    options = config.role_options.get(role, AgentOptions())
+                    self.partner_agents[key] = make_agent(role_spec, options, style="chat")
+                    check_options(options, [self.partner_agents[key]], f"role {role}")
                 partner = self.partner_agents[key]
                 partner.check_tasks([cls])
                 self.partners[name][role] = partner

@@ -42,6 +42,16 @@ class FakeServer:
 @pytest.fixture(scope="session")
 def fake_server(tmp_path_factory: pytest.TempPathFactory):
     """The scripted OpenAI-compatible server, in its own process, on a free port of 127.0.0.1."""
+    yield from _serve_fake(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def second_fake_server(tmp_path_factory: pytest.TempPathFactory):
+    """Another one, for partners and judges that have an endpoint of their own."""
+    yield from _serve_fake(tmp_path_factory)
+
+
+def _serve_fake(tmp_path_factory: pytest.TempPathFactory):
     port_file = tmp_path_factory.mktemp("fake") / "port"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port-file", str(port_file)],

@@ -11,7 +11,8 @@ options  delay=S        answer after S seconds
          retry=S        with fail=429: send ``Retry-After: S``
          malformed=N    the first N requests get a 200 whose body is not JSON
 
-``GET /requests`` returns every request seen (model, first user message, message count);
+``GET /requests`` returns every request seen (model, first user message, message count, and the
+other body fields as ``params``: temperature, top_p, stop, provider extras...);
 ``POST /reset`` forgets them. Run: ``python tests/fake_openai.py [--port P] [--port-file F]``.
 """
 
@@ -95,8 +96,15 @@ class FakeOpenAI:
         self.counts[model] += 1
         n = self.counts[model]
         first_user = next((m["content"] for m in messages if m.get("role") == "user"), "")
+        params = {k: v for k, v in body.items() if k not in ("model", "messages", "prompt")}
         self.requests.append(
-            {"model": model, "first_user": first_user, "messages": len(messages), "t": time.time()}
+            {
+                "model": model,
+                "first_user": first_user,
+                "messages": len(messages),
+                "params": params,
+                "t": time.time(),
+            }
         )
         if "delay" in options:
             await asyncio.sleep(float(options["delay"]))

@@ -90,7 +90,7 @@ async def test_model_partner_over_http_with_its_own_ledger(fake_server, tmp_path
         models=["scripted/asker"],
         episodes=4,
         roles={"oracle": oracle},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"oracle": AgentOptions(api_base=fake_server.api_base)},
     )
     result = await Runner(config).run()
     assert result.complete and result.errors == 0

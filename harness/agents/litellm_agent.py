@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from harness.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from harness.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
 from harness.agents.openai_http import OpenAIHTTPClient
 from harness.secrets import one_line
 from harness.task import Prompt
@@ -37,7 +37,7 @@ _configured = False
 def _litellm() -> Any:
     """Import litellm lazily (2 s) and switch off per-call work we do not need, once."""
     global _configured
-    import litellm
+    litellm = _import_litellm()
 
     if not _configured:
         litellm.suppress_debug_info = True
@@ -45,6 +45,22 @@ def _litellm() -> Any:
         litellm.drop_params = True  # e.g. `seed` for providers without it: drop, don't fail the run
         _skip_unobserved_success_logging(litellm)
         _configured = True
+    return litellm
+
+
+def _import_litellm() -> Any:
+    """``import litellm`` with its bundled price map (its import would otherwise fetch one from the
+    network), leaving the caller's environment as it was."""
+    if "litellm" in sys.modules:
+        return sys.modules["litellm"]
+    name = "LITELLM_LOCAL_MODEL_COST_MAP"
+    before = os.environ.get(name)
+    os.environ[name] = "True" if before is None else before
+    try:
+        import litellm
+    finally:
+        if before is None:
+            del os.environ[name]
     return litellm
 
 
@@ -154,6 +170,8 @@ class LiteLLMAgent(Agent):
     OpenAI-compatible ``api_base``), or ``auto`` = direct for ``openai/`` and ``hosted_vllm/`` models
     with an ``api_base``, litellm otherwise. Both share the retry policy and the concurrency limit."""
 
+    takes_options = GENERATION_OPTIONS | frozenset({"api_base", "transport", "provider"})
+
     def __init__(self, model: str, options: AgentOptions, style: str = "chat") -> None:
         self.spec = model
         self.model = model
@@ -174,20 +192,30 @@ class LiteLLMAgent(Agent):
             if not litellm.validate_environment(model=model).get("keys_in_environment", True):
                 # A self-hosted OpenAI-compatible server rarely checks keys; litellm still wants one.
                 self._fixed["api_key"] = "EMPTY"
+        # What each request carries besides the prompt: exactly what the user set, and nothing they did
+        # not (the manifest records this dict as "sent").
+        self.sent: dict[str, Any] = {}
         for name in ("temperature", "max_tokens", "seed"):
             value = getattr(options, name)
             if value is not None:
-                self._fixed[name] = value
-        if style == "text":
-            self._fixed.setdefault("stop", ["\n"])  # the paper's text policies stop at the first newline
+                self.sent[name] = value
+        if options.extra.get("top_p") is not None:
+            self.sent["top_p"] = float(options.extra["top_p"])
+        stops = options.extra.get("stop")
+        stops = [stops] if isinstance(stops, str) else list(stops or [])
+        if style == "text" and "\n" not in stops:
+            stops.append("\n")  # the paper's text policies stop at the first newline
+        if stops:
+            self.sent["stop"] = stops
+        self.sent.update(options.extra.get("provider") or {})  # e.g. reasoning_effort, passed through
+        self._fixed.update(self.sent)
         self.transport = self._choose_transport(str(options.extra.get("transport", "auto")))
         self._http: OpenAIHTTPClient | None = None
         if self.transport == "direct":
             assert options.api_base is not None
             key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
             self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, options.concurrency)
-            sampling = ("temperature", "max_tokens", "seed", "stop")
-            self._body = {k: v for k, v in self._fixed.items() if k in sampling}
+            self._body = dict(self.sent)
             self._body["model"] = model.split("/", 1)[1]
             self._price = _price_per_token(litellm, model)
 
@@ -278,7 +306,11 @@ class LiteLLMAgent(Agent):
             "provider": self.provider,
             "style": self.style,
             "transport": self.transport,
-            **self.options.describe(),
+            "api_base": self.options.api_base,
+            "sent": dict(self.sent),
+            "request_timeout": self.options.request_timeout,
+            "max_retries": self.options.max_retries,
+            "concurrency": self.options.concurrency,
         }
 
 

@@ -53,16 +53,19 @@ from typing import Any
 
 import anyio
 
-from harness.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from harness.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
 from harness.options import flag_option
 from harness.secrets import one_line
 from harness.task import Prompt
 
-# libgomp's default busy-waiting makes torch's CPU threads 5-10x slower as soon as another process
-# (a second run, a chess engine, a test suite) competes for the cores; passive waiting costs little.
-# It must be set before torch loads libgomp.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _passive_omp_before_torch() -> None:
+    """libgomp's default busy-waiting makes torch's CPU threads 5-10x slower as soon as another process
+    (a second run, a chess engine, a test suite) competes for the cores; passive waiting costs little.
+    It must be set before torch loads libgomp, and only when an agent is really loaded (importing
+    lmrl changes no environment variable)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_MAX_NEW_TOKENS = {"chat": 64, "text": 32}
 ALIASES = ("smollm2",)
@@ -159,6 +162,7 @@ def _nonneg_int(name: str, value: Any, minimum: int = 0) -> int:
 
 
 def resolve_device(device: str) -> str:
+    _passive_omp_before_torch()
     import torch
 
     if device == "auto":
@@ -304,6 +308,7 @@ def loaded_models() -> list[LoadedModel]:
 
 
 def _load(path: Path, device: str, dtype: str) -> LoadedModel:
+    _passive_omp_before_torch()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
@@ -359,6 +364,8 @@ def _load(path: Path, device: str, dtype: str) -> LoadedModel:
 
 # --- the agent -------------------------------------------------------------------------------------
 class LocalAgent(Agent):
+    takes_options = GENERATION_OPTIONS | frozenset(LocalSettings.KEYS)
+
     def __init__(
         self,
         spec: str,

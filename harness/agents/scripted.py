@@ -9,6 +9,8 @@ from harness.task import Prompt, Task
 
 
 class ScriptedAgent(Agent):
+    takes_options = frozenset()  # a policy reads the task state; nothing to sample or send
+
     def __init__(self, policy: str) -> None:
         if not policy:
             raise AgentConfigError("scripted agent needs a policy name, e.g. scripted/optimal")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.agents import Agent, AgentConfigError, AgentOptions, make_agent
+from harness.agents.base import check_options
 from harness.episode import Episode
 from harness.judges.base import Judge, RuleJudge
 from harness.judges.llm import LLMJudge
@@ -48,7 +49,8 @@ def judge_entries() -> list[JudgeEntry]:
 
 
 def make_judge(spec: str, options: AgentOptions | None = None) -> Judge:
-    """``name`` or ``name=model`` -> a judge; ``JudgeConfigError`` (one line) when that cannot work."""
+    """``name`` or ``name=model`` -> a judge with its own ``options`` (never the evaluated agent's);
+    ``AgentConfigError`` (one line) when that cannot work."""
     name, _, model = (part.strip() for part in spec.partition("="))
     entry = _JUDGES.get(name)
     if entry is None:
@@ -57,12 +59,16 @@ def make_judge(spec: str, options: AgentOptions | None = None) -> Judge:
     if entry.kind == "rule":
         if model:
             raise AgentConfigError(f"judge {name} is a rule judge and takes no model")
+        if options is not None and options.given():
+            raise AgentConfigError(f"judge {name} is a rule judge and takes no options")
         return entry.build(None)
     if not model:
         raise AgentConfigError(
             f"judge {name} is an LLM judge: name its model, e.g. --judge {name}=openai/gpt-4o-mini"
         )
-    return entry.build(make_agent(model, options or AgentOptions()))
+    agent = make_agent(model, options or AgentOptions())
+    check_options(options or AgentOptions(), [agent], f"judge {name}")
+    return entry.build(agent)
 
 
 GENERIC_RUBRIC = (
