@@ -17,6 +17,7 @@ import time
 import _common  # noqa: F401  (environment and sys.path)
 from _common import median, runner_rate
 
+from harness.task import action_of
 from harness.tasks import make_task
 
 
@@ -32,7 +33,7 @@ def raw_steps(task_name: str, episodes: int, parse: bool) -> tuple[float, int]:
         done = False
         while not done:
             text = policy(task, rng)
-            done = task.step(task.parse(text) if parse else text).done
+            done = task.step(action_of(task.parse(text)) if parse else text).done
             steps += 1
     return steps / (time.perf_counter() - started), steps
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from harness.parsing import Invalid
 from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment
+from harness.task import InvalidTaskOption, Segment, action_of
 from harness.tasks import make_task, task_class
 from harness.tasks.textnav import (
     BEHAVIOR_WALKTHROUGH,
@@ -57,7 +58,7 @@ def play(task: TextNav, policy: str, seed: int, index: int) -> tuple[float, list
     rng = random.Random(seed ^ 0x5EED)
     total = 0.0
     while not task.done:
-        result = task.step(task.parse(task.policies[policy](task, rng)))
+        result = task.step(action_of(task.parse(task.policies[policy](task, rng))))
         total += result.reward
         observations.append(result.observation)
     return total, observations
@@ -114,7 +115,7 @@ def test_registered() -> None:
     assert task_class("textnav-fo") is TextNavFO and task_class("textnav-po") is TextNavPO
     assert isinstance(make_task("textnav-po"), TextNav)
     for cls in BOTH:
-        assert cls.version == "1" and cls.reward_range == (0.0, 1.0)
+        assert cls.version == "2" and cls.reward_range == (0.0, 1.0)
         assert (cls.anchors.min, cls.anchors.avg, cls.anchors.max) == (0.0, 0.26, 1.0)
         assert set(cls.policies) == {"random", "optimal", "behavior", "behavior-code"}
     assert (TextNavFO.text_window, TextNavPO.text_window) == (1, None)
@@ -400,69 +401,29 @@ def test_admissible_commands() -> None:
     assert not any(word in c for c in commands for word in ("examine", "look", "inventory"))
 
 
-# --- parsing -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("go west", "go west"),
-        ("GO WEST", "go west"),
-        ("go west\n", "go west"),
-        ("Action: go west", "go west"),
-        ("**Action:** `go south`", "go south"),
-        ('"go east".', "go east"),
-        ("I'll go to the west.", "go west"),
-        ("head westward", "go west"),
-        ("west", "go west"),
-        ("W", "go west"),
-        ("Take the stale food from the table.", "take stale food from table"),
-        ("take stale food", "take stale food from table"),
-        ("pick up the stale food", "take stale food from table"),
-        ("grab the fresh food", "take fresh food from table"),
-        ("I could go east. But the kitchen is west, so: go west", "go west"),
-        ("go west then go south", "go south"),
-        (
-            "I think so.\nAction: take stale food from table\nIt is on the table.",
-            "take stale food from table",
-        ),
-        ("go north", None),  # not an exit here
-        ("north", None),
-        ("eat stale food", None),  # not carried yet
-        ("go to the kitchen", None),
-        ("I am not sure", None),
-        ("", None),
-    ],
-)
-def test_parse_in_the_living_room(raw: str, expected: str | None) -> None:
+# --- parsing (the replies themselves: tests/parse_corpus/textnav-fo.jsonl) --------------------------------
+def test_every_admissible_command_parses_to_itself() -> None:
+    """Scripted policies answer with admissible commands: each must read back as itself."""
     for cls in BOTH:
-        assert at(cls, "living room").parse(raw) == expected
+        task = cls(max_steps=40)
+        rng = random.Random(7)
+        for index in range(8):
+            task.reset(index, index)
+            while not task.done:
+                commands = task.admissible_commands()
+                for command in commands:
+                    assert task.parse(command) == command
+                    assert task.parse(f"Action: {command}") == command
+                task.step(rng.choice([c for c in commands if c != f"eat {STALE}"]))
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("put stale food in fridge", "insert stale food into fridge"),
-        ("Put the stale food into the fridge.", "insert stale food into fridge"),
-        ("insert stale food inside fridge", "insert stale food into fridge"),
-        ("insert stale food into fridge", "insert stale food into fridge"),
-        ("close the fridge", "close fridge"),
-        ("take fruit", "take fruit from fridge"),
-        ("take the fruit from the fridge", "take fruit from fridge"),
-        ("eat the stale food!", "eat stale food"),
-        ("I must not eat stale food.\nAction: close fridge", "close fridge"),
-        ("drop stale food", "drop stale food"),
-        ("put stale food on table", None),  # no table in the kitchen
-        ("open fridge", None),  # already open
-    ],
-)
-def test_parse_at_the_open_fridge(raw: str, expected: str | None) -> None:
-    task = at(TextNavFO, "living room", "take stale food from table", "go west", "go west", "open fridge")
-    assert task.parse(raw) == expected
-
-
-def test_parse_table_synonyms() -> None:
-    task = at(TextNavPO, "living room", "take stale food from table", "go west")
-    assert task.parse("place the stale food onto the table") == "put stale food on table"
-    assert task.parse("set stale food on table") == "put stale food on table"
+def test_refused_commands_are_not_allowed_with_the_command() -> None:
+    task = at(TextNavFO, "living room")
+    assert task.parse("Action: go north") == Invalid("not-allowed", "go north")
+    assert task.parse("put the stale food in the fridge") == Invalid(
+        "not-allowed", "insert stale food into fridge"
+    )
+    assert task.step(action_of(task.parse("go north"))).invalid
 
 
 # --- rendering and prompts ----------------------------------------------------------------------------
@@ -486,6 +447,7 @@ def test_system_prompts() -> None:
     fo, po = TextNavFO().system_prompt(), TextNavPO(max_steps=30).system_prompt()
     for prompt in (fo, po):
         assert "Action: go west" in prompt and OBJECTIVE in prompt and "Eating the stale food" in prompt
+        assert prompt.count("final line") == 1 and TextNavFO().final_line_instruction() in prompt
     assert "You have 15 commands" in fo and "You have 30 commands" in po
     assert "hidden" in po and "hidden" not in fo
 

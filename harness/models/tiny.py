@@ -39,7 +39,7 @@ def task_corpus(
     A task whose episodes cannot be played synchronously here (it needs an engine or a partner)
     contributes what it can: its system prompt and first observation, or nothing.
     """
-    from harness.task import Prompt, Segment
+    from harness.task import Prompt, Segment, action_of
     from harness.tasks import make_task
 
     docs: list[str] = []
@@ -61,7 +61,7 @@ def task_corpus(
                     if inspect.isawaitable(raw):
                         raw.close()  # type: ignore[union-attr]
                         break
-                    action = task.parse(raw)
+                    action = action_of(task.parse(raw))
                     result = task.step(action)
                 except Exception:
                     break

@@ -34,9 +34,10 @@ Rules (TextWorld's, for this house):
 * **Failure**: ``eat stale food`` ends the episode with reward 0 (the original's fail event). Eating the
   fresh food or the fruit is allowed and harmless (the item is gone).
 * Every other action gets reward 0. Rewards are therefore 0 or 1 and the return is 1 exactly on success.
-* **Invalid** actions (``None`` from ``parse``, or a string that is not admissible now): reward 0, state
-  unchanged, flagged invalid, counted as a step; the observation is ``That is not possible here.`` followed
-  by the current state. (TextWorld answered such commands with a refusal and no state change too.)
+* **Invalid** actions (``None``, a reply ``parse`` refused, or a string that is not admissible now):
+  reward 0, state unchanged, flagged invalid, counted as a step; the observation is ``That is not
+  possible here.`` followed by the current state. (TextWorld answered such commands with a refusal and
+  no state change too.)
 * **Step cap** (option ``max_steps``, default 15 = the paper's data-collection horizon): after that many
   agent actions (invalid ones included) the episode ends with reward 0 and no success, unless that last
   action won. The original env class had no cap; the shortest solution takes at most 9 actions (from the
@@ -78,7 +79,7 @@ import re
 from collections import deque
 from typing import Any, ClassVar
 
-from harness.parsing import answer_region
+from harness.parsing import Invalid, Parsed, Span, non_overlapping, read_action
 from harness.task import Anchors, InvalidTaskOption, Policy, StepResult, Task
 from harness.tasks import register_task
 
@@ -227,31 +228,68 @@ def describe_exits(room: str) -> str:
 
 
 # --- parsing ---------------------------------------------------------------------------------------
-_ARTICLES = frozenset({"the", "a", "an", "some"})
-_OBJ = "|".join(re.escape(name) for name in sorted(OBJECTS, key=len, reverse=True))
-_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(?:pick up|grab)\b"), "take"),
-    (re.compile(r"\b(?:go|move|walk|head|travel)(?: to)? (north|south|east|west)(?:wards?)?\b"), r"go \1"),
-    (
-        re.compile(rf"\b(?:put|place|insert|store) ({_OBJ}) (?:in|into|inside) (chest|fridge)\b"),
-        r"insert \1 into \2",
-    ),
-    (re.compile(rf"\b(?:put|place|set) ({_OBJ}) (?:on|onto|upon) table\b"), r"put \1 on table"),
+# Every command of the house's grammar, admissible now or not, as free text reads it: articles and a
+# few synonyms allowed ("pick up the stale food", "head westward", "put the stale food in the fridge").
+# A command that is well formed but not admissible now is not a candidate; it still hides the words
+# inside it (``non_overlapping``) and, as a whole answer, is refused as ``not-allowed``.
+_ART = r"(?:(?:the|a|an|some|my|that)\s+)?"
+_OBJ = "|".join(re.escape(name).replace(r"\ ", r"\s+") for name in sorted(OBJECTS, key=len, reverse=True))
+_CONTAINER = r"chest|fridge|refrigerator"
+_COMMAND = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"(?:go|move|walk|head|travel|run)\s+(?:to\s+(?:the\s+)?)?(?P<dir>north|south|east|west)(?:wards?)?"
+    rf"|(?:take|pick\s+up|grab)\s+{_ART}(?P<take>{_OBJ})"
+    rf"(?:\s+(?:from|off|out\s+of)\s+{_ART}(?P<source>table|{_CONTAINER}))?"
+    rf"|(?:put|place|set|leave)\s+{_ART}(?P<put>{_OBJ})\s+(?:on|onto|upon)\s+{_ART}table"
+    rf"|(?:insert|put|place|store|stash)\s+{_ART}(?P<insert>{_OBJ})\s+(?:in|into|inside)\s+{_ART}"
+    rf"(?P<into>{_CONTAINER})"
+    rf"|(?P<verb>open|close|shut)\s+{_ART}(?P<container>{_CONTAINER})"
+    rf"|drop\s+{_ART}(?P<drop>{_OBJ})"
+    rf"|eat\s+{_ART}(?P<eat>{_OBJ})"
+    r")(?![A-Za-z0-9])",
+    re.IGNORECASE,
 )
+_MARKERS = ("action", "command")
+# A whole answer that is only a direction: "west", "W", "westward".
 _BARE_DIRECTION: dict[str, str] = {
     **{d: f"go {d}" for d in DIRECTIONS},
     **{d[0]: f"go {d}" for d in DIRECTIONS},
     **{f"{d}ward": f"go {d}" for d in DIRECTIONS},
+    **{f"{d}wards": f"go {d}" for d in DIRECTIONS},
 }
+# Commands TextWorld has but the original filtered out of the admissible list.
+_FILTERED = re.compile(r"(?:look|inventory|examine\b.*|look\s+at\b.*)", re.IGNORECASE)
 
 
-def normalize(text: str) -> str:
-    """Lowercase words only: punctuation dropped, articles dropped, a few synonyms rewritten."""
-    words = [w for w in re.sub(r"[^a-z0-9]+", " ", text.lower()).split() if w not in _ARTICLES]
-    line = " ".join(words)
-    for pattern, replacement in _REWRITES:
-        line = pattern.sub(replacement, line)
-    return line
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _container(text: str) -> str:
+    return "fridge" if text.lower().startswith("refrigerator") else text.lower()
+
+
+def command_of(found: re.Match[str], admissible: list[str]) -> str:
+    """The command a grammar match names (canonical, admissible or not). ``take X`` without a source
+    names the only way to take X here (``take X from table``)."""
+    if found["dir"]:
+        return f"go {found['dir'].lower()}"
+    if found["take"]:
+        name = _words(found["take"])
+        if found["source"]:
+            return f"take {name} from {_container(found['source'])}"
+        ways = [c for c in admissible if c == f"take {name}" or c.startswith(f"take {name} from ")]
+        return ways[0] if len(ways) == 1 else f"take {name}"
+    if found["put"]:
+        return f"put {_words(found['put'])} on table"
+    if found["insert"]:
+        return f"insert {_words(found['insert'])} into {_container(found['into'])}"
+    if found["verb"]:
+        verb = "close" if found["verb"].lower() == "shut" else found["verb"].lower()
+        return f"{verb} {_container(found['container'])}"
+    if found["drop"]:
+        return f"drop {_words(found['drop'])}"
+    return f"eat {_words(found['eat'])}"
 
 
 # --- scripted policies ---------------------------------------------------------------------------
@@ -358,7 +396,7 @@ def behavior_code_policy(task: TextNav, rng: random.Random) -> str:
 class TextNav(Task):
     """The house; subclasses choose whether the room name and the inventory are shown."""
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     observed: ClassVar[bool] = True
     anchors: ClassVar[Anchors] = Anchors(min=0.0, avg=0.26, max=1.0, source="paper Table 5")
     reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
@@ -369,6 +407,7 @@ class TextNav(Task):
         "behavior-code": behavior_code_policy,
     }
     chat_window: ClassVar[int | None] = None
+    answer_example: ClassVar[str] = "Action: go west"
 
     def __init__(self, max_steps: int | str = DEFAULT_MAX_STEPS, **options: Any) -> None:
         super().__init__(**options)
@@ -526,39 +565,45 @@ class TextNav(Task):
         self.places[rest] = EATEN
         return "You eat the stale food. It was rotten." if rest == STALE else f"You eat the {rest}. Not bad."
 
-    def parse(self, raw: str) -> str | None:
-        """The admissible command the answer names, or ``None``.
+    def parse(self, raw: str) -> Parsed:
+        """The admissible command the reply names, by the shared policy (``harness.parsing``).
 
-        The answer region (after the last ``Action:`` marker, if any; markdown and quotes blanked) is
-        normalized: lowercase, punctuation and articles (the/a/an/some) dropped, and a few synonyms
-        rewritten (``pick up``/``grab`` -> take; ``go/move/walk/head/travel [to] west[ward]`` -> ``go west``;
-        ``put/place/insert X in/into/inside C`` -> ``insert X into C``; ``put/place/set X on/onto table``
-        -> ``put X on table``). The last current admissible command found in it (as whole words) wins,
-        the longest at equal end. Two more conveniences: ``take X`` names the only way to take X here
-        (``take X from table``), and a bare direction (``west``, ``w``) is accepted as the whole answer.
-        Commands that are not admissible now are not recognised.
+        Candidates are the admissible commands, read with articles and a few synonyms (``pick up``/
+        ``grab`` -> take; ``go/move/walk/head/travel [to] west[ward]`` -> ``go west``; ``put/place/insert
+        X in/into/inside C`` -> ``insert X into C``; ``put/place/set X on/onto table`` -> ``put X on
+        table``; ``take X`` = the only way to take X here). A whole answer may be a bare direction
+        (``west``, ``w``). A well-formed command that is not admissible now is ``not-allowed``.
         """
         admissible = self.admissible_commands()
         exact = raw.strip().lower()
         if exact in admissible:  # the common case (scripted policies, well-behaved models)
             return exact
-        text = normalize(answer_region(raw))
-        if not text:
+        return read_action(
+            raw, markers=_MARKERS, find=self._find_commands, whole=self._whole_command, max_chars=20_000
+        )
+
+    def _find_commands(self, text: str) -> list[Span]:
+        admissible = self.admissible_commands()
+        spans = [Span(m.start(), m.end(), command_of(m, admissible)) for m in _COMMAND.finditer(text)]
+        return [span for span in non_overlapping(spans) if span.action in admissible]
+
+    def _whole_command(self, text: str) -> Parsed | None:
+        """A whole answer: a bare direction, or a line that starts with a command (refused as
+        ``not-allowed`` when that command is not admissible now)."""
+        admissible = self.admissible_commands()
+        lowered = _words(text)
+        if lowered in _BARE_DIRECTION:
+            command = _BARE_DIRECTION[lowered]
+            return command if command in admissible else Invalid("not-allowed", command)
+        if _FILTERED.fullmatch(lowered):
+            return Invalid("not-allowed", lowered)
+        found = _COMMAND.match(text)
+        if found is None:
             return None
-        aliases = [(command, command) for command in admissible]
-        aliases += [(command.split(" from ")[0], command) for command in admissible if " from " in command]
-        if text in _BARE_DIRECTION and _BARE_DIRECTION[text] in admissible:
-            return _BARE_DIRECTION[text]
-        padded = f" {text} "
-        best: tuple[int, int] | None = None
-        found = None
-        for alias, command in aliases:
-            at = padded.rfind(f" {alias} ")
-            if at >= 0:
-                key = (at + len(alias), len(alias))
-                if best is None or key > best:
-                    best, found = key, command
-        return found
+        command = command_of(found, admissible)
+        if command not in admissible:
+            return Invalid("not-allowed", command)
+        return command if found.end() == len(text) else None
 
     @property
     def success(self) -> bool:
@@ -601,8 +646,7 @@ class TextNav(Task):
             f"You have {self.max_steps} commands; a command that is not admissible does nothing but still "
             "uses one up.\n"
             "Reply with exactly one of the admissible commands, e.g. go west, take stale food from table, "
-            "open fridge, insert stale food into fridge, close fridge. End your reply with a final line of "
-            "the form\nAction: go west"
+            "open fridge, insert stale food into fridge, close fridge. " + self.final_line_instruction()
         )
 
 
