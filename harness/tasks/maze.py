@@ -177,7 +177,7 @@ def behavior_policy(task: Maze, rng: random.Random) -> str:
 class Maze(Task):
     """The double-T maze; subclasses choose what the agent observes."""
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: one parsing policy (harness.parsing), final-line wording
     observed: ClassVar[bool] = True
     # Worst case is 100 invalid steps (-4 each) then the forced -1 failure step; best is reaching the goal.
     reward_range: ClassVar[tuple[float, float]] = (-401.0, 0.0)
