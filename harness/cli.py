@@ -363,6 +363,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = anyio.run(runner.run, progress.update, progress.start)
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # the run directory could not be created or written
+        where = getattr(error, "filename", None) or out
+        raise UsageError(f"cannot write the run directory {where}: {error.strerror or error}") from None
     except KeyboardInterrupt:
         print(
             f"lmrl: interrupted; finished episodes are in {out}; rerun the same command to resume",

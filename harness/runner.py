@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import platform
 import random
 import signal
@@ -334,6 +335,14 @@ class Runner:
                 raise RunConfigError(message)
         if c.out.exists() and not c.out.is_dir():
             raise RunConfigError(f"--out {c.out} exists and is not a directory")
+        # Nothing is written before every check passed, so find out now whether it could be.
+        existing = c.out.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise RunConfigError(
+                f"--out {c.out}: cannot create or write it ({existing} is not a writable directory)"
+            )
 
     def _open_run_dir(self) -> set[str]:
         """Check an existing run directory is compatible; return the keys already finished."""

@@ -47,6 +47,8 @@ def lmrl(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
         (["--task", "maze-fo", "--model", "openai/gpt-4o-mini"], "OPENAI_API_KEY"),
         (["--task", "maze-fo", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"], "cannot reach"),
         (["--task", "maze-fo", "--model", "scripted/random", "--resume"], "not an existing run"),
+        (["--task", "maze-fo", "--model", "openai/x", "--role-option", "oracle.temperature=hot"], "a number"),
+        (["--task", "maze-fo", "--model", "openai/x", "--model-option", "no-equals"], "KEY=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_no_run(args, message, tmp_path, capsys, monkeypatch):
@@ -58,6 +60,18 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_run(args, message, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["file/run", "/proc/lmrl-test/run"])
+def test_an_out_that_cannot_be_written_is_one_line(where, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / where if not where.startswith("/") else Path(where)
+    assert (
+        main(["run", "--task", "maze-fo", "--model", "scripted/random", "--out", str(out), "--no-progress"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmrl: error:") and "\n" not in err and str(out.parent) in err
 
 
 def test_show_of_a_missing_run_is_one_line(tmp_path, capsys):

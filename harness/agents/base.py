@@ -166,9 +166,12 @@ def options_from_settings(settings: dict[str, Any], local_keys: tuple[str, ...] 
 
 
 def _number(name: str, value: Any, low: float | None, high: float | None = None) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    number = float(value)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
     if (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], not {value!r}")
     return number
