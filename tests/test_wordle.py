@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.task import InvalidTaskOption, Segment
+from harness.parsing import Invalid
+from harness.task import InvalidTaskOption, Segment, action_of
 from harness.tasks import make_task, task_names
 from harness.tasks.wordle import (
     MAX_GUESSES,
@@ -19,6 +20,7 @@ from harness.tasks.wordle import (
     pattern_code,
     pattern_matrix,
     solver,
+    spaced,
     text_observation,
     vocab_hash,
 )
@@ -40,7 +42,7 @@ def play(task: Wordle, policy: str, seed: int) -> float:
     rng = random.Random(seed ^ 0x5EED)
     total = 0.0
     for _ in range(task.max_steps):
-        result = task.step(task.parse(task.policies[policy](task, rng)))
+        result = task.step(action_of(task.parse(task.policies[policy](task, rng))))
         total += result.reward
         if result.done:
             return total
@@ -259,44 +261,42 @@ def test_rendering() -> None:
 
 
 def test_system_prompt() -> None:
-    small = make_task("wordle").system_prompt()
+    task = make_task("wordle")
+    small = task.system_prompt()
     assert "Guess: " in small and "g (green)" in small and "y (yellow)" in small and "b (black)" in small
+    assert small.count("final line") == 1 and task.final_line_instruction() in small
+    # Every example word is valid in any vocabulary of at least 100 words, and the example is right.
+    guess, secret = Wordle.EXAMPLE
+    example = Wordle.answer_example.removeprefix("Guess: ")
+    assert {guess, secret, example} <= set(load_vocab("100"))
+    assert f"{spaced(guess)} -> {spaced(feedback(guess, secret))}" in small
+    assert task.parse(Wordle.answer_example) == example
     assert all(word in small.split() for word in load_vocab())
     full = make_task("wordle", vocab="full", invalid_penalty=-10).system_prompt()
     assert "3" in full and "common English words" in full and "-10" in full
     assert len(full) < 3000
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("crane", "crane"),
-        ("CRANE", "crane"),
-        ("  Crane. ", "crane"),
-        ('"crane"', "crane"),
-        ("**crane**", "crane"),
-        ("Guess: crane", "crane"),
-        ("Action: crane", "crane"),
-        ("> **Guess:** `Slate`", "slate"),
-        ("Let me think.\nGuess: crane, since it tests common letters", "crane"),
-        ("Thinking about words...\n\nFinal guess: TRADE", "trade"),
-        ("My guess is CRANE.", "crane"),
-        ("My guess is crane.", "crane"),
-        ("CRANE is my guess", "crane"),
-        ("c r a n e", "crane"),
-        ("C R A N E", "crane"),
-        ("I will guess c-r-a-n-e", "crane"),
-        ("Guess: c r a n e", "crane"),
-        ("The feedback b b y b g suggests range", "range"),
-        ("Guess: xyzzq", "xyzzq"),
-        ("hmm", None),
-        ("Guess: cranes", None),
-        ("a b c d e f", None),
-        ("", None),
-    ],
-)
-def test_parse(raw: str, expected: str | None) -> None:
-    assert make_task("wordle").parse(raw) == expected
+# The replies themselves: tests/parse_corpus/wordle.jsonl.
+def test_every_vocabulary_word_parses_to_itself() -> None:
+    """Scripted policies answer with vocabulary words: each must read back as itself, even prose words."""
+    for spec in ("400", "full"):
+        task = make_task("wordle", vocab=spec)
+        assert isinstance(task, Wordle)
+        task.reset(0)
+        for word in task.vocab:
+            assert task.parse(word) == word
+            assert task.parse(f"Guess: {word}") == word
+            assert task.parse(f"I will try {word.upper()}.\nGuess: {spaced(word)}") == word
+
+
+def test_parse_prefers_new_words_and_names_unknown_ones() -> None:
+    task = new("range")
+    task.step("trade")
+    assert task.parse("trade gave b y y b g, so now I try water") == "water"
+    assert task.parse("Once more: trade") == "trade"  # only an old guess: it counts
+    assert task.parse("Guess: crane") == Invalid("not-in-vocabulary", "crane")
+    assert task.step(action_of(task.parse("Guess: crane"))).invalid
 
 
 # --- scripted policies ---------------------------------------------------------------------------

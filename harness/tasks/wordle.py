@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.parsing import answer_region
+from harness.parsing import Invalid, Parsed, Span, non_overlapping, read_action
 from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
 from harness.tasks import register_task
 
@@ -224,29 +224,32 @@ def text_observation(observation: str) -> str | None:
 
 
 # --- parsing -------------------------------------------------------------------------------------
+_MARKERS = ("guess", "answer", "action", "word")
 _TOKEN = re.compile(rf"(?<![A-Za-z])[A-Za-z]{{{WORD_LENGTH}}}(?![A-Za-z])")
-# Five single letters separated by single spaces (after separators are normalized), not part of a
-# longer run of single letters: "c r a n e".
-_SPACED = re.compile(
-    rf"(?<!(?<![A-Za-z])[A-Za-z] )(?<![A-Za-z])[A-Za-z](?: [A-Za-z]){{{WORD_LENGTH - 1}}}"
-    r"(?![A-Za-z])(?! [A-Za-z](?![A-Za-z]))"
+# A run of single letters joined by one separator each ("c r a n e", "C-R-A-N-E", "c, r, a, n, e");
+# only runs of exactly five letters spell a word, and all-feedback runs ("b b y b g") never do.
+_SPELLED = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])(?:(?:\s?[-,/.]\s?|\s)[A-Za-z](?![A-Za-z]))+")
+# Words of reasoning prose that free text uses all the time ("I think", "my guess", "right place",
+# "green"): never a candidate inside a sentence. A reply or marker line that is only such a word still
+# guesses it ("Guess: think").
+PROSE_WORDS: frozenset[str] = frozenset(
+    """
+    about above after again along among apart aside avoid based being below check clear could doing
+    early every final first given going guess known later least maybe means might never often other
+    place point quite right seems since start still their there these thing think those three tried
+    tries until using where which while whole would green black white vowel valid
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 
-def _candidates(region: str) -> list[tuple[int, str, int]]:
-    """(position, lowercase word, rank) of the guess-like spans of ``region``, in text order.
-
-    Rank 2: five spaced-out letters ("c r a n e"), except all-feedback groups ("b b y b g");
-    rank 1: a 5-letter token in capitals ("CRANE"); rank 0: any other 5-letter token.
-    """
-    flat = re.sub(r"[ \t,/-]+", " ", region)
-    found = [
-        (m.start(), word, 2)
-        for m in _SPACED.finditer(flat)
-        if not set(word := m.group().replace(" ", "").lower()) <= set("gyb")
-    ]
-    found += [(m.start(), m.group().lower(), int(m.group().isupper())) for m in _TOKEN.finditer(flat)]
-    return sorted(found)
+def spelled_words(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, lowercase word) of each five-letter spelled-out run in ``text``."""
+    found = []
+    for run in _SPELLED.finditer(text):
+        letters = "".join(c for c in run.group() if c.isalpha()).lower()
+        if len(letters) == WORD_LENGTH and not set(letters) <= set("gyb"):
+            found.append((run.start(), run.end(), letters))
+    return found
 
 
 # --- scripted policies ---------------------------------------------------------------------------
@@ -273,7 +276,7 @@ def behavior_policy(task: Wordle, rng: random.Random) -> str:
 @register_task
 class Wordle(Task):
     name: ClassVar[str] = "wordle"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = "Find the secret 5-letter word in 6 guesses from g/y/b letter feedback."
     anchors: ClassVar[Anchors] = Anchors(
         min=-6.0,
@@ -289,6 +292,10 @@ class Wordle(Task):
         "behavior": behavior_policy,
     }
     text_header: ClassVar[str] = "Wordle:\n"
+    # Example words of the system prompt: among the 100 most frequent, so valid in every vocabulary
+    # of at least 100 words (the default is 400).
+    answer_example: ClassVar[str] = "Guess: water"
+    EXAMPLE: ClassVar[tuple[str, str]] = ("house", "heart")  # (guess, secret) of the feedback example
 
     max_steps = MAX_GUESSES
 
@@ -369,22 +376,52 @@ class Wordle(Task):
             return f"(no guesses left; the word was {self.secret})"
         return f"({left} guess{'es' if left != 1 else ''} left)"
 
-    def parse(self, raw: str) -> str | None:
-        """The guessed word, lowercase, or ``None`` (membership in the vocabulary is ``step``'s check).
+    def parse(self, raw: str) -> Parsed:
+        """The guessed vocabulary word, lowercase, by the shared policy (``harness.parsing``).
 
-        Candidates are 5-letter tokens and five spaced-out letters ("c r a n e"). After a marker line
-        (``Guess: ...``, ``Action: ...``) the first candidate after the last marker wins ("Guess: crane,
-        since it tests vowels"). Otherwise the last candidate wins, spaced letters first, then a word in
-        capitals ("CRANE is my guess"), then any token ("My guess is crane.").
+        Candidates are the vocabulary's words, as words ("crane", "CRANE") or spelled out ("c r a n e",
+        "C-R-A-N-E"), except ``PROSE_WORDS`` inside sentences; words already guessed count only when
+        nothing else does ("trade gave b y y b g, so range" guesses range). A marker line or a whole
+        reply that is a five-letter word outside the vocabulary is ``not-in-vocabulary``.
         """
-        region = answer_region(raw)
-        found = _candidates(region)
-        if not found:
+        word = raw.strip().lower()
+        if word in self._vocab_set:  # the common case (scripted policies, terse models)
+            return word
+        return read_action(
+            raw, markers=_MARKERS, find=self._find_words, whole=self._whole_word, max_chars=20_000
+        )
+
+    def _find_words(self, text: str) -> list[Span]:
+        spans = [
+            Span(m.start(), m.end(), word)
+            for m in _TOKEN.finditer(text)
+            if (word := m.group().lower()) in self._vocab_set and word not in PROSE_WORDS
+        ]
+        spans += [
+            Span(start, end, word) for start, end, word in spelled_words(text) if word in self._vocab_set
+        ]
+        spans = non_overlapping(spans)
+        guessed = {g for g in self.guesses if g}
+        fresh = [span for span in spans if span.action not in guessed]
+        return fresh or spans
+
+    def _whole_word(self, text: str) -> Parsed | None:
+        """A whole answer: one word (or one spelled-out word); a line starting with a five-letter word
+        outside the vocabulary is refused as ``not-in-vocabulary``."""
+        lowered = text.lower()
+        spelled = spelled_words(lowered)
+        words = lowered.split()
+        if spelled and spelled[0][:2] == (0, len(lowered)):
+            word, exact = spelled[0][2], True
+        elif words:
+            word, exact = words[0].strip(".,;:!?()"), len(words) == 1
+        else:
             return None
-        if len(region) < len(raw):  # answer_region only shortens the text when it found a marker line
-            return found[0][1]
-        best = max(rank for _, _, rank in found)
-        return [word for _, word, rank in found if rank == best][-1]
+        if exact and word in self._vocab_set:
+            return word
+        if _TOKEN.fullmatch(word) and word not in self._vocab_set:
+            return Invalid("not-in-vocabulary", word)
+        return None
 
     @property
     def success(self) -> bool:
@@ -421,6 +458,7 @@ class Wordle(Task):
         return super().render(history, style)
 
     def system_prompt(self) -> str:
+        guess, secret = self.EXAMPLE
         if len(self.vocab) <= 500:
             allowed = f"Allowed words ({len(self.vocab)}):\n{' '.join(sorted(self.vocab))}\n"
         else:
@@ -435,10 +473,11 @@ class Wordle(Task):
             "  b (black) = this letter is not in the secret word (or it has no further copies of it).\n"
             "Repeated letters follow the official Wordle rules: greens are marked first, then yellows from "
             "left to right, one per remaining copy of the letter in the secret.\n"
-            "Example: if the secret were 'range', guessing 'slate' would show: s l a t e -> b b y b g\n"
+            f"Example: if the secret were '{secret}', guessing '{guess}' would show: "
+            f"{spaced(guess)} -> {spaced(feedback(guess, secret))}\n"
             "Each guess that is not the secret costs -1; the guess that finds the secret costs 0 and ends "
             f"the game. A guess that is not an allowed {WORD_LENGTH}-letter word costs "
             f"{self.invalid_penalty:g} and still uses up one of your guesses.\n"
             f"{allowed}"
-            "You may think first, but end your reply with a final line of the form\nGuess: crane"
+            "You may think first. " + self.final_line_instruction()
         )
