@@ -1,4 +1,5 @@
-"""Car Dealer: catalog, decision parsing, rewards, text reading, the built-in buyer, full episodes."""
+"""Car Dealer: catalog, episodes by index, decision parsing, rewards, reading the seller, the built-in
+(honest) buyer, the reward exploit, full episodes."""
 
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ import pytest
 from harness.agents import AgentOptions
 from harness.agents.scripted import ScriptedAgent
 from harness.episode import Episode
+from harness.parsing import Invalid
 from harness.rundir import load_episodes
 from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment
+from harness.sampling import stratified_item
+from harness.task import InvalidTaskOption, Segment, action_of
 from harness.tasks import make_task, task_class
 from harness.tasks.car_dealer import (
+    BEST_RETURN,
     BRANDS,
     BUDGETS,
     BY_MODEL,
     CATALOG,
     FEATURES,
+    MAX_MESSAGE_CHARS,
     MAX_TURNS,
+    PAPER_ANCHORS,
     PERSONALITIES,
     REVENUE_ANCHORS,
     RUBRIC_SELLER_NATURALNESS,
+    SALE_ANCHORS,
     TYPES,
     WORST_RETURN,
     BuyerTraits,
@@ -40,10 +47,14 @@ from harness.tasks.car_dealer import (
     format_decision,
     measure_policy,
     parse_decision,
+    profile_pair,
     revenue_reward,
     sale_price,
+    sale_reward,
     split_decision,
 )
+from harness.tasks.car_dealer_buyer import LIES_TOLERATED, check_claims
+from harness.tasks.car_dealer_catalog import PAIRS, PROFILE_SALT
 
 
 # --- catalog and profile -------------------------------------------------------------------------
@@ -62,32 +73,57 @@ def test_catalog_covers_the_profile_sets() -> None:
 
 
 def test_registered_with_options() -> None:
-    assert task_class("car-dealer") is CarDealer
+    assert task_class("car-dealer") is CarDealer and CarDealer.version == "2"
     task = make_task("car-dealer")
-    assert task.options() == {"reward_mode": "fancy"} and task.anchors.max == 1.0 and task.anchors.min == 0
+    assert task.options() == {"reward_mode": "sale"} and task.anchors == SALE_ANCHORS
+    assert task.anchors.max == 1.0 and task.anchors.min == 0 and "measured" in task.anchors.source
+    assert task.reward_range == (0.0, BEST_RETURN)
     assert task.max_steps == MAX_TURNS == 50 and task.roles == {"buyer": "scripted/buyer"}
     revenue = make_task("car-dealer", reward_mode="revenue")
     assert revenue.anchors == REVENUE_ANCHORS and revenue.options() == {"reward_mode": "revenue"}
-    with pytest.raises(InvalidTaskOption, match="reward_mode"):
-        make_task("car-dealer", reward_mode="profit")
+    paper = make_task("car-dealer", reward_mode="paper")
+    assert paper.anchors == PAPER_ANCHORS and paper.reward_range == (WORST_RETURN, BEST_RETURN)
+    for mode in ("profit", "fancy"):
+        with pytest.raises(InvalidTaskOption, match="reward_mode"):
+            make_task("car-dealer", reward_mode=mode)
     with pytest.raises(InvalidTaskOption):
         make_task("car-dealer", colour="red")
 
 
-def test_reset_draws_the_profile_from_the_seed() -> None:
+def test_reset_draws_the_profile_from_the_index_and_seed() -> None:
     task = CarDealer()
-    first = task.reset(7)
+    first = task.reset(7, 3)
     profile = task.profile
     assert profile.personality in PERSONALITIES and profile.brand in BRANDS and profile.type in TYPES
     assert 1 <= len(profile.features) <= 4 and set(profile.features) <= set(FEATURES)
     assert profile.budget in BUDGETS
-    assert task.reset(7) == first and task.profile == profile
+    assert task.reset(7, 3) == first and task.profile == profile
+    assert (profile.budget, profile.personality) == profile_pair(3)
+    task.reset(8, 3)  # another seed: same budget and personality, the rest redrawn
+    assert (task.profile.budget, task.profile.personality) == profile_pair(3)
     profiles = set()
     for seed in range(200):
-        task.reset(seed)
+        task.reset(seed, seed)
         profiles.add((task.profile.brand, task.profile.type, task.profile.budget))
     assert len(profiles) > 100
     assert task.profile.line().startswith(f"Personality: {task.profile.personality}. Prefers a ")
+
+
+def test_episode_index_picks_budget_and_personality_stratified() -> None:
+    assert f"car-dealer/{CarDealer.version}" == PROFILE_SALT
+    assert len(PAIRS) == len(BUDGETS) * len(PERSONALITIES) == 50
+    categories = [str(budget) for budget, _ in PAIRS]
+    pairs = [profile_pair(i) for i in range(100)]
+    assert pairs == [PAIRS[stratified_item(i, categories, PROFILE_SALT)] for i in range(100)]
+    for start in range(0, 50, 5):  # every block of 5 meets all five budgets
+        assert {budget for budget, _ in pairs[start : start + 5]} == set(BUDGETS)
+    assert set(pairs[:50]) == set(PAIRS) == set(pairs[50:])  # every pair once per pass
+    assert pairs[:50] != pairs[50:]  # the second pass is reshuffled
+    assert len({p for _, p in pairs[:10]}) >= 6  # personalities are spread, not in file order
+    task = CarDealer()
+    for index in (0, 1, 49, 50, 123):
+        task.reset(index * 7 + 1, index)
+        assert (task.profile.budget, task.profile.personality) == profile_pair(index)
 
 
 def test_sync_step_refuses() -> None:
@@ -152,28 +188,46 @@ def test_format_decision_round_trips() -> None:
 
 # --- rewards -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("bought", "price", "budget", "msrp", "fancy", "revenue"),
+    ("bought", "price", "budget", "msrp", "sale", "paper", "revenue"),
     [
-        (True, 32_000, 50_000, 35_000, 32_000 / 42_500, 32.0),  # the paper's example, ~0.75
-        (True, 50_000, 50_000, 50_000, 1.0, 50.0),  # full price, MSRP = budget: the max anchor
-        (True, 9_000, 10_000, 9_500, 9_000 / 9_750, 9.0),
-        (False, None, 30_000, 40_000, 0.25, 0.0),  # over-budget car walked away from: positive
-        (False, None, 90_000, 30_000, -2.0, 0.0),  # rich buyer walks away from a cheap car
-        (False, None, 50_000, 50_000, 0.0, 0.0),
-        (False, None, 50_000, None, 0.0, 0.0),  # no MSRP known -> 0
-        (True, None, 50_000, 35_000, 0.0, 0.0),  # bought at an unknown price -> 0
+        (True, 32_000, 50_000, 35_000, 32_000 / 42_500, 32_000 / 42_500, 32.0),  # the paper's example
+        (True, 50_000, 50_000, 50_000, 1.0, 1.0, 50.0),  # full price, MSRP = budget: the max anchor
+        (True, 9_000, 10_000, 9_500, 9_000 / 9_750, 9_000 / 9_750, 9.0),
+        (False, None, 30_000, 40_000, 0.0, 0.25, 0.0),  # over-budget car walked away from: paper pays
+        (False, None, 10_000, 150_000, 0.0, 1 - 10 / 150, 0.0),  # the exploit's best case
+        (False, None, 90_000, 30_000, 0.0, -2.0, 0.0),  # rich buyer walks away from a cheap car
+        (False, None, 50_000, 50_000, 0.0, 0.0, 0.0),
+        (False, None, 50_000, None, 0.0, 0.0, 0.0),  # no MSRP known -> 0
+        (True, None, 50_000, 35_000, 0.0, 0.0, 0.0),  # bought at an unknown price -> 0
     ],
 )
-def test_reward_formulas(bought, price, budget, msrp, fancy, revenue) -> None:
-    assert fancy_reward(bought, price, budget, msrp) == pytest.approx(fancy)
+def test_reward_formulas(bought, price, budget, msrp, sale, paper, revenue) -> None:
+    assert sale_reward(bought, price, budget, msrp) == pytest.approx(sale)
+    assert fancy_reward(bought, price, budget, msrp) == pytest.approx(paper)
     assert revenue_reward(bought, price) == pytest.approx(revenue)
     decision = Decision(bought, msrp, price)
-    assert decision_reward(decision, budget) == pytest.approx(fancy)
+    assert decision_reward(decision, budget) == pytest.approx(sale)  # the default
+    assert decision_reward(decision, budget, "sale") == pytest.approx(sale)
+    assert decision_reward(decision, budget, "paper") == pytest.approx(paper)
     assert decision_reward(decision, budget, "revenue") == pytest.approx(revenue)
 
 
+def test_default_reward_never_pays_a_walk_away_more_than_a_sale() -> None:
+    walk_aways = [
+        decision_reward(Decision(False, car.msrp), budget) for car in CATALOG for budget in BUDGETS
+    ] + [decision_reward(Decision(False, None), budget) for budget in BUDGETS]
+    sales = [
+        decision_reward(Decision(True, car.msrp, price), budget)
+        for car in CATALOG
+        for budget in BUDGETS
+        for price in (0.5 * car.msrp, min(car.msrp, budget))
+    ]
+    assert max(walk_aways) <= 0 < min(sales)
+
+
 def test_no_decision_is_worth_zero() -> None:
-    assert decision_reward(None, 50_000) == 0.0 == decision_reward(None, 50_000, "revenue")
+    for mode in ("sale", "paper", "revenue"):
+        assert decision_reward(None, 50_000, mode) == 0.0
 
 
 # --- reading the seller's text -------------------------------------------------------------------
@@ -244,7 +298,23 @@ def test_parse_seller_output() -> None:
     assert task.parse("Hello there!") == "Hello there!"
     assert task.parse("Seller: Welcome in!\nBuyer: Hi, I want a Honda.\nSeller: Sure.") == "Welcome in!"
     assert task.parse("**Salesperson:** Great choice.") == "Great choice."
-    assert task.parse("   ") is None and task.parse("") is None and task.parse("Buyer: hi") is None
+    assert task.parse("I think they want an SUV.\nMessage: Try the CR-V!") == "Try the CR-V!"
+    for empty in ("   ", "", "Buyer: hi", "Message:"):
+        assert task.parse(empty) == Invalid("empty", task.parse(empty).detail)
+    assert task.parse("x" * MAX_MESSAGE_CHARS) == "x" * MAX_MESSAGE_CHARS
+    assert task.parse("x" * (MAX_MESSAGE_CHARS + 1)).reason == "too-long"
+
+
+def test_long_garbage_is_not_a_pitch() -> None:
+    garbage = "Porsche 911 Cabriolet $150,000 sunroof heated seats " * 200  # ~10 kB, full of car names
+    parsed = CarDealer().parse(garbage)
+    assert isinstance(parsed, Invalid) and parsed.reason == "too-long"
+    task = buyer_task(Profile("polite", "Porsche", "convertible", ("sunroof",), 90_000))
+    result = asyncio.run(task.astep(action_of(parsed)))
+    assert result.invalid and result.observation == "...?" and task.offers.focus is None
+    assert task.role_usage["buyer"]["calls"] == 0  # the buyer never saw it
+    note = task.invalid_note(parsed.reason, parsed.detail)
+    assert "too long" in note and f"{MAX_MESSAGE_CHARS:,}" in note
 
 
 # --- the built-in buyer --------------------------------------------------------------------------
@@ -281,7 +351,7 @@ def converse(task: CarDealer, lines) -> list:
         results, observation = [], task.conversation[-1].text
         for n in range(MAX_TURNS):
             line = lines[min(n, len(lines) - 1)] if isinstance(lines, list) else lines(observation)
-            result = await task.astep(task.parse(line))
+            result = await task.astep(action_of(task.parse(line)))
             results.append(result)
             observation = result.observation
             if result.done:
@@ -323,7 +393,8 @@ def test_buyer_rejects_an_over_budget_car_of_the_wrong_brand() -> None:
     final = results[-1]
     assert final.done and not task.success and len(results) == TRAITS.max_strikes
     assert task.decision == Decision(False, 82_000, None)
-    assert final.reward == pytest.approx(-(30_000 - 82_000) / 82_000)  # the paper's term: positive here
+    assert final.reward == 0.0  # default reward: no sale, nothing
+    assert decision_reward(task.decision, 30_000, "paper") == pytest.approx(-(30_000 - 82_000) / 82_000)
     assert task.episode_info()["decision"] == "rejected" and sale_price(task.episode_info()) is None
 
 
@@ -342,6 +413,78 @@ def test_buyer_asks_about_features_and_rejects_a_car_lacking_them() -> None:
     assert task.buyer_state.reason == "missing features"
 
 
+# --- the honest buyer: claims are checked against the catalog ------------------------------------
+PATIENT = BuyerTraits(**{**TRAITS.to_dict(), "max_strikes": 5})
+
+
+def say(task: CarDealer, line: str):
+    """One seller message through the task (parsed as the runner does); the step's result."""
+    return asyncio.run(task.astep(action_of(task.parse(line))))
+
+
+def test_buyer_calls_out_a_false_feature_and_walks_away_after_two_lies() -> None:
+    assert "third-row seating" not in BY_MODEL["RAV4"].features and "sunroof" not in BY_MODEL["RAV4"].features
+    task = buyer_task(Profile("polite", "Toyota", "SUV", ("third-row seating",), 50_000), PATIENT)
+    first = say(task, "The Toyota RAV4 has third-row seating, and it lists at $29,500.")
+    assert not first.done and "doesn't have third-row seating" in first.observation
+    assert task.buyer_state.lies == ["the RAV4 doesn't have third-row seating"]
+    assert task.buyer_state.trust == pytest.approx(0.5) and task.buyer_state.strikes == 1
+    assert LIES_TOLERATED == 2
+    second = say(task, "Sorry! But the RAV4 does have a sunroof, you'll love it.")
+    assert second.done and not task.success and second.reward == 0.0
+    assert "doesn't have a sunroof" in second.observation and "Decision" not in second.observation
+    assert task.buyer_state.reason == "dishonest" and task.decision == Decision(False, 29_500, None)
+    assert len(task.episode_info()["buyer_lies"]) == 2
+
+
+def test_buyer_calls_out_an_inflated_list_price() -> None:
+    task = buyer_task(Profile("rude", "Honda", "SUV", ("backup camera",), 50_000), PATIENT)
+    result = say(task, "The Honda CR-V lists at $36,000 and has a backup camera.")
+    assert "lists at $31,000, not $36,000" in result.observation and not result.done
+    assert task.buyer_state.trust == pytest.approx(0.5)
+
+
+def test_buyer_does_not_call_out_truthful_claims_questions_or_understatements() -> None:
+    task = buyer_task(Profile("polite", "Toyota", "SUV", ("heated seats",), 50_000), PATIENT)
+    task.offers.update(
+        "Would the RAV4 need a sunroof? The Toyota Highlander has third-row seating.", task.profile
+    )
+    assert check_claims(task) == []  # the question is no claim; the Highlander has third-row seating
+    task.offers.update("The Toyota Highlander lists at $40,000.", task.profile)
+    assert check_claims(task) == []
+    task.offers.update("The Toyota RAV4 lists at $28,000.", task.profile)  # below MSRP: an offer, no lie
+    assert check_claims(task) == []
+    # A feature the seller wrongly denies is judged by the catalog: the RAV4 does have heated seats.
+    task = buyer_task(Profile("polite", "Toyota", "SUV", ("heated seats",), 50_000), PATIENT)
+    result = say(task, "The Toyota RAV4 doesn't have heated seats, sorry. It's $29,500.")
+    assert "I really need" not in result.observation and not task.buyer_state.lies
+    assert task.buyer_state.counter is not None  # it went on to haggle
+
+
+def test_a_wary_buyer_cuts_its_first_counter_deeper() -> None:
+    profile = Profile("polite", "Toyota", "SUV", ("backup camera",), 50_000)
+    honest = buyer_task(profile, PATIENT)
+    say(honest, "The Toyota RAV4 has a backup camera. It's $29,500.")
+    liar = buyer_task(profile, PATIENT)
+    say(liar, "The Toyota RAV4 has a backup camera and a sunroof. It's $29,500.")
+    assert liar.buyer_state.counter is None  # the lie was called out instead
+    say(liar, "My mistake, no sunroof. It's $29,500.")
+    assert honest.buyer_state.counter is not None and liar.buyer_state.counter is not None
+    assert liar.buyer_state.counter < honest.buyer_state.counter
+
+
+def test_lying_about_features_does_not_pay() -> None:
+    from harness.tasks.car_dealer_catalog import feature_phrase
+
+    def liar(task: CarDealer, rng: random.Random) -> str:
+        line = task.policies["behavior"](task, rng)
+        car = task.seller_notes.get("car")
+        return f"{line} And yes, the {car.model} has {feature_phrase(FEATURES)}." if car else line
+
+    lying, honest = measure_policy(liar, 300), measure_policy("behavior", 300)
+    assert lying["mean_return"] < honest["mean_return"] and lying["success"] < honest["success"]
+
+
 def test_buyer_answers_budget_and_needs() -> None:
     task = buyer_task(Profile("talkative", "Audi", "electric", ("sunroof",), 70_000))
     results = converse(task, ["Welcome! What's your budget?"])
@@ -354,7 +497,7 @@ def test_buyer_answers_budget_and_needs() -> None:
 
 def test_empty_seller_message_is_invalid_and_costs_a_turn() -> None:
     task = buyer_task(Profile("polite", "Honda", "SUV", ("backup camera",), 50_000))
-    result = asyncio.run(task.astep(task.parse("")))
+    result = asyncio.run(task.astep(action_of(task.parse(""))))
     assert (result.observation, result.reward, result.done, result.invalid) == ("...?", 0.0, False, True)
     assert task.turn == 1 and task.role_usage["buyer"]["calls"] == 0
 
@@ -373,31 +516,35 @@ def test_built_in_buyer_never_beats_the_max_anchor() -> None:
         for seed in range(60):
             task = CarDealer()
             task.attach_partners({"buyer": ScriptedAgent("buyer")}, seed)
-            task.reset(seed)
+            task.reset(seed, seed)
             rng = random.Random(seed)
 
             async def play(task: CarDealer = task, rng: random.Random = rng, policy: str = policy) -> float:
                 for _ in range(MAX_TURNS):
-                    result = await task.astep(task.parse(task.policies[policy](task, rng)))
+                    result = await task.astep(action_of(task.parse(task.policies[policy](task, rng))))
                     if result.done:
                         return result.reward
                 raise AssertionError("no decision by the cap")
 
             reward = asyncio.run(play())
-            assert WORST_RETURN <= reward <= CarDealer.anchors.max
+            assert 0.0 <= reward <= CarDealer.anchors.max
+            assert not task.buyer_state.lies  # the scripted sellers tell the truth
             if task.success:
                 assert task.decision.price <= min(task.profile.budget, task.decision.msrp)
 
 
 def test_behavior_policy_is_near_the_dataset_statistics_and_pins_the_avg_anchors() -> None:
-    stats = measure_policy("behavior", 2000)  # ~3 s
-    # Paper's dataset: success 0.53, mean return 0.562, mean length 16.5.
+    stats = measure_policy("behavior", 2000)  # ~4 s
+    # Paper's dataset: success 0.53, mean return 0.562 (its formula), mean length 16.5.
     assert 0.35 <= stats["success"] <= 0.7
-    assert 0.4 <= stats["mean_return"] <= 0.7
+    assert 0.4 <= stats["mean_paper"] <= 0.7
     assert 12 <= stats["mean_length"] <= 20
-    assert stats["mean_return"] == pytest.approx(CarDealer.anchors.avg, abs=5e-4)
-    assert stats["mean_revenue"] == pytest.approx(REVENUE_ANCHORS.avg, abs=5e-2)
-    assert CarDealer.anchors.min < CarDealer.anchors.avg < CarDealer.anchors.max
+    assert stats["mean_return"] == stats["mean_sale"]  # the default mode
+    assert stats["mean_sale"] == pytest.approx(SALE_ANCHORS.avg, abs=5e-4)
+    assert stats["mean_paper"] == pytest.approx(PAPER_ANCHORS.avg, abs=5e-4)
+    assert stats["mean_revenue"] == pytest.approx(REVENUE_ANCHORS.avg, abs=5e-3)
+    for anchors in (SALE_ANCHORS, PAPER_ANCHORS, REVENUE_ANCHORS):
+        assert anchors.min < anchors.avg < anchors.max
 
 
 def test_random_seller_rarely_sells() -> None:
@@ -405,13 +552,30 @@ def test_random_seller_rarely_sells() -> None:
     assert stats["success"] <= 0.05 and stats["mean_return"] < CarDealer.anchors.avg
 
 
+def test_pitching_the_priciest_car_and_never_selling_scores_below_the_behaviour_seller() -> None:
+    # The exploit of the paper's formula, played through the task as a scripted policy.
+    episodes = 400
+    exploit = measure_policy("overprice", episodes)
+    behavior = measure_policy("behavior", episodes)
+    assert exploit["success"] == 0 and behavior["success"] > 0.3
+    assert exploit["mean_return"] == 0.0 < behavior["mean_return"]
+    assert exploit["mean_return"] < SALE_ANCHORS.avg
+    # ... which the paper's literal formula (reward_mode=paper) pays more than honest selling.
+    paper = measure_policy("overprice", episodes, reward_mode="paper")
+    assert paper["mean_return"] == exploit["mean_paper"] > behavior["mean_paper"] > 0
+
+
 # --- prompts and rendering -----------------------------------------------------------------------
 def test_prompts_and_rendering() -> None:
     task = CarDealer()
     opening = task.reset(3)
     prompt = task.system_prompt()
-    assert "Honda CR-V (SUV, MSRP $31,000)" in prompt and "P / ((budget + M) / 2)" in prompt
-    assert "thousands of dollars" in CarDealer(reward_mode="revenue").system_prompt()
+    assert "Honda CR-V (SUV, MSRP $31,000)" in prompt and task.answer_example in prompt
+    assert f"at most {MAX_MESSAGE_CHARS:,} characters" in prompt
+    for mode in ("sale", "paper", "revenue"):  # the reward formula is never disclosed
+        shown = CarDealer(reward_mode=mode).system_prompt()
+        assert "budget + M" not in shown and "(budget - M)" not in shown and "score" not in shown.lower()
+    assert task.parse(task.answer_example) == task.answer_example.removeprefix("Message: ")
     task.conversation.append(task.conversation[0].__class__("seller", "Hello!", "Hello!"))
     messages = task.buyer_messages()
     assert messages[0]["role"] == "system" and task.profile.line() in messages[0]["content"]
@@ -441,7 +605,7 @@ async def test_runner_with_the_built_in_buyer(tmp_path) -> None:
         assert info["decision"] in ("accepted", "rejected")
         assert episode.success == (info["decision"] == "accepted")
         budget = info["profile"]["budget"]
-        expected = fancy_reward(episode.success, info["price"], budget, info["msrp"])
+        expected = sale_reward(episode.success, info["price"], budget, info["msrp"])
         assert episode.return_ == pytest.approx(expected)
         assert "Decision=" not in episode.final_observation
         assert sale_price(episode) == (info["price"] if episode.success else None)
@@ -459,7 +623,7 @@ async def test_llm_buyer_over_http_accepts_and_the_tag_is_stripped(fake_server, 
         models=["scripted/behavior"],
         episodes=3,
         roles={"buyer": buyer},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"buyer": AgentOptions(api_base=fake_server.api_base)},
     )
     result = await Runner(config).run()
     assert result.complete and result.errors == 0
@@ -489,7 +653,7 @@ async def test_llm_buyer_that_never_decides_ends_at_the_cap_with_zero(fake_serve
         models=["scripted/random"],
         episodes=1,
         roles={"buyer": buyer},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"buyer": AgentOptions(api_base=fake_server.api_base)},
         task_options={"car-dealer": {"reward_mode": "revenue"}},
     )
     result = await Runner(config).run()
