@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
 from harness.agents import AgentOptions
 from harness.agents.base import Completion
+from harness.parsing import Invalid
 from harness.rundir import load_episodes
 from harness.runner import RunConfig, Runner
 from harness.task import InvalidTaskOption, Segment
@@ -20,6 +23,7 @@ from harness.tasks.twenty_questions import (
     DATA_PATH,
     INTRO,
     KB,
+    NOT_SURE,
     OBJECTS,
     PAPER_CATEGORY_COUNTS,
     QUESTION_BANK,
@@ -27,6 +31,7 @@ from harness.tasks.twenty_questions import (
     TRAIT_PATTERNS,
     KnowledgeBaseError,
     TwentyQuestions,
+    behaviour_unmapped_share,
     find_object,
     guess_target,
     interpret,
@@ -35,9 +40,11 @@ from harness.tasks.twenty_questions import (
     load_knowledge_base,
     measure_policy,
     normalize,
+    oracle_accuracy,
     oracle_messages,
     parse_oracle_reply,
     parse_question,
+    secret_index,
 )
 
 
@@ -130,11 +137,12 @@ def test_registered_with_the_paper_anchors() -> None:
 
 def test_secret_follows_the_index_or_the_option() -> None:
     task = make_task("twenty-questions")
-    assert task.reset(5, 0) == INTRO and task.secret is OBJECTS[0]
+    assert task.reset(5, 0) == INTRO and task.secret is OBJECTS[secret_index(0)]
     task.reset(1, 157)
-    assert task.secret is OBJECTS[157]
-    task.reset(2, 158 + 3)
-    assert task.secret is OBJECTS[3]
+    assert task.secret is OBJECTS[secret_index(157)]
+    # 158 consecutive episodes play every object once; the first 17 cover all 17 categories.
+    assert sorted(secret_index(i) for i in range(158)) == list(range(158))
+    assert len({OBJECTS[secret_index(i)].category for i in range(17)}) == 17
     assert task.options() == {"secret": "index"}
     drawn = make_task("twenty-questions", secret="random")
     picks = []
@@ -176,7 +184,7 @@ ORACLE_TABLE = [
     ("Boat", "Is it found in the water?", "Yes."),
     ("Apple", "Can you eat it?", "Yes."),
     ("Apple", "Is it a fruit or a vegetable?", "Yes."),
-    ("Apple", "Is it something you cannot eat?", "No."),
+    ("Apple", "Is it not edible?", "No."),
     ("Apple", "Does it grow on trees?", "Yes."),
     ("Apple", "Is it man-made?", "No."),
     ("Carrot", "Does it grow underground?", "Yes."),
@@ -224,7 +232,7 @@ ORACLE_TABLE = [
     ("Teddy Bear", "Is it a stuffed animal?", "Yes."),
     ("Teddy Bear", "Is it an animal?", "No."),
     ("Piano", "Can you lift it?", "No."),
-    ("Cat", "Is it bigger than a breadbox?", "No."),
+    ("Cat", "Is it bigger than a horse?", "No."),
     ("Cat", "Is it not a mammal?", "No."),
     ("Snake", "Does it have legs?", "No."),
     ("Smartphone", "Can you make phone calls with it?", "Yes."),
@@ -247,11 +255,11 @@ def test_kb_oracle_answers(name: str, question: str, expected: str) -> None:
 def test_kb_oracle_covers_several_objects_and_flags_what_it_cannot_map() -> None:
     assert len({name for name, _, _ in ORACLE_TABLE}) >= 30
     answer = kb_answer("Is it related to Christmas?", obj("Cat"))
-    assert (answer.text, answer.mapped, answer.attribute) == ("No.", False, None)
+    assert (answer.text, answer.mapped, answer.attribute) == (NOT_SURE, False, None)
     task = TwentyQuestions(secret="Cat")
     task.reset(0, 0)
     result = task.step("Is it related to Christmas?")
-    assert result.observation == "No." and result.info["oracle_mapped"] is False
+    assert result.observation == NOT_SURE and result.info["oracle_mapped"] is False
     result = task.step("Is it a mammal?")
     assert result.info == {
         "question": "Is it a mammal?",
@@ -272,7 +280,7 @@ def test_kb_oracle_policy_answers_the_pending_question() -> None:
     oracle = TwentyQuestions.policies["kb-oracle"]
     assert oracle(task, random.Random(0)) == "No."  # nothing asked yet
     task.pending_question = "Is it related to Christmas?"  # unmapped
-    assert oracle(task, random.Random(0)) == "No."
+    assert oracle(task, random.Random(0)) == NOT_SURE
     task.pending_question = "Is it a dog?"
     assert oracle(task, random.Random(0)) == "Yes."
 
@@ -483,17 +491,38 @@ def test_parse_oracle_reply(reply: str, expected: str, failed: bool) -> None:
         ),
         ('"Is it a dog?"', "Is it a dog?"),
         ("1. Is it alive?", "Is it alive?"),
-        ("basketball", "basketball"),
-        ("Is it a T.V.?", "Is it a T.V.?"),
-        ("", None),
-        ("   \n  ", None),
-        ("I am thinking.\nStill thinking.", None),
-        ("...", None),
+        ("Is it an animal", "Is it an animal?"),
+        ("Guess: basketball", "basketball?"),
+        ("Guess: I think it's a cat", "I think it's a cat?"),
+        ("Is it something you'd find in a kitchen?", "Is it something you'd find in a kitchen?"),
+        ("basketball", Invalid("not-a-question")),
+        ("No.", Invalid("not-a-question")),
+        ("Question: It is an animal.", Invalid("not-a-question", "It is an animal")),
+        ("Is it alive? Is it a tool?", Invalid("ambiguous", "Is it alive?, Is it a tool?")),
+        ("", Invalid("empty")),
+        ("   \n  ", Invalid("empty")),
+        ("I am thinking.\nStill thinking.", Invalid("not-a-question")),
+        ("...", Invalid("not-a-question")),
     ],
 )
-def test_parse(raw: str, expected: str | None) -> None:
+def test_parse(raw: str, expected: object) -> None:
     assert parse_question(raw) == expected
     assert TwentyQuestions().parse(raw) == expected
+
+
+def test_too_long_replies_and_questions_are_refused() -> None:
+    assert parse_question("Is it " + "very " * 5000 + "big?").reason == "too-long"
+    assert parse_question("Question: " + "is it big and " * 30).reason == "too-long"
+
+
+def test_every_example_in_the_system_prompt_parses() -> None:
+    task = TwentyQuestions()
+    prompt = task.system_prompt()
+    assert prompt.count(task.answer_example) == 1 and task.final_line_instruction() in prompt
+    examples = re.findall(r'"([^"]*\?)"', prompt)
+    assert len(examples) >= 3
+    for example in [*examples, task.answer_example]:
+        assert isinstance(task.parse(example), str), example
 
 
 def test_rendering_text_and_chat() -> None:
@@ -548,10 +577,10 @@ async def test_runner_with_scripted_policies_and_the_default_oracle(tmp_path) ->
     assert len(episodes) == 18
     for episode in episodes:
         assert episode.models["oracle"] == "scripted/kb-oracle"
-        assert episode.info["secret"] == OBJECTS[episode.index].name
+        assert episode.info["secret"] == OBJECTS[secret_index(episode.index)].name
         assert episode.role_usage["oracle"]["calls"] == episode.length
         assert episode.return_ == (-(episode.length - 1) if episode.success else -20)
-        assert all(t.info["oracle"] == "kb" and t.info["answer"] in ("Yes.", "No.") for t in episode.turns)
+        assert all(t.info["answer"] in ("Yes.", "No.", NOT_SURE) for t in episode.turns)
         if episode.models["agent"] == "scripted/optimal":
             assert episode.success
         assert "unmapped_questions" in episode.info
@@ -566,7 +595,7 @@ async def test_runner_with_a_model_oracle_over_http(fake_server, tmp_path) -> No
         models=["scripted/behavior"],
         episodes=3,
         roles={"oracle": oracle},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"oracle": AgentOptions(api_base=fake_server.api_base)},
     )
     result = await Runner(config).run()
     assert result.complete and result.errors == 0
@@ -583,3 +612,62 @@ async def test_runner_with_a_model_oracle_over_http(fake_server, tmp_path) -> No
             assert turn.observation == INTRO or turn.observation.startswith("Yes.")
         # Success needs the rule judge's match and a yes: with a yes-sayer, any correct guess wins.
         assert episode.success == any(t.info["correct_guess"] for t in episode.turns)
+
+
+# --- the oracle against hand labels ---------------------------------------------------------------
+LABELS_PATH = Path(__file__).parent / "data" / "twenty_questions_oracle_labels.jsonl"
+
+
+def _labels() -> list[dict[str, str]]:
+    return [json.loads(line) for line in LABELS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_hand_labels_cover_the_objects_and_categories() -> None:
+    labels = _labels()
+    assert len(labels) >= 300
+    objects = {obj(label["object"]).name for label in labels}
+    assert len(objects) >= 120 and {o.category for o in OBJECTS if o.name in objects} == set(CATEGORIES)
+    assert {label["answer"] for label in labels} == {"yes", "no"}
+    assert sum("than" in label["question"] for label in labels) >= 50  # comparisons with arbitrary things
+
+
+def test_kb_oracle_is_truthful_on_the_hand_labels() -> None:
+    """Accuracy on the questions it answers; a question it cannot map gets "I'm not sure.", never a guess."""
+    labels = _labels()
+    stats = oracle_accuracy(labels)
+    assert stats["accuracy"] >= 0.95, stats["wrong"]
+    assert stats["unmapped_share"] <= 0.15
+    held_out = oracle_accuracy([label for label in labels if label["split"] == "heldout"])
+    assert held_out["accuracy"] >= 0.95, held_out["wrong"]
+    for label in labels:
+        answer = kb_answer(label["question"], obj(label["object"]))
+        if answer.mapped:  # a wrong answer is never passed off as understood
+            assert answer.yes == (label["answer"] == "yes"), (label, answer)
+        else:
+            assert answer.text == NOT_SURE
+
+
+@pytest.mark.parametrize(
+    ("name", "question", "expected"),
+    [
+        ("Car", "Is it bigger than a golf ball?", "Yes."),
+        ("Car", "Is it heavier than an elephant?", "No."),
+        ("Tennis Racket", "Is it used with a ball?", "Yes."),
+        ("Ring", "Is it smaller than a golf ball?", "Yes."),
+        ("Elephant", "Is it lighter than a feather?", "No."),
+        ("Basketball", "Is it bigger than a soccer ball?", NOT_SURE),  # about the same size
+        ("Car", "Is it bigger than a flux capacitor?", NOT_SURE),  # unknown reference
+        ("Cow", "Does it eat grass?", NOT_SURE),
+        ("Cow", "Is it a domesticated animal?", "Yes."),
+        ("Lawn Mower", "Is it used primarily indoors?", NOT_SURE),
+        ("Apple", "Is it red or green?", "Yes."),
+        ("Apple", "Is it red or used at Halloween?", NOT_SURE),  # one alternative not understood
+    ],
+)
+def test_comparisons_and_honest_doubt(name: str, question: str, expected: str) -> None:
+    assert kb_answer(question, obj(name)).text == expected
+
+
+def test_behaviour_policy_questions_are_understood() -> None:
+    stats = behaviour_unmapped_share(episodes=158)
+    assert stats["questions"] > 1000 and stats["unmapped_share"] <= 0.10
