@@ -80,8 +80,9 @@ _TRIM = " \t\r\n.,;:!?" + _DECORATION
 _NEGATION = re.compile(
     r"(?:\b(?:not|never|no|avoid(?:ing)?|instead\s+of|rather\s+than|won'?t|don'?t|shouldn'?t|"
     r"mustn'?t|can'?t|cannot|wouldn'?t|isn'?t|aren'?t|without|except)\b|n't\b)"
-    r"(?:\s+(?:to|be|going|gonna|want|wanna|try|the|a|an|my|that|this|just|even|really|play|do|make|"
-    r"choose|pick|say|use|guess|ask|move|go|eat|take))*\s*$",
+    r"(?:\s+(?:to|be|going|gonna|want|wanna|try|trying|the|a|an|my|that|this|just|even|really|"
+    r"(?:play|do|make|choose|pick|say|use|guess|ask|move|go|eat|take|try)(?:ing)?|doing|making|using|"
+    r"taking|choosing|moving|going|eating))*\s*$",
     re.IGNORECASE,
 )
 _NEGATION_TEXT = str.maketrans({**{c: " " for c in _DECORATION if c != "'"}, "’": "'", "‘": "'"})
@@ -90,7 +91,11 @@ _CLAUSE_BREAK = re.compile(r"[.;!?\n]|,\s*(?:but|so|and)\b|\bbut\b|\bso\b")
 
 def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     words = "|".join(re.escape(m).replace(r"\ ", r"\s+") for m in markers)
-    return re.compile(_LEAD + rf"(?:{words})[ \t]*[*_`]*[ \t]*[:=\-–—][ \t]*[*_`]*[ \t]*", re.I | re.M)
+    # "Question 3:" / "Guess #2:" count too: a number may follow the marker word.
+    number = r"(?:[ \t]*(?:#|no\.?)?[ \t]*\d{1,3})?"
+    return re.compile(
+        _LEAD + rf"(?:{words}){number}[ \t]*[*_`]*[ \t]*[:=\-–—][ \t]*[*_`]*[ \t]*", re.I | re.M
+    )
 
 
 def marker_line(raw: str, pattern: re.Pattern[str]) -> str | None:
@@ -111,10 +116,15 @@ def marker_line(raw: str, pattern: re.Pattern[str]) -> str | None:
     return ""
 
 
+_IN_WORD_APOSTROPHE = re.compile(r"(?<=[A-Za-z])['’](?=[A-Za-z])")
+
+
 def clean(text: str) -> str:
-    """``text`` with markdown, quotes and outer punctuation removed and whitespace collapsed."""
+    """``text`` with markdown, quotes and outer punctuation removed and whitespace collapsed
+    (apostrophes inside words stay: ``it's``)."""
+    text = _IN_WORD_APOSTROPHE.sub("\x00", text)
     text = text.translate(str.maketrans({c: " " for c in _DECORATION}))
-    return " ".join(text.split()).strip(_TRIM)
+    return " ".join(text.split()).strip(_TRIM).replace("\x00", "'")
 
 
 def negated(text: str, start: int) -> bool:
