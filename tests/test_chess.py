@@ -14,8 +14,9 @@ import chess
 import pytest
 
 from harness.engines import INSTALL_HINT, find_stockfish
+from harness.parsing import Invalid
 from harness.runner import RunConfig, RunConfigError, Runner
-from harness.task import InvalidTaskOption, Segment, StepResult, TaskUnavailable
+from harness.task import InvalidTaskOption, Segment, StepResult, TaskUnavailable, action_of
 from harness.tasks import make_task, task_class
 from harness.tasks.chess import (
     FULL_STRENGTH,
@@ -31,6 +32,7 @@ from harness.tasks.chess import (
 from harness.tasks.endgames import (
     EVAL_SIZE,
     MATERIALS,
+    PIECE_NAMES,
     Endgames,
     load_positions,
     material_of,
@@ -74,7 +76,7 @@ async def play(task: Chess, policy: str, seed: int = 0, index: int = 0) -> list[
         text = task.policies[policy](task, rng)
         if inspect.isawaitable(text):
             text = await text
-        results.append(await task.astep(task.parse(text)))
+        results.append(await task.astep(action_of(task.parse(text))))
         if results[-1].done:
             return results
     raise AssertionError("episode did not end within max_steps")
@@ -94,51 +96,46 @@ def check_terminal(task: Chess, results: list[StepResult]) -> None:
     assert task.success == (task.result == "1-0")
 
 
-# --- parsing -------------------------------------------------------------------------------------
-PARSE_TABLE = [
-    # (board FEN, agent text, canonical action, notation, legal)
-    (START_FEN, "I'll play **Nf3**.", "Nf3", "san", True),
-    (START_FEN, "Move: e2e4", "e4", "uci", True),
-    (START_FEN, "1. e4", "e4", "san", True),
-    (START_FEN, "1.e4!?", "e4", "san", True),
-    (START_FEN, "e 4\n", "e4", "san", True),  # the paper's spaced action
-    (START_FEN, "N f 3", "Nf3", "san", True),
-    (START_FEN, "Move: N f 3", "Nf3", "san", True),
-    (START_FEN, "e4 and d4 are common.\nMove: Nf3 (heading for e5 later)", "Nf3", "san", True),
-    (START_FEN, "I like d4. Actually no: c4!", "c4", "san", True),
-    (START_FEN, "nf3", "Nf3", "san", True),
-    (START_FEN, "`g1f3`", "Nf3", "uci", True),
-    (START_FEN, "Final move: g1-f3", "Nf3", "uci", True),
-    (START_FEN, "Move: Nxf3+", "Nf3", "san", True),  # python-chess forgives a wrong capture/check mark
-    (START_FEN, "Move: Nf6", "Nf6", "san", False),
-    (START_FEN, "Move: Ke2", "Ke2", "san", False),
-    (START_FEN, "Move: e2e5", "e2e5", "uci", False),
-    (START_FEN, "I resign.", None, None, False),
-    (START_FEN, "", None, None, False),
-    ("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "Move: O-O", "O-O", "san", True),
-    ("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "castle long: 0-0-0", "O-O-O", "san", True),
-    ("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "e1g1", "O-O", "uci", True),
-    ("8/4P3/8/8/8/8/k7/4K3 w - - 0 1", "e8=Q", "e8=Q", "san", True),
-    ("8/4P3/8/8/8/8/k7/4K3 w - - 0 1", "e8q", "e8=Q", "san", True),
-    ("8/4P3/8/8/8/8/k7/4K3 w - - 0 1", "Move: e7e8q", "e8=Q", "uci", True),
-    ("4k3/8/8/8/8/5N2/8/1N2K3 w - - 0 1", "Move: Nd2", "Nd2", "san", False),  # ambiguous
-    ("4k3/8/8/8/8/5N2/8/1N2K3 w - - 0 1", "Move: Nbd2", "Nbd2", "san", True),
+# --- parsing (the replies themselves: tests/parse_corpus/chess.jsonl and endgames.jsonl) ----------
+NOTATION_TABLE = [
+    # (board FEN, agent text, canonical action, notation)
+    (START_FEN, "I'll play **Nf3**.", "Nf3", "san"),
+    (START_FEN, "Move: e2e4", "e4", "uci"),
+    (START_FEN, "Move: g1 to f3", "Nf3", "uci"),
+    (START_FEN, "Knight to f3", "Nf3", "words"),
+    (START_FEN, "N f 3", "Nf3", "san"),
+    ("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "castle long", "O-O-O", "san"),
+    ("8/4P3/8/8/8/8/k7/4K3 w - - 0 1", "Move: e7e8q", "e8=Q", "uci"),
 ]
 
 
-@pytest.mark.parametrize(("fen", "text", "action", "notation", "legal"), PARSE_TABLE)
-def test_parse_san_and_uci_with_junk(
-    fen: str, text: str, action: str | None, notation: str, legal: bool
-) -> None:
+@pytest.mark.parametrize(("fen", "text", "action", "notation"), NOTATION_TABLE)
+def test_parse_records_the_notation(fen: str, text: str, action: str, notation: str) -> None:
     board = chess.Board(fen)
-    parsed = parse_move(board, text)
-    if action is None:
-        assert parsed is None
-        return
-    assert parsed is not None
-    assert (parsed.text, parsed.notation, parsed.move is not None) == (action, notation, legal)
-    if legal:
-        assert board.san(parsed.move) == action
+    parsed, move = parse_move(board, text)
+    assert parsed == action and move is not None and move.move is not None
+    assert (move.text, move.notation, board.san(move.move)) == (action, notation, action)
+    task = Chess()
+    task._begin(board)
+    assert task.parse(text) == action
+    task.play_agent_action(action)
+    assert task._pending["notation"] == notation
+
+
+def test_every_legal_move_parses_to_itself() -> None:
+    """Scripted policies answer in SAN: every legal move must read back as itself, in several positions."""
+    rng = random.Random(5)
+    for fen in (START_FEN, "r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "8/4P3/8/8/8/8/k7/4K3 w - - 0 1"):
+        board = chess.Board(fen)
+        for _ in range(12):
+            if board.is_game_over():
+                break
+            for move in board.legal_moves:
+                san = board.san(move)
+                assert parse_move(board, san)[0] == san
+                assert parse_move(board, f"Move: {san}")[0] == san
+                assert parse_move(board, move.uci())[0] == san
+            board.push(rng.choice(list(board.legal_moves)))
 
 
 def test_illegal_moves_cost_one_and_change_nothing() -> None:
@@ -146,22 +143,27 @@ def test_illegal_moves_cost_one_and_change_nothing() -> None:
     task.reset(3)
     fen = task.board.fen()
     for text, reason in [("Move: Nf6", "illegal"), ("hmm", "unparsable"), ("Move: e2e5", "illegal")]:
-        result = task.play_agent_action(task.parse(text))
+        result = task.play_agent_action(action_of(task.parse(text)))
         assert result is not None
         assert (result.reward, result.done, result.invalid) == (-1.0, False, True)
         assert result.info["reason"] == reason and task.board.fen() == fen
         assert f"FEN: {fen}" in result.observation and "unchanged (-1)" in result.observation
     assert task.illegal_moves == 3 and task.actions == 3 and task.episode_info()["illegal_moves"] == 3
     task._begin(chess.Board("4k3/8/8/8/8/5N2/8/1N2K3 w - - 0 1"))
-    result = task.play_agent_action(task.parse("Nd2"))
-    assert result is not None and result.info["reason"] == "ambiguous" and "Nbd2" in result.observation
+    result = task.play_agent_action(action_of(task.parse("Nd2")))
+    assert (
+        result is not None and result.info["reason"] == "ambiguous" and "Nbd2 or Nfd2" in result.observation
+    )
+    assert task.parse("Nd2") == Invalid("ambiguous", "Nd2: Nbd2 or Nfd2")
+    result = task.play_agent_action("Nd2")  # a string straight to step: the same refusal
+    assert result is not None and result.invalid_reason == "ambiguous"
 
 
 @pytest.mark.anyio
 async def test_the_400_cap_without_an_engine() -> None:
     task = Chess()
     task.reset(0)
-    results = [await task.astep(task.parse("I pass")) for _ in range(MAX_ACTIONS)]
+    results = [await task.astep(action_of(task.parse("I pass"))) for _ in range(MAX_ACTIONS)]
     assert sum(r.reward for r in results) == -400 == task.reward_range[0]
     assert results[-1].done and not any(r.done for r in results[:-1])
     assert results[-1].info["termination"] == "max_actions" and task.result == "*" and not task.success
@@ -175,12 +177,12 @@ async def test_the_400_cap_without_an_engine() -> None:
 def test_terminal_rewards_by_rule() -> None:
     task = Chess()
     task._begin(chess.Board("7k/8/5K2/8/8/8/8/6Q1 w - - 0 1"))
-    won = task.play_agent_action(task.parse("Move: Qg7#"))
+    won = task.play_agent_action(action_of(task.parse("Move: Qg7#")))
     assert won is not None and (won.reward, won.done, task.result, task.success) == (1.0, True, "1-0", True)
     assert won.info["termination"] == "checkmate" and "you win" in won.observation
 
     task._begin(chess.Board("k7/8/1Q6/8/8/8/8/7K w - - 0 1"))
-    drawn = task.play_agent_action(task.parse("Kg1"))  # stalemates Black
+    drawn = task.play_agent_action(action_of(task.parse("Kg1")))  # stalemates Black
     assert drawn is not None and (drawn.reward, drawn.done, task.result) == (0.0, True, "1/2-1/2")
     assert drawn.info["termination"] == "stalemate"
 
@@ -225,6 +227,9 @@ def test_observations_and_both_renderings() -> None:
     chat = task.render(history, "chat")
     assert [m["role"] for m in chat] == ["system", "user"] and chat[1]["content"] == second
     assert "Move: Nf3" in chat[0]["content"] and "-1" in chat[0]["content"]
+    assert chat[0]["content"].count("final line") == 1 and task.final_line_instruction() in chat[0]["content"]
+    endgame = make_task("endgames").system_prompt()
+    assert "Move: Kd2" in endgame and "Nf3" not in endgame and "O-O" not in endgame
     assert task.format_action("Nf3") == "N f 3" and task.format_action("O-O") == "O - O"
     assert move_list(["e4", "e5", "Nf3"]) == "1. e4 e5 2. Nf3"
 
@@ -293,11 +298,11 @@ def test_endgames_task_positions() -> None:
     assert isinstance(task, Endgames) and task_class("endgames") is Endgames
     positions = load_positions()
     first = task.reset(0, 0)
-    assert f"FEN: {positions[0].fen}" in first and "king, queen against the lone black king" in first
-    task.reset(9, 645)
-    assert task.start_fen == positions[0].fen
+    start = positions[task.eval_item(0)]
+    assert f"FEN: {start.fen}" in first
+    assert f"king, {' and '.join(PIECE_NAMES[p] for p in MATERIALS[start.material])} against" in first
     info = task.episode_info()
-    assert info["start_fen"] == positions[0].fen and info["material"] == "Q" and info["mate_in"] >= 1
+    assert info["start_fen"] == start.fen and info["material"] == start.material and info["mate_in"] >= 1
     rooks = make_task("endgames", material="RR")
     rooks.reset(0, 3)
     assert rooks.start_material == "RR" and material_of(rooks.board) == "RR"
@@ -318,6 +323,25 @@ def test_endgames_task_positions() -> None:
         with pytest.raises(InvalidTaskOption):
             make_task("endgames", **bad)
     assert Endgames.anchors.avg == 0.586 and Endgames.reward_range == (-400.0, 1.0)
+
+
+def test_endgame_indices_are_stratified_by_material() -> None:
+    task = make_task("endgames")
+    assert isinstance(task, Endgames) and Endgames.version == "2"
+    materials = []
+    for index in range(40):
+        task.reset(0, index)
+        assert task.start_material == material_of(task.board)
+        materials.append(task.start_material)
+    assert set(materials[:4]) == set(MATERIALS)  # the first four episodes: one of each
+    for n in (8, 20, 40):  # any prefix: each material about a quarter
+        assert all(abs(materials[:n].count(m) - n / 4) <= 1.0 for m in MATERIALS), materials[:n]
+    first_pass = [task.eval_item(i) for i in range(EVAL_SIZE)]
+    assert sorted(first_pass) == list(range(EVAL_SIZE))  # indices 0..644 play every position once
+    assert task.eval_item(EVAL_SIZE) in range(EVAL_SIZE)
+    assert [task.eval_item(i) for i in range(8)] == [make_task("endgames").eval_item(i) for i in range(8)]
+    rooks = make_task("endgames", material="RR")
+    assert {rooks.eval_set[rooks.eval_item(i)].material for i in range(10)} == {"RR"}
 
 
 # --- real games against Stockfish ----------------------------------------------------------------
@@ -346,7 +370,7 @@ async def test_legal_400th_action_still_gets_a_reply() -> None:
     task.reset(0)
     task.actions = MAX_ACTIONS - 1
     try:
-        result = await task.astep(task.parse("Move: e2e4"))
+        result = await task.astep(action_of(task.parse("Move: e2e4")))
     finally:
         await task.aclose()
     assert result.done and result.reward == 0.0 and result.info["termination"] == "max_actions"
@@ -397,7 +421,7 @@ async def test_killing_the_engine_mid_game_is_survived() -> None:
                 pool = await task.engine_pool()
                 for pid in pool.pids():
                     os.kill(pid, signal.SIGKILL)
-            results.append(await task.astep(task.parse(task.policies["random"](task, rng))))
+            results.append(await task.astep(action_of(task.parse(task.policies["random"](task, rng)))))
         assert (await task.engine_pool()).restarts == 2
     finally:
         await task.aclose()

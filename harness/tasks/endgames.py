@@ -6,8 +6,11 @@ original ``large_piece_random_endgame``: the pieces on distinct squares drawn un
 ``board.is_valid()`` (so neither king is attacked by the side not to move) and White, to move, is not
 in check; we also drop the (rare) positions where the game is already over.
 
-* ``positions="eval"`` (default): episode ``index`` plays position ``index % 645`` of a fixed evaluation
-  set, ``data/endgame_positions.jsonl``, like the paper's 645 "not trivially solvable" test positions.
+* ``positions="eval"`` (default): episode ``index`` plays one position of a fixed evaluation set,
+  ``data/endgame_positions.jsonl``, like the paper's 645 "not trivially solvable" test positions. The
+  index goes through ``harness.sampling.stratified_item`` with the material (Q, R, QR, RR) as category,
+  so any run of the first N indices covers the four materials in proportion (indices 0-3: one each) and
+  indices 0..644 play every position once; later passes reshuffle.
   The file is built once by ``python -m harness.tasks.data.build_endgame_positions`` (its header
   records the command, engine and analysis limit): per material, the positions with the longest forced
   mates Stockfish 15.1 finds at a fixed depth, balanced across the four materials and interleaved so
@@ -38,6 +41,7 @@ from typing import Any, ClassVar
 
 import chess
 
+from harness.sampling import stratified_item
 from harness.task import Anchors, InvalidTaskOption, Policy
 from harness.tasks import register_task
 from harness.tasks.chess import FULL_STRENGTH, Chess, engine_san, random_policy
@@ -121,12 +125,16 @@ async def behavior_policy(task: Endgames, rng: random.Random) -> str:
 @register_task
 class Endgames(Chess):
     name: ClassVar[str] = "endgames"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = (
         "Checkmate the lone black king with K+Q, K+R, K+Q+R or K+R+R against Stockfish; "
         "645 fixed hard positions."
     )
     anchors: ClassVar[Anchors] = Anchors(min=-1.0, avg=0.586, max=1.0, source="paper Table 5")
+    # Only kings, queens and rooks: the prompt's examples are moves of those pieces.
+    answer_example: ClassVar[str] = "Move: Kd2"
+    san_examples: ClassVar[str] = "Kd2, Qh7, Rxa8 or Re8#"
+    uci_example: ClassVar[str] = "e1d2"
     policies: ClassVar[dict[str, Policy]] = {
         "random": random_policy,
         "optimal": optimal_policy,
@@ -144,15 +152,17 @@ class Endgames(Chess):
         self.materials = tuple(MATERIALS) if material == "all" else (material,)
         self.eval_set = tuple(p for p in load_positions() if p.material in self.materials)
         self._eval_fens = frozenset(p.fen for p in self.eval_set)
+        self._eval_materials = tuple(p.material for p in self.eval_set)  # the strata of ``eval_item``
         self.start_material = self.materials[0]
         self.start_mate_in: int | None = None
         super().__init__(**options)
 
     def reset(self, seed: int, index: int = 0) -> str:
-        """Evaluation position ``index % len(set)``, or (``positions="random"``) one drawn from ``seed``."""
+        """The evaluation position of episode ``index``, or (``positions="random"``) one drawn from
+        ``seed``."""
         self.rng = random.Random(seed)
         if self.positions == "eval":
-            position = self.eval_set[index % len(self.eval_set)]
+            position = self.eval_set[self.eval_item(index)]
             board = chess.Board(position.fen)
             self.start_material, self.start_mate_in = position.material, position.mate_in
         else:
@@ -163,6 +173,10 @@ class Endgames(Chess):
                     break
             self.start_mate_in = None
         return self._begin(board)
+
+    def eval_item(self, index: int) -> int:
+        """Which evaluation position (in ``eval_set``) episode ``index`` plays: stratified by material."""
+        return stratified_item(index, self._eval_materials, salt=f"endgames/{self.version}")
 
     def opening(self) -> str:
         pieces = " and ".join(PIECE_NAMES[p] for p in MATERIALS[self.start_material])
