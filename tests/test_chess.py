@@ -125,7 +125,13 @@ def test_parse_records_the_notation(fen: str, text: str, action: str, notation: 
 def test_every_legal_move_parses_to_itself() -> None:
     """Scripted policies answer in SAN: every legal move must read back as itself, in several positions."""
     rng = random.Random(5)
-    for fen in (START_FEN, "r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1", "8/4P3/8/8/8/8/k7/4K3 w - - 0 1"):
+    endgames = [p.fen for p in load_positions()[:4]]  # one of each material
+    for fen in (
+        START_FEN,
+        "r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1",
+        "8/4P3/8/8/8/8/k7/4K3 w - - 0 1",
+        *endgames,
+    ):
         board = chess.Board(fen)
         for _ in range(12):
             if board.is_game_over():
