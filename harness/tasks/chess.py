@@ -328,7 +328,7 @@ def _read_match(board: chess.Board, kind: str, found: re.Match[str]) -> ParsedMo
         return _pick(board, "O-O-O" if long else "O-O", "san", side)
     if kind == "san":
         return _read_san(board, found.group())
-    source = found["source"] and chess.parse_square(found["source"].lower())
+    source = chess.parse_square(found["source"].lower()) if found["source"] else None
     target = chess.parse_square(found["target"].lower())
     moves = [m for m in legal if m.to_square == target and (source is None or m.from_square == source)]
     if kind == "coordinates":
