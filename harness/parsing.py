@@ -85,7 +85,8 @@ _NEGATION = re.compile(
     r"taking|choosing|moving|going|eating))*\s*$",
     re.IGNORECASE,
 )
-_NEGATION_TEXT = str.maketrans({**{c: " " for c in _DECORATION if c != "'"}, "’": "'", "‘": "'"})
+_IN_WORD_APOSTROPHE = re.compile(r"(?<=[A-Za-z])['’](?=[A-Za-z])")
+_NEGATION_TEXT = str.maketrans({c: " " for c in _DECORATION})
 _CLAUSE_BREAK = re.compile(r"[.;!?\n]|,\s*(?:but|so|and)\b|\bbut\b|\bso\b")
 
 
@@ -94,7 +95,7 @@ def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     # "Question 3:" / "Guess #2:" count too: a number may follow the marker word.
     number = r"(?:[ \t]*(?:#|no\.?)?[ \t]*\d{1,3})?"
     return re.compile(
-        _LEAD + rf"(?:{words}){number}[ \t]*[*_`]*[ \t]*[:=\-–—][ \t]*[*_`]*[ \t]*", re.I | re.M
+        _LEAD + rf"(?:{words}){number}[ \t]*[*_`]*[ \t]*(?:[:=]|[\-–—](?=\s))[ \t]*[*_`]*[ \t]*", re.I | re.M
     )
 
 
@@ -116,9 +117,6 @@ def marker_line(raw: str, pattern: re.Pattern[str]) -> str | None:
     return ""
 
 
-_IN_WORD_APOSTROPHE = re.compile(r"(?<=[A-Za-z])['’](?=[A-Za-z])")
-
-
 def clean(text: str) -> str:
     """``text`` with markdown, quotes and outer punctuation removed and whitespace collapsed
     (apostrophes inside words stay: ``it's``)."""
@@ -129,7 +127,8 @@ def clean(text: str) -> str:
 
 def negated(text: str, start: int) -> bool:
     """Whether the words right before ``start`` (in the same clause) negate what starts there."""
-    before = text[max(0, start - 80) : start].translate(_NEGATION_TEXT)
+    before = _IN_WORD_APOSTROPHE.sub("\x00", text[max(0, start - 80) : start])  # keep don't, won't
+    before = before.translate(_NEGATION_TEXT).replace("\x00", "'")
     breaks = list(_CLAUSE_BREAK.finditer(before))
     if breaks:
         before = before[breaks[-1].end() :]
