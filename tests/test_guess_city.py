@@ -3,9 +3,13 @@ full episodes through the runner with the built-in oracle and with a model oracl
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import statistics
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from policy_play import play
@@ -13,7 +17,8 @@ from policy_play import play
 from harness.agents import AgentOptions
 from harness.rundir import load_episodes
 from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment
+from harness.parsing import Invalid
+from harness.task import InvalidTaskOption, Segment, action_of
 from harness.tasks import make_task, task_class
 from harness.tasks.guess_city import (
     ATTRIBUTE_QUESTIONS,
@@ -26,11 +31,16 @@ from harness.tasks.guess_city import (
     RUBRIC_ORACLE_FAITHFULNESS,
     UNMAPPED_REPLY,
     GuessMyCity,
+    behaviour_unsure_share,
     candidates,
+    city_for_episode,
+    episode_of_city,
     is_correct_guess,
     leak_judge_rule,
     leaked_names,
+    load_labels,
     normalize,
+    oracle_accuracy,
     oracle_answer,
     oracle_messages,
     parse_question,
@@ -38,6 +48,7 @@ from harness.tasks.guess_city import (
 )
 
 TASK = "guess-my-city"
+LABELS = Path(__file__).parent / "data" / "guess_city_oracle_labels.jsonl"
 OPEN_QUESTIONS = (
     "Which country are you from?",
     "What city are you from?",
@@ -84,7 +95,8 @@ def test_knowledge_base_is_complete_and_consistent() -> None:
 
 def test_facts_never_name_their_city_or_country() -> None:
     for c in CITIES:
-        for fact in (*c.landmarks, *c.dishes, *c.languages, c.area, *c.continents):
+        extra = (*c.sports, c.teams or "", c.industry, c.history, c.festival, str(c.river or ""))
+        for fact in (*c.landmarks, *c.dishes, *c.languages, c.area, *c.continents, *extra):
             assert leaked_names(fact, c) == [], (c.name, fact)
 
 
@@ -111,9 +123,11 @@ def test_options_are_validated() -> None:
 
 def test_city_order_sweep_and_random() -> None:
     task = GuessMyCity()
-    assert task.reset(0, 0) == INTRO and task.city is CITIES[0]
+    assert task.reset(0, 0) == INTRO and task.city is CITIES[city_for_episode(0)]
     task.reset(5, 120)
-    assert task.city is CITIES[20]
+    assert task.city is CITIES[city_for_episode(120)]
+    assert {city_for_episode(i) for i in range(100)} == set(range(100))  # one pass plays every city
+    assert city_for_episode(episode_of_city("Tokyo")) == CITY_INDEX["Tokyo"]
     drawn = GuessMyCity(city_order="random")
     picks = []
     for seed in range(30):
@@ -255,9 +269,9 @@ def test_attribute_questions_get_yes_or_no() -> None:
     [
         ("Is it in Asia?", "Yes, it is in Asia."),
         ("Is it in Europe?", "No, it is not in Europe."),
-        ("Is it in Japan?", "Yes, it is."),
-        ("Is the country China?", "No, it is not."),
-        ("Is it in France?", "No, it is not."),
+        ("Is it in Japan?", "Yes, it is in that country."),
+        ("Is the country China?", "No, it is not in that country."),
+        ("Is it in France?", "No, it is not in that country."),
         ("Is it in the Middle East?", "No, it is not in the Middle East."),
         ("Is it in Europe or Asia?", "It is in Asia."),
         ("Which continent is it on?", "It is in Asia."),
@@ -280,6 +294,11 @@ def test_attribute_questions_get_yes_or_no() -> None:
         ("Are you from Yokohama?", "No, that is not my city."),
         ("Is it Osaka?", "No, that is not my city."),
         ("Where is it?", "It is in East Asia."),
+        ("Is it a port city?", "Yes, it is a port for sea-going ships."),
+        ("Is it not in Asia?", "No, it is in Asia."),  # negated: literal answer, fact restated
+        ("Isn't it in Europe?", "Yes, it is not in Europe."),
+        ("Which river flows through it?", "It lies on the Sumida River."),
+        ("Is there a famous baseball team?", "Yes: the baseball teams Yomiuri Giants and Yakult Swallows."),
     ],
 )
 def test_oracle_answers_for_tokyo(question: str, answer: str) -> None:
@@ -292,8 +311,9 @@ def test_oracle_alternates_sights_and_flags_unknown_questions() -> None:
     first = oracle_answer("What is a famous landmark?", tokyo, 0).text
     second = oracle_answer("What is a famous landmark?", tokyo, 1).text
     assert first != second and tokyo.landmarks[1] in second
-    reply = oracle_answer("Are there mountains nearby?", tokyo)
+    reply = oracle_answer("Are there mountains nearby?", tokyo)  # the data says null: not sure
     assert reply == type(reply)(UNMAPPED_REPLY, False)
+    assert not oracle_answer("Who is the mayor?", tokyo).mapped
 
 
 def test_model_oracle_prompt() -> None:
@@ -317,20 +337,49 @@ def test_model_oracle_prompt() -> None:
         ("Let me think. Is it big?\nMaybe it is.", "Is it big?"),
         ("Is it St. Petersburg?", "Is it St. Petersburg?"),
         ("Guess: Tokyo", "Tokyo"),
-        ("Is it in Asia?\nYes, it is.\nIs it Tokyo?", "Is it in Asia?"),  # a text model running on
-        ("Is it in Asia", "Is it in Asia"),
-        ("", None),
-        ("   \n  ", None),
+        ("Is it in Asia?\nYes, it is.\nIs it Tokyo?", "Is it Tokyo?"),  # a text model running on
+        ("Is it in Asia", "Is it in Asia?"),
+        ("Question: is it in asia", "is it in asia?"),
+        ('I will ask: "Is it in Asia?"', "Is it in Asia?"),
+        ("Tell me about the food", "Tell me about the food"),
+        ("", Invalid("empty")),
+        ("   \n  ", Invalid("empty")),
+        ("No.", Invalid("not-a-question")),
+        ("I think it is in Asia.", Invalid("not-a-question")),
+        ("Is it in Asia? Or is it in Europe?", Invalid("ambiguous")),
+        ("Is it " + "very " * 80 + "big?", Invalid("too-long")),
     ],
 )
-def test_parse(raw: str, expected: str | None) -> None:
-    assert parse_question(raw) == expected
-    assert GuessMyCity().parse(raw) == expected
+def test_parse(raw: str, expected: str | Invalid) -> None:
+    parsed = GuessMyCity().parse(raw)
+    if isinstance(expected, Invalid):
+        assert isinstance(parsed, Invalid) and parsed.reason == expected.reason, parsed
+    else:
+        assert parsed == expected == parse_question(raw)
+
+
+def test_invalid_replies_cost_a_question() -> None:
+    task = GuessMyCity()
+    task.reset(0, 0)
+    result = task.step(action_of(task.parse("No.")))
+    assert result.invalid and result.reward == -1.0 and task.turn == 1
+
+
+def test_system_prompt_states_the_format_and_its_examples_parse() -> None:
+    task = GuessMyCity()
+    prompt = task.system_prompt()
+    assert task.final_line_instruction() in prompt and GuessMyCity.answer_example in prompt
+    assert task.parse(GuessMyCity.answer_example) == "Is your city in Europe?"
+    examples = re.findall(r'"([^"]+)"', prompt)
+    assert len(examples) >= 3
+    for example in examples:
+        assert isinstance(task.parse(example), str), example
+    assert is_correct_guess(task.parse('"Is the city you are from Lima?"'), city("Lima"))
 
 
 def test_text_rendering_is_the_papers_format() -> None:
     task = GuessMyCity()
-    first = task.reset(0, CITY_INDEX["Tokyo"])
+    first = task.reset(0, episode_of_city("Tokyo"))
     answer = task.step("Is it in Asia?").observation
     history = [
         Segment("observation", first),
@@ -339,7 +388,7 @@ def test_text_rendering_is_the_papers_format() -> None:
     ]
     assert task.render(history, "text") == f"Questions:\nIs it in Asia?\n{answer}\n"
     chat = task.render(history, "chat")
-    assert chat[0]["role"] == "system" and "Question: <your question>" in chat[0]["content"]
+    assert chat[0]["role"] == "system" and "Question: Is your city in Europe?" in chat[0]["content"]
     assert "Tokyo (Japan)" in chat[0]["content"]  # show_cities lists the candidates
     assert chat[1] == {"role": "user", "content": INTRO}
     assert "Tokyo" not in GuessMyCity(show_cities=False).system_prompt()
@@ -348,7 +397,7 @@ def test_text_rendering_is_the_papers_format() -> None:
 # --- rewards -------------------------------------------------------------------------------------
 def test_minus_one_per_question_zero_on_the_guess() -> None:
     task = GuessMyCity()
-    task.reset(0, CITY_INDEX["Tokyo"])
+    task.reset(0, episode_of_city("Tokyo"))
     result = task.step("Is it in Asia?")
     assert (result.reward, result.done, result.invalid) == (-1.0, False, False)
     assert result.info["oracle_mapped"] and task.dialogue == [("Is it in Asia?", "Yes, it is in Asia.")]
@@ -372,16 +421,16 @@ def test_minus_one_per_question_zero_on_the_guess() -> None:
 def test_first_question_guess_returns_zero() -> None:
     task = GuessMyCity()
     task.reset(0, 0)
-    result = task.step(f"Is it {CITIES[0].name}?")
+    result = task.step(f"Is it {CITIES[city_for_episode(0)].name}?")
     assert result.reward == 0.0 and result.done and task.success
 
 
 def test_twenty_questions_cap_at_minus_twenty() -> None:
     task = GuessMyCity()
-    task.reset(0, CITY_INDEX["Lima"])
+    task.reset(0, episode_of_city("Lima"))
     rewards = []
     for n in range(MAX_QUESTIONS):
-        result = task.step(None if n == 3 else "Are there mountains nearby?")
+        result = task.step(None if n == 3 else "Who is the mayor?")
         rewards.append(result.reward)
         if n == 3:
             assert result.invalid and result.reward == -1.0
@@ -394,7 +443,7 @@ def test_twenty_questions_cap_at_minus_twenty() -> None:
 def test_success_does_not_depend_on_the_oracle() -> None:
     # Even if the oracle would say "No", a correct guess ends the episode: the env decides.
     task = GuessMyCity()
-    task.reset(0, CITY_INDEX["Mumbai"])
+    task.reset(0, episode_of_city("Mumbai"))
     assert task.step("Are you from Bombay?").reward == 0.0 and task.success
 
 
@@ -452,7 +501,7 @@ async def test_runner_with_the_builtin_oracle(tmp_path) -> None:
     assert len(episodes) == 6
     for episode in episodes:
         assert episode.models == {"agent": "scripted/optimal", "oracle": "scripted/city-oracle"}
-        assert episode.success and episode.info["city"] == CITIES[episode.index].name
+        assert episode.success and episode.info["city"] == CITIES[city_for_episode(episode.index)].name
         assert episode.info["leaks"] == 0 and episode.return_ == -(episode.length - 1)
         assert episode.role_usage["oracle"]["calls"] == episode.length - 1
         assert episode.turns[-1].info["outcome"] == "correct"
@@ -469,7 +518,7 @@ async def test_runner_with_a_model_oracle_over_http(fake_server, tmp_path) -> No
         episodes=2,
         max_turns=6,
         roles={"oracle": oracle},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"oracle": AgentOptions(api_base=fake_server.api_base)},
     )
     result = await Runner(config).run()
     assert result.complete and result.errors == 0
@@ -488,7 +537,7 @@ async def test_runner_with_a_model_oracle_over_http(fake_server, tmp_path) -> No
 
 @pytest.mark.anyio
 async def test_a_leaking_model_oracle_is_flagged_and_redacted(fake_server, tmp_path, monkeypatch) -> None:
-    tokyo = CITY_INDEX["Tokyo"]
+    tokyo = episode_of_city("Tokyo")
 
     def cheat(task: GuessMyCity, rng: random.Random) -> str:
         # Guess at once except in Tokyo's episode, where one question reaches the oracle first.
@@ -504,7 +553,7 @@ async def test_a_leaking_model_oracle_is_flagged_and_redacted(fake_server, tmp_p
         models=["scripted/cheat"],
         episodes=tokyo + 1,
         roles={"oracle": oracle},
-        agent_options=AgentOptions(api_base=fake_server.api_base),
+        role_options={"oracle": AgentOptions(api_base=fake_server.api_base)},
     )
     result = await Runner(config).run()
     assert result.complete and result.errors == 0
@@ -522,8 +571,60 @@ async def test_a_leaking_model_oracle_is_flagged_and_redacted(fake_server, tmp_p
 
 def test_leaks_are_shown_unredacted_when_asked() -> None:
     task = GuessMyCity(redact_leaks=False)
-    task.reset(0, CITY_INDEX["Tokyo"])
+    task.reset(0, episode_of_city("Tokyo"))
     task.pending_question = "Where?"
     task.turn = 1
     result = task._after("I live in Tokyo.")
     assert result.observation == "I live in Tokyo." and result.info["leaked"] == ["Tokyo"]
+
+
+# --- the oracle measured on a hand-labelled set --------------------------------------------------
+def test_label_set_is_broad() -> None:
+    labels = load_labels(LABELS)
+    assert len(labels) >= 200
+    categories = Counter(label["category"] for label in labels)
+    for needed in ("geography", "climate", "food", "sport", "culture", "language", "negated", "other"):
+        assert categories[needed] >= 8, (needed, categories)
+    assert len({label["city"] for label in labels}) >= 50
+    for label in labels:
+        assert label["city"] in CITY_INDEX and label["question"].endswith("?")
+        answer = label["answer"]
+        assert answer in ("yes", "no", "unsure") or (isinstance(answer, dict) and answer["any"]), label
+
+
+def test_oracle_is_accurate_on_the_labels_and_honest_when_unsure() -> None:
+    result = oracle_accuracy(load_labels(LABELS))
+    assert result["accuracy"] >= 0.95, result["wrong"]
+    assert result["wrong"] == []  # no wrong answer is flagged as understood
+    assert result["mapped"] >= 300 and result["unmapped_share"] <= 0.1  # measured: 328 of 341, 0.04
+    assert result["by_category"]["other"]["mapped"] == 0  # outside the facts: always "not sure"
+
+
+def test_port_is_not_the_coast_and_sports_are_not_sights() -> None:
+    for name in ("London", "Guangzhou"):
+        assert oracle_answer("Is it a port city?", city(name)).text.startswith("Yes")
+        assert oracle_answer("Is it on the coast?", city(name)).text.startswith("No")
+    answer = oracle_answer("Is there a famous sports team?", city("London")).text
+    assert "Arsenal" in answer and "sight" not in answer
+
+
+def test_behaviour_questions_are_answered() -> None:
+    stats = behaviour_unsure_share(episodes=100)
+    assert stats["unsure_share"] <= 0.10, stats  # measured over 1000 episodes: 0.016
+    for question in CHAT_QUESTIONS:
+        unsure = sum(not oracle_answer(question, c).mapped for c in CITIES)
+        assert unsure <= 30, (question, unsure)  # only facts the data marks as unknown
+
+
+# --- which city an episode plays -----------------------------------------------------------------
+def test_episodes_are_stratified_by_part_of_the_world() -> None:
+    areas = [CITIES[city_for_episode(i)].area for i in range(100)]
+    for start, size in ((0, 10), (0, 20), (40, 20)):
+        window = Counter(areas[start : start + size])
+        assert window["East Asia"] <= size // 2 + 1, window  # the catalog is 41% East Asian
+        assert len(window) >= size // 3, window
+    china = sum(CITIES[city_for_episode(i)].country == "China" for i in range(10))
+    assert china <= 5  # population order started with 4 Chinese cities in the first 4 episodes
+    assert len({city_for_episode(i) for i in range(100, 200)}) == 100  # the next pass, reshuffled
+    assert [city_for_episode(i) for i in range(100, 110)] != [city_for_episode(i) for i in range(10)]
+    assert json.dumps(GuessMyCity.version) == '"2"'

@@ -16,7 +16,7 @@ MARKERS = marker_pattern(["action", "move", "question"])
         ("**Final Action:** go west", "go west"),
         ("- **Action**: `go west`", "go west"),
         ("Action:\n\n go west", "go west"),
-        ("Question 3: Is it red?", "Is it red?"),
+        ("Question 3: Is it red?", "Is it red"),  # clean() trims the outer punctuation
         ("Action: a\nlater\nACTION = b", "b"),
         ("Move - e4", "e4"),
         ("Move-order matters here", None),  # a hyphenated word is not a marker
