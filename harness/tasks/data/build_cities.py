@@ -17,6 +17,10 @@ Where each fact comes from:
 * **Everything else** (accepted name variants, province/state, region of the world, climate, snow,
   coast, national capital, languages, landmarks, dishes) -- written by hand below. Landmarks and
   dishes never contain the name of their city or country (a test checks this).
+
+More hand-written facts (seaport, river, mountains, metro, sports and teams, industry, age, festival)
+are in ``cities_extra.json``, edited by hand and read at run time by ``harness/tasks/guess_city_oracle.py``
+next to this file's output; ``null`` there means the oracle answers "not sure".
 """
 
 from __future__ import annotations
