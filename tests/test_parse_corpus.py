@@ -9,6 +9,7 @@ first, through the task's ``astep`` with its default partners, to reach a state)
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -41,32 +42,49 @@ def test_every_task_has_a_corpus(task: str) -> None:
         assert ("expect" in entry) != ("reason" in entry), entry
 
 
+@contextlib.asynccontextmanager
+async def ready_task(name: str, setup: dict):
+    """A task reset as ``setup`` says (index, seed, options, actions played first), with its shared
+    resources and default partners, closed afterwards."""
+    cls = task_class(name)
+    options = setup.get("options") or {}
+    async with cls.open_shared(options) as shared:
+        task = cls(**options)
+        task.shared = shared
+        partners = {role: make_agent(spec) for role, spec in cls.roles.items()}
+        if partners:
+            task.attach_partners(partners, setup.get("seed") or 0)
+        task.reset(setup.get("seed") or 0, setup.get("index") or 0)
+        try:
+            for action in setup.get("before") or []:
+                result = await task.astep(action)
+                assert not result.invalid and not result.done, (action, result)
+            yield task
+        finally:
+            await task.aclose()
+            for agent in partners.values():
+                await agent.aclose()
+
+
 async def _parse_all(task_name: str) -> list[tuple[dict, object]]:
-    cls = task_class(task_name)
     results = []
     by_setup: dict[str, list[dict]] = {}
     for entry in load_corpus(task_name):
         setup = {k: entry.get(k) for k in ("index", "seed", "options", "before")}
         by_setup.setdefault(json.dumps(setup, sort_keys=True), []).append(entry)
     for setup_text, entries in by_setup.items():
-        setup = json.loads(setup_text)
-        options = setup["options"] or {}
-        async with cls.open_shared(options) as shared:
-            task = cls(**options)
-            task.shared = shared
-            partners = {role: make_agent(spec) for role, spec in cls.roles.items()}
-            if partners:
-                task.attach_partners(partners, setup["seed"] or 0)
-            task.reset(setup["seed"] or 0, setup["index"] or 0)
-            for action in setup["before"] or []:
-                result = await task.astep(action)
-                assert not result.invalid and not result.done, (action, result)
-            for entry in entries:
-                results.append((entry, task.parse(entry["reply"])))
-            await task.aclose()
-            for agent in partners.values():
-                await agent.aclose()
+        async with ready_task(task_name, json.loads(setup_text)) as task:
+            results += [(entry, task.parse(entry["reply"])) for entry in entries]
     return results
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("task", task_names())
+async def test_the_prompt_states_the_answer_format_once_and_its_example_is_valid(task: str) -> None:
+    async with ready_task(task, {}) as env:
+        prompt = env.system_prompt()
+        assert prompt.count(env.final_line_instruction()) == 1, "the answer format is stated once"
+        assert isinstance(env.parse(env.answer_example), str), env.answer_example
 
 
 @pytest.mark.anyio

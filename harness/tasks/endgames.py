@@ -131,8 +131,10 @@ class Endgames(Chess):
         "645 fixed hard positions."
     )
     anchors: ClassVar[Anchors] = Anchors(min=-1.0, avg=0.586, max=1.0, source="paper Table 5")
-    # Only kings, queens and rooks: the prompt's examples are moves of those pieces.
-    answer_example: ClassVar[str] = "Move: Kd2"
+    # Only kings, queens and rooks: the prompt's examples are moves of those pieces. The final-line
+    # example is a legal king move of the episode's start position (set by ``reset``), so it is valid
+    # where the agent reads it and stays the same all episode (prompt prefixes are reused).
+    answer_example: str = "Move: Kd2"
     san_examples: ClassVar[str] = "Kd2, Qh7, Rxa8 or Re8#"
     uci_example: ClassVar[str] = "e1d2"
     policies: ClassVar[dict[str, Policy]] = {
@@ -172,6 +174,10 @@ class Endgames(Chess):
                 if board.fen() not in self._eval_fens:
                     break
             self.start_mate_in = None
+        king_moves = sorted(
+            board.san(m) for m in board.legal_moves if m.from_square == board.king(chess.WHITE)
+        )
+        self.answer_example = f"Move: {(king_moves or ['Kd2'])[0]}"
         return self._begin(board)
 
     def eval_item(self, index: int) -> int:
