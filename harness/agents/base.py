@@ -90,8 +90,7 @@ def check_options(options: AgentOptions, agents: list[Agent], who: str) -> None:
         if not any(base in agent.takes_options for agent in agents):
             specs = ", ".join(agent.spec for agent in agents)
             raise AgentConfigError(
-                f"{option_flag(name)} does not apply to {who} ({specs}): "
-                f"{_KIND_OPTIONS_HINT}"
+                f"{option_flag(name)} does not apply to {who} ({specs}): {_KIND_OPTIONS_HINT}"
             )
 
 

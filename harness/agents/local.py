@@ -67,6 +67,7 @@ def _passive_omp_before_torch() -> None:
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
 DEFAULT_MAX_NEW_TOKENS = {"chat": 64, "text": 32}
 ALIASES = ("smollm2",)
 _DTYPES = {

@@ -279,7 +279,8 @@ def sale_price(episode_or_info: Any) -> float | None:
 
 
 # Anchors per reward mode (the paper printed only min = 0 for this task). avg: the behaviour seller
-# against the built-in buyer, episodes 0-1999 (seeds of ``lmrl run --seed 0``), ``measure_policy("behavior", 2000)``.
+# against the built-in buyer, episodes 0-1999 (seeds of ``lmrl run --seed 0``),
+# ``measure_policy("behavior", 2000)``.
 SALE_ANCHORS = Anchors(
     min=0.0,
     avg=0.3860,
@@ -521,9 +522,10 @@ def measure_policy(
     policy: str | Policy = "behavior", episodes: int = 2000, reward_mode: str = "sale"
 ) -> dict[str, float]:
     """Play a scripted seller (a name in ``CarDealer.policies`` or a policy function) against the
-    built-in buyer for episodes 0..episodes-1 with the seeds of ``lmrl run --seed 0`` (no I/O). Returns the success
-    rate, mean and std of the return in ``reward_mode``, the mean return in every mode (``mean_sale``,
-    ``mean_paper``, ``mean_revenue``, from the same decisions), and mean and std of the length. The
+    built-in buyer for episodes 0..episodes-1 with the seeds of ``lmrl run --seed 0`` (no I/O).
+    Returns the success rate, mean and std of the return in ``reward_mode``, the mean return in every
+    mode (``mean_sale``, ``mean_paper``, ``mean_revenue``, from the same decisions), and mean and std of
+    the length. The
     ``avg`` anchors are ``measure_policy("behavior", 2000)`` (about 3 s)."""
     import asyncio
     import statistics

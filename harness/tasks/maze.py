@@ -124,9 +124,7 @@ def space_digits(text: str) -> str:
 
 # What names a move in free text: the action itself ("moving up" too, for "instead of moving up").
 _PHRASES: dict[str, str] = {
-    f"{verb} {d}": f"move {d}"
-    for d in ("up", "down", "left", "right")
-    for verb in ("move", "moving")
+    f"{verb} {d}": f"move {d}" for d in ("up", "down", "left", "right") for verb in ("move", "moving")
 }
 _MARKERS = ("action", "move", "answer")
 
