@@ -47,7 +47,7 @@ def runner_rate(
     """(turns per second, turns) of one real run (runner + fsynced episode log) in a temporary directory."""
     import anyio
 
-    from harness.runner import RunConfig, Runner
+    from lmrl.runner import RunConfig, Runner
 
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(

@@ -26,9 +26,9 @@ import _common  # noqa: F401  (environment and sys.path)
 import anyio
 from _common import median, runner_rate
 
-from harness.engines import EnginePool, find_stockfish
-from harness.tasks import make_task
-from harness.tasks.chess import Chess
+from lmrl.engines import EnginePool, find_stockfish
+from lmrl.tasks import make_task
+from lmrl.tasks.chess import Chess
 
 OPTIONS = {"opponent_depth": 1}
 

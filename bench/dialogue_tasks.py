@@ -21,8 +21,8 @@ from pathlib import Path
 import _common  # noqa: F401
 import anyio
 
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, Runner
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {  # dataset statistics: success, mean return, mean length
@@ -92,7 +92,7 @@ def main() -> None:
             f"| {statistics.mean(e.length for e in episodes):.1f} | {unsure_share(episodes)} | {paper} |"
         )
 
-    from harness.tasks import guess_city_oracle, twenty_questions_oracle
+    from lmrl.tasks import guess_city_oracle, twenty_questions_oracle
 
     print("\nOracles on the hand-labelled sets (tests/data)")
     print("| oracle | labels | answered | accuracy on answered | not sure | wrong |")

@@ -21,10 +21,10 @@ import _common  # noqa: F401
 import anyio
 from _common import fake_server, median
 
-from harness.agents import AgentOptions
-from harness.agents.litellm_agent import _litellm
-from harness.runner import RunConfig, Runner
-from harness.tasks import make_task
+from lmrl.agents import AgentOptions
+from lmrl.agents.litellm_agent import _litellm
+from lmrl.runner import RunConfig, Runner
+from lmrl.tasks import make_task
 
 TURNS = 20
 

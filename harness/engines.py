@@ -37,7 +37,7 @@ import anyio
 import chess
 import chess.engine
 
-from harness.task import TaskUnavailable
+from lmrl.task import TaskUnavailable
 
 T = TypeVar("T")
 

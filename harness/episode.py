@@ -4,7 +4,7 @@ Every finished episode becomes one JSON object on one line of ``runs/<name>/epis
 Readers must accept records of any ``schema_version`` up to ``SCHEMA_VERSION`` and ignore
 unknown fields, so adding an optional field never breaks an old run directory.
 
-Field reference (schema 1)
+Field reference (schema 2; schema 1 records load too, see ``Episode.from_dict``)
 
 Episode
     schema_version  int     version of this layout
@@ -21,6 +21,8 @@ Episode
     return_         float   undiscounted sum of rewards (``return`` in JSON)
     success         bool    the task's own success test (goal reached, word solved, ...)
     length          int     number of agent actions, invalid ones included
+    terminated      bool    the task itself ended the episode (goal, game over, a decision)
+    truncated       bool    a step cap cut it (the task's own cap or ``--max-turns``): values bootstrap
     invalid_count   int     actions the task could not parse or refused
     judges          dict    judge name -> {"score": float|None, "rationale"?: str, "error"?: str}
     info            dict    task facts for the record (maze start cell, the wordle secret, ...)
@@ -34,9 +36,12 @@ Turn
     raw_output      str     exactly what the agent produced
     action          str     parsed, canonical action, or ``None`` when invalid
     invalid         bool    the output did not parse or the task refused it
-    invalid_reason  str     why (``harness.parsing.REASONS``: no-action, ambiguous, illegal, ...); else None
+    invalid_reason  str     why (``lmrl.parsing.REASONS``: no-action, ambiguous, illegal, ...); else None
+    invalid_detail  str     what the reason is about (the two actions named, the word not in the list)
     reward          float   reward of this step
-    done            bool    the episode ended at this step
+    done            bool    the episode ended at this step (terminated or truncated)
+    terminated      bool    ... because the task ended it
+    truncated       bool    ... because a step cap cut it
     info            dict    per-step task facts (feedback, opponent move, ...)
     tokens_in/out, cost_usd, latency_s   what the agent's call cost
     token_ids, logprobs     sampled token ids and log-probabilities (local checkpoints; else absent)
@@ -49,7 +54,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: terminated / truncated on turns and episodes
 
 
 @dataclass(slots=True)
@@ -62,6 +67,9 @@ class Turn:
     done: bool
     info: dict[str, Any] = field(default_factory=dict)
     invalid_reason: str | None = None
+    invalid_detail: str = ""
+    terminated: bool = False
+    truncated: bool = False
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -80,6 +88,8 @@ class Turn:
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Turn:
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        if "terminated" not in record:  # schema 1: a turn that ended the episode ended it for good
+            known["terminated"] = bool(record.get("done"))
         return cls(**known)
 
 
@@ -98,6 +108,8 @@ class Episode:
     return_: float = 0.0
     success: bool = False
     length: int = 0
+    terminated: bool = False
+    truncated: bool = False
     invalid_count: int = 0
     judges: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_usage: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -116,6 +128,7 @@ class Episode:
         self.return_ += turn.reward
         self.length += 1
         self.invalid_count += turn.invalid
+        self.terminated, self.truncated = turn.terminated, turn.truncated
         self.tokens_in += turn.tokens_in
         self.tokens_out += turn.tokens_out
         self.cost_usd += turn.cost_usd
@@ -139,6 +152,14 @@ class Episode:
             )
         record["return_"] = record.pop("return", 0.0)
         turns = [Turn.from_dict(t) for t in record.pop("turns", [])]
+        if version < 2:
+            # Schema 1 marked only the runner's own cap (info.truncated); everything else that ended
+            # had ended for good.
+            cut = bool((record.get("info") or {}).get("truncated"))
+            if cut and turns:
+                turns[-1].truncated, turns[-1].terminated = True, False
+            record.setdefault("truncated", cut)
+            record.setdefault("terminated", bool(turns) and turns[-1].terminated)
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         return cls(turns=turns, **known)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.task import InvalidTaskOption
+from lmrl.task import InvalidTaskOption
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

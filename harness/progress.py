@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from harness.episode import Episode
+from lmrl.episode import Episode
 
 
 class RunProgress:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from harness.episode import Episode
+from lmrl.episode import Episode
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"

@@ -9,10 +9,8 @@ goes on; Ctrl-C cancels the workers and everything finished so far is already on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
-import random
 import signal
 import sys
 import time
@@ -23,13 +21,13 @@ from typing import Any
 
 import anyio
 
-import harness
-from harness.agents import Agent, AgentOptions, make_agent
-from harness.agents.base import check_options
-from harness.episode import Episode, Turn, episode_key
-from harness.judges import Judge, score_episode
-from harness.parsing import Invalid
-from harness.rundir import (
+import lmrl
+from lmrl.agents import Agent, AgentOptions, make_agent
+from lmrl.agents.base import check_options
+from lmrl.episode import Episode, episode_key
+from lmrl.judges import Judge
+from lmrl.rollout import derive_seed, rollout
+from lmrl.rundir import (
     EPISODES,
     EpisodeLog,
     RunDirError,
@@ -39,9 +37,8 @@ from harness.rundir import (
     repair_log,
     write_manifest,
 )
-from harness.secrets import one_line
-from harness.task import STYLES, InvalidTaskOption, Prompt, Segment, Task, TaskUnavailable, action_of
-from harness.tasks import make_task, task_class
+from lmrl.task import STYLES, InvalidTaskOption, Task, TaskUnavailable
+from lmrl.tasks import make_task, resolve_task, task_class, task_source
 
 
 class RunConfigError(ValueError):
@@ -92,12 +89,6 @@ class RunResult:
         return self.skipped + self.finished == self.planned
 
 
-def derive_seed(run_seed: int, task: str, index: int, epoch: int) -> int:
-    """A stable 63-bit seed per episode; the model is not part of it, so all models face the same episodes."""
-    digest = hashlib.blake2b(f"{run_seed}/{task}/{index}/{epoch}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
 @dataclass(frozen=True, slots=True)
 class EpisodeSpec:
     task: str
@@ -121,98 +112,6 @@ def plan(config: RunConfig) -> list[EpisodeSpec]:
     ]
 
 
-async def play_episode(
-    spec: EpisodeSpec,
-    task: Task,
-    agent: Agent,
-    style: str,
-    run_id: str,
-    max_turns: int | None = None,
-    judges: list[Judge] | None = None,
-    partners: dict[str, Agent] | None = None,
-) -> Episode:
-    """Play one episode to the end. Never raises for task or agent failures: they land in ``error``.
-
-    ``partners`` maps each of the task's roles to the agent filling it."""
-    episode = Episode(
-        run_id=run_id,
-        key=spec.key,
-        task=spec.task,
-        task_version=task.version,
-        index=spec.index,
-        epoch=spec.epoch,
-        seed=spec.seed,
-        models={"agent": agent.spec, **{role: a.spec for role, a in (partners or {}).items()}},
-        started_at=time.time(),
-    )
-    started = time.perf_counter()
-    rng = random.Random(spec.seed ^ 0x5EED)  # the agent's own stream, independent of the task's
-    try:
-        if task.roles:
-            task.attach_partners(partners or {}, spec.seed)
-        observation = task.reset(spec.seed, spec.index)
-        history = [Segment("observation", observation)]
-        cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
-        for _ in range(cap):
-            completion = await agent.act(Prompt(task, history, style, rng))  # type: ignore[arg-type]
-            parsed = task.parse(completion.text)
-            action = action_of(parsed)
-            result = await task.astep(action)
-            reason = parsed.reason if isinstance(parsed, Invalid) else result.invalid_reason
-            if reason is None and result.invalid:
-                reason = "not-allowed"
-            episode.add_turn(
-                Turn(
-                    observation=observation,
-                    raw_output=completion.text,
-                    action=action,
-                    invalid=action is None or result.invalid,
-                    invalid_reason=reason,
-                    reward=result.reward,
-                    done=result.done,
-                    info=result.info,
-                    tokens_in=completion.tokens_in,
-                    tokens_out=completion.tokens_out,
-                    cost_usd=completion.cost_usd,
-                    latency_s=completion.latency_s,
-                    token_ids=completion.token_ids,
-                    logprobs=completion.logprobs,
-                )
-            )
-            observation = result.observation
-            if result.done:
-                break
-            history.append(
-                Segment(
-                    "action", action if action is not None else completion.text.strip(), raw=completion.text
-                )
-            )
-            note = None
-            if reason is not None:
-                note = task.invalid_note(reason, parsed.detail if isinstance(parsed, Invalid) else "")
-            history.append(Segment("observation", observation, note=note))
-        episode.final_observation = observation
-        episode.success = task.success
-        episode.info = task.episode_info()
-        if episode.turns and not episode.turns[-1].done:
-            episode.info["truncated"] = True
-    except Exception as error:  # one broken episode never stops the run
-        episode.error = one_line(error)
-        with contextlib.suppress(Exception):
-            episode.info = task.episode_info()
-    finally:
-        episode.role_usage = getattr(task, "role_usage", {})
-        with anyio.CancelScope(shield=True):
-            try:
-                await task.aclose()
-            except Exception as error:
-                episode.error = episode.error or one_line(error)
-    if judges and episode.error is None:
-        await score_episode(episode, judges)
-    episode.wall_s = time.perf_counter() - started
-    return episode
-
-
 def build_manifest(
     config: RunConfig,
     agents: dict[str, Agent],
@@ -229,7 +128,7 @@ def build_manifest(
 
     return {
         "run_id": config.out.name,
-        "lmrl_version": harness.__version__,
+        "lmrl_version": lmrl.__version__,
         "git_revision": git_revision(),
         "created_at": time.time(),
         "python": platform.python_version(),
@@ -249,6 +148,7 @@ def build_manifest(
         "tasks": {
             name: {
                 "version": task.version,
+                "source": task_source(name),
                 "description": task.description,
                 "max_steps": task.max_steps,
                 "options": task.options(),
@@ -316,11 +216,10 @@ class Runner:
             raise RunConfigError("no task given (--task NAME; `lmrl tasks` lists them)")
         if not c.models:
             raise RunConfigError("no model given (--model SPEC, e.g. scripted/optimal or openai/gpt-4o-mini)")
-        for name in c.tasks:
-            try:
-                task_class(name)
-            except InvalidTaskOption as error:
-                raise RunConfigError(str(error)) from None
+        try:  # names, or the user's own task files (path/to/my_task.py:MyTask), resolved to names
+            c.tasks = [resolve_task(name) for name in c.tasks]
+        except InvalidTaskOption as error:
+            raise RunConfigError(str(error)) from None
         checks = [
             (c.episodes >= 1, f"--episodes must be at least 1 (got {c.episodes})"),
             (c.epochs >= 1, f"--epochs must be at least 1 (got {c.epochs})"),
@@ -400,8 +299,8 @@ class Runner:
             with anyio.CancelScope(shield=True):
                 for agent in self._all_agents():
                     await agent.aclose()
-                if "harness.agents.litellm_agent" in sys.modules:
-                    await sys.modules["harness.agents.litellm_agent"].close_shared_clients()
+                if "lmrl.agents.litellm_agent" in sys.modules:
+                    await sys.modules["lmrl.agents.litellm_agent"].close_shared_clients()
         return result
 
     def _all_agents(self) -> list[Agent]:
@@ -422,15 +321,17 @@ class Runner:
             for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
                 task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
                 task.shared = shared[spec.task]
-                episode = await play_episode(
-                    spec,
+                episode = await rollout(
                     task,
-                    self.agents[spec.model],
-                    self.config.style,
-                    self.config.out.name,
-                    self.config.max_turns,
-                    self.judges,
-                    self.partners[spec.task],
+                    {"agent": self.agents[spec.model], **self.partners[spec.task]},
+                    spec.seed,
+                    spec.index,
+                    style=self.config.style,
+                    max_turns=self.config.max_turns,
+                    judges=self.judges,
+                    run_id=self.config.out.name,
+                    epoch=spec.epoch,
+                    key=spec.key,
                 )
                 log.append(episode)
                 result.finished += 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from harness.parsing import Invalid, Parsed
+from lmrl.parsing import Invalid, Parsed
 
 Style = Literal["chat", "text"]
 STYLES: tuple[str, ...] = ("chat", "text")
@@ -35,13 +35,23 @@ class Anchors:
 
 @dataclass(slots=True)
 class StepResult:
+    """What one ``step`` gives back. As in Gymnasium, an episode ends in one of two ways:
+    ``terminated`` (the task's own end: goal reached, game won or lost, a decision made) or
+    ``truncated`` (cut by a step cap that is not part of the state, e.g. the maze's 100 moves), which
+    matters to training: values bootstrap after a truncation, never after a termination."""
+
     observation: str
     reward: float
-    done: bool
+    terminated: bool
     invalid: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     # Why the task refused a parsed action ("illegal", "not-allowed", ...), told to the agent next turn.
     invalid_reason: str | None = None
+    truncated: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +122,18 @@ class Task(ABC):
         return contextlib.nullcontext(None)
 
     # --- the environment -------------------------------------------------------------------------
-    @abstractmethod
     def reset(self, seed: int, index: int = 0) -> str:
-        """Start an episode; return the first observation."""
+        """Start episode ``index`` from ``seed``; return the first observation.
+
+        The one place a task's randomness is seeded: ``self.rng`` is ready when ``setup`` runs, so an
+        episode is a pure function of (seed, index)."""
+        self.rng = random.Random(seed)
+        return self.setup(index)
+
+    @abstractmethod
+    def setup(self, index: int) -> str:
+        """Set up episode ``index`` (drawing any randomness from ``self.rng``); return the first
+        observation."""
 
     @abstractmethod
     def step(self, action: str | None) -> StepResult:
@@ -125,7 +144,7 @@ class Task(ABC):
 
     # --- partner roles ---------------------------------------------------------------------------
     def attach_partners(self, partners: dict[str, Any], seed: int) -> None:
-        """Give the task the agents filling its roles (``harness.agents.Agent`` instances)."""
+        """Give the task the agents filling its roles (``lmrl.agents.Agent`` instances)."""
         missing = set(self.roles) - set(partners)
         if missing:
             raise ValueError(f"task {self.name} needs agents for role(s) {', '.join(sorted(missing))}")
@@ -151,7 +170,7 @@ class Task(ABC):
 
     @abstractmethod
     def parse(self, raw: str) -> Parsed:
-        """The canonical action in free model output, or ``Invalid(reason)`` (``harness.parsing``)."""
+        """The canonical action in free model output, or ``Invalid(reason)`` (``lmrl.parsing``)."""
 
     def final_line_instruction(self) -> str:
         """The answer format, worded the same way in every task's system prompt."""

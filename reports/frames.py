@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.episode import Episode
+from lmrl.episode import Episode
 
 EPISODE_COLUMNS = [
     "run_id",
@@ -22,6 +22,9 @@ EPISODE_COLUMNS = [
     "return",
     "success",
     "length",
+    "terminated",
+    "truncated",
+    "cut_by_max_turns",
     "invalid_count",
     "tokens_in",
     "tokens_out",
@@ -31,6 +34,12 @@ EPISODE_COLUMNS = [
     "judges",
     "info",
 ]
+
+
+def _cut_v1(episode: Episode) -> bool:
+    """Schema 1 marked only the loop's own cap, which (with the tasks' caps ending episodes themselves
+    back then) means ``--max-turns``."""
+    return episode.schema_version < 2 and bool(episode.info.get("truncated"))
 
 
 def _row(episode: Episode) -> dict[str, Any]:
@@ -46,6 +55,9 @@ def _row(episode: Episode) -> dict[str, Any]:
         "return": float(episode.return_),
         "success": bool(episode.success),
         "length": episode.length,
+        "terminated": bool(episode.terminated),
+        "truncated": bool(episode.truncated),
+        "cut_by_max_turns": episode.info.get("cut_by") == "max_turns" or _cut_v1(episode),
         "invalid_count": episode.invalid_count,
         "tokens_in": episode.tokens_in,
         "tokens_out": episode.tokens_out,
@@ -74,6 +86,9 @@ def turns_frame(episodes: Iterable[Episode]) -> pd.DataFrame:
             "invalid": t.invalid,
             "reward": float(t.reward),
             "done": t.done,
+            "terminated": t.terminated,
+            "truncated": t.truncated,
+            "invalid_reason": t.invalid_reason,
             "tokens_in": t.tokens_in,
             "tokens_out": t.tokens_out,
             "cost_usd": float(t.cost_usd),

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.normalize import normalized_score
-from reports.stats import mean_ci95
+from lmrl.reports.normalize import normalized_score
+from lmrl.reports.stats import mean_ci95
 
 SUMMARY_COLUMNS = [
     "task",
@@ -17,6 +17,7 @@ SUMMARY_COLUMNS = [
     "episodes",
     "errors",
     "truncated",
+    "cut_by_max_turns",
     "mean_return",
     "ci95",
     "normalized",
@@ -40,8 +41,9 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
         mean, half = mean_ci95(ok["return"].tolist())
         a = anchors.get(task)
         turns = ok["length"].sum()
-        # Episodes cut short by --max-turns have partial returns: a normalized score would flatter them.
-        truncated = sum(bool(json.loads(text or "{}").get("truncated")) for text in ok["info"])
+        # Episodes cut below the task's own cap (--max-turns) have partial returns: a normalized score
+        # would flatter them. Truncation by the task's own cap (the maze's 100 moves) is the protocol.
+        cut = int(ok["cut_by_max_turns"].sum())
         rows.append(
             {
                 "task": task,
@@ -50,9 +52,10 @@ def summarize(frame: pd.DataFrame, anchors: dict[str, dict[str, float]]) -> pd.D
                 "errors": len(group) - len(ok),
                 "mean_return": mean,
                 "ci95": half,
-                "truncated": truncated,
+                "truncated": int(ok["truncated"].sum()),
+                "cut_by_max_turns": cut,
                 "normalized": normalized_score(mean, a["min"], a["avg"], a["max"])
-                if a and not truncated
+                if a and not cut
                 else math.nan,
                 "success_rate": ok["success"].mean() if len(ok) else math.nan,
                 "invalid_rate": ok["invalid_count"].sum() / turns if turns else math.nan,

@@ -40,7 +40,7 @@ def parse_model(name: str) -> tuple[str, dict[str, str]]:
 
 
 def maze_brain(messages: list[dict[str, Any]]) -> str:
-    from harness.tasks.maze import GOAL, OPTIMAL_MOVE
+    from lmrl.tasks.maze import GOAL, OPTIMAL_MOVE
 
     found = _POSITION.findall(messages[-1]["content"]) if messages else []
     if not found:
@@ -52,7 +52,7 @@ def maze_brain(messages: list[dict[str, Any]]) -> str:
 
 
 def wordle_brain(messages: list[dict[str, Any]]) -> str:
-    from harness.tasks.wordle import consistent, default_vocabulary
+    from lmrl.tasks.wordle import consistent, default_vocabulary
 
     words = default_vocabulary()
     history: list[tuple[str, str]] = []

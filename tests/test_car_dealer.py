@@ -9,16 +9,16 @@ import uuid
 
 import pytest
 
-from harness.agents import AgentOptions
-from harness.agents.scripted import ScriptedAgent
-from harness.episode import Episode
-from harness.parsing import Invalid
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, Runner
-from harness.sampling import stratified_item
-from harness.task import InvalidTaskOption, Segment, action_of
-from harness.tasks import make_task, task_class
-from harness.tasks.car_dealer import (
+from lmrl.agents import AgentOptions
+from lmrl.agents.scripted import ScriptedAgent
+from lmrl.episode import Episode
+from lmrl.parsing import Invalid
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
+from lmrl.sampling import stratified_item
+from lmrl.task import InvalidTaskOption, Segment, action_of
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.car_dealer import (
     BEST_RETURN,
     BRANDS,
     BUDGETS,
@@ -53,8 +53,8 @@ from harness.tasks.car_dealer import (
     sale_reward,
     split_decision,
 )
-from harness.tasks.car_dealer_buyer import LIES_TOLERATED, check_claims
-from harness.tasks.car_dealer_catalog import PAIRS, PROFILE_SALT
+from lmrl.tasks.car_dealer_buyer import LIES_TOLERATED, check_claims
+from lmrl.tasks.car_dealer_catalog import PAIRS, PROFILE_SALT
 
 
 # --- catalog and profile -------------------------------------------------------------------------
@@ -474,7 +474,7 @@ def test_a_wary_buyer_cuts_its_first_counter_deeper() -> None:
 
 
 def test_lying_about_features_does_not_pay() -> None:
-    from harness.tasks.car_dealer_catalog import feature_phrase
+    from lmrl.tasks.car_dealer_catalog import feature_phrase
 
     def liar(task: CarDealer, rng: random.Random) -> str:
         line = task.policies["behavior"](task, rng)

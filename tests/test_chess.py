@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -13,12 +12,15 @@ from pathlib import Path
 import chess
 import pytest
 
-from harness.engines import INSTALL_HINT, find_stockfish
-from harness.parsing import Invalid
-from harness.runner import RunConfig, RunConfigError, Runner
-from harness.task import InvalidTaskOption, Segment, StepResult, TaskUnavailable, action_of
-from harness.tasks import make_task, task_class
-from harness.tasks.chess import (
+from lmrl.agents import ScriptedAgent
+from lmrl.engines import INSTALL_HINT, find_stockfish
+from lmrl.episode import Episode
+from lmrl.parsing import Invalid
+from lmrl.rollout import rollout
+from lmrl.runner import RunConfig, RunConfigError, Runner
+from lmrl.task import InvalidTaskOption, Segment, StepResult, TaskUnavailable, action_of
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.chess import (
     FULL_STRENGTH,
     MAX_ACTIONS,
     Chess,
@@ -29,7 +31,7 @@ from harness.tasks.chess import (
     parse_move,
     text_observation,
 )
-from harness.tasks.endgames import (
+from lmrl.tasks.endgames import (
     EVAL_SIZE,
     MATERIALS,
     PIECE_NAMES,
@@ -68,21 +70,14 @@ def stockfish_children() -> list[int]:
     return found
 
 
-async def play(task: Chess, policy: str, seed: int = 0, index: int = 0) -> list[StepResult]:
-    task.reset(seed, index)
-    rng = random.Random(seed ^ 0x5EED)
-    results: list[StepResult] = []
-    for _ in range(task.max_steps):
-        text = task.policies[policy](task, rng)
-        if inspect.isawaitable(text):
-            text = await text
-        results.append(await task.astep(action_of(task.parse(text))))
-        if results[-1].done:
-            return results
-    raise AssertionError("episode did not end within max_steps")
+async def play(task: Chess, policy: str, seed: int = 0, index: int = 0) -> Episode:
+    episode = await rollout(task, ScriptedAgent(policy), seed, index)
+    assert episode.error is None, episode.error
+    return episode
 
 
-def check_terminal(task: Chess, results: list[StepResult]) -> None:
+def check_terminal(task: Chess, played: Episode | list[StepResult]) -> None:
+    results = played.turns if isinstance(played, Episode) else played
     last = results[-1]
     assert last.done and all(not r.done for r in results[:-1])
     assert task.result in ("1-0", "0-1", "1/2-1/2", "*")
@@ -294,7 +289,7 @@ def test_evaluation_set() -> None:
         assert board.is_valid() and board.turn == chess.WHITE and not board.is_check()
         assert material_of(board) == p.material and p.mate_in >= 1
     header = read_header()
-    assert header["command"].startswith("python -m harness.tasks.data.build_endgame_positions")
+    assert "build_endgame_positions" in header["command"]  # tools/build_endgame_positions.py
     assert header["engine"].startswith("Stockfish") and header["analysis"]["depth"] >= 1
     assert header["count"] == 645
 
@@ -357,13 +352,14 @@ async def test_random_agent_full_game_against_the_engine() -> None:
     task = make_task("chess", **FAST)
     assert isinstance(task, Chess)
     try:
-        results = await play(task, "random", seed=11)
+        episode = await play(task, "random", seed=11)
+        results = episode.turns
     finally:
         await task.aclose()
     check_terminal(task, results)
     assert all(not r.invalid for r in results)
     assert all("opponent_move" in r.info for r in results[:-1])
-    assert f"FEN: {task.board.fen()}" in results[-1].observation
+    assert f"FEN: {task.board.fen()}" in episode.final_observation
     assert results[0].info["notation"] == "san"
     assert stockfish_children() == []
 
@@ -400,11 +396,10 @@ async def test_engine_policies() -> None:
         assert isinstance(endgame, Endgames)
         try:
             for index in range(4):
-                results = await play(endgame, "optimal", seed=index, index=index)
-                check_terminal(endgame, results)
-                assert endgame.result == "1-0" and results[-1].reward == 1.0
-            results = await play(endgame, "behavior", seed=1, index=2)
-            check_terminal(endgame, results)
+                episode = await play(endgame, "optimal", seed=index, index=index)
+                check_terminal(endgame, episode)
+                assert endgame.result == "1-0" and episode.turns[-1].reward == 1.0
+            check_terminal(endgame, await play(endgame, "behavior", seed=1, index=2))
             assert 0 <= endgame.episode_info()["agent_policy"]["epsilon"] <= 1
         finally:
             await endgame.aclose()
@@ -462,8 +457,8 @@ async def test_runner_end_to_end_leaves_no_engine_behind(tmp_path: Path) -> None
 def test_missing_engine_stops_the_run_but_not_other_tasks(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness import engines
-    from harness.cli import main
+    from lmrl import engines
+    from lmrl.cli import main
 
     monkeypatch.setenv("STOCKFISH_PATH", str(tmp_path / "no-such-stockfish"))
     with pytest.raises(RunConfigError, match="apt-get install stockfish"):
@@ -488,9 +483,8 @@ def test_missing_engine_stops_the_run_but_not_other_tasks(
 
 @pytest.mark.anyio
 async def test_an_engine_that_keeps_failing_errors_the_episode_only(tmp_path: Path) -> None:
-    from harness.agents import make_agent
-    from harness.engines import EnginePool
-    from harness.runner import EpisodeSpec, play_episode
+    from lmrl.agents import make_agent
+    from lmrl.engines import EnginePool
 
     broken = tmp_path / "broken-engine"
     broken.write_text("#!/bin/sh\nexit 3\n")
@@ -499,6 +493,6 @@ async def test_an_engine_that_keeps_failing_errors_the_episode_only(tmp_path: Pa
     async with EnginePool(1, str(broken), start_timeout=5) as pool:
         task = make_task("chess", **FAST)
         task.shared = pool
-        episode = await play_episode(EpisodeSpec("chess", agent.spec, 0, 0, 1), task, agent, "chat", "run")
+        episode = await rollout(task, agent, seed=1, index=0)
     assert episode.error is not None and "failed twice" in episode.error and episode.length == 0
     assert episode.info["actions"] == 1  # the agent's move was played; Black's reply never came

@@ -15,15 +15,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cli import main
-from harness.rundir import read_records
+from lmrl.cli import main
+from lmrl.rundir import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def lmrl(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "lmrl.cli", *args],
         cwd=ROOT,
         env=env or os.environ.copy(),
         stdout=subprocess.PIPE,
@@ -181,7 +181,7 @@ def start_cell(first_user: str) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_finishes_every_episode_exactly_once(fake_server, tmp_path):
-    from harness.tasks.maze import START_CELLS
+    from lmrl.tasks.maze import START_CELLS
 
     model = f"openai/maze@delay=0.05@id={uuid.uuid4().hex[:8]}"
     out = tmp_path / "run"
@@ -315,5 +315,5 @@ def test_max_turns_marks_episodes_cut_short_and_withholds_the_normalized_score(t
     capsys.readouterr()
     assert main(["show", str(out), "--csv", str(tmp_path / "t.csv")]) == 0
     row = pd.read_csv(tmp_path / "t.csv").iloc[0]
-    assert row["truncated"] >= 4 and pd.isna(row["normalized"])
-    assert "cut)" in capsys.readouterr().out
+    assert row["truncated"] == row["cut_by_max_turns"] >= 4 and pd.isna(row["normalized"])
+    assert "by --max-turns)" in capsys.readouterr().out

@@ -13,9 +13,9 @@ import chess
 import chess.engine
 import pytest
 
-from harness import engines
-from harness.engines import INSTALL_HINT, EngineFailure, EnginePool, find_stockfish
-from harness.task import TaskUnavailable
+from lmrl import engines
+from lmrl.engines import INSTALL_HINT, EngineFailure, EnginePool, find_stockfish
+from lmrl.task import TaskUnavailable
 
 
 def _stockfish() -> str | None:
@@ -219,7 +219,7 @@ async def test_close_while_requests_are_in_flight() -> None:
 
 @needs_engine
 def test_ctrl_c_on_lmrl_run_closes_every_engine(tmp_path) -> None:
-    command = [sys.executable, "-m", "harness.cli", "run", "--task", "chess", "--model", "scripted/random"]
+    command = [sys.executable, "-m", "lmrl.cli", "run", "--task", "chess", "--model", "scripted/random"]
     command += ["--episodes", "20", "--out", str(tmp_path / "run"), "--no-progress"]
     command += ["--task-option", "chess.engines=2", "--task-option", "chess.opponent_time=0.5"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from policy_play import play
 
-from harness.agents import AgentOptions
-from harness.parsing import Invalid
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment, action_of
-from harness.tasks import make_task, task_class
-from harness.tasks.guess_city import (
+from lmrl.agents import AgentOptions
+from lmrl.parsing import Invalid
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
+from lmrl.task import InvalidTaskOption, Segment, action_of
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.guess_city import (
     ATTRIBUTE_QUESTIONS,
     CHAT_QUESTIONS,
     CITIES,

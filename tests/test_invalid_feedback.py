@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.agents import Agent, Completion
-from harness.parsing import REASONS
-from harness.runner import EpisodeSpec, play_episode
-from harness.tasks import make_task
+from lmrl.agents import Agent, Completion
+from lmrl.parsing import REASONS
+from lmrl.rollout import rollout
+from lmrl.tasks import make_task
 
 
 class Replies(Agent):
@@ -25,8 +25,7 @@ class Replies(Agent):
 
 async def play(replies: list[str], style: str):
     agent = Replies(replies)
-    spec = EpisodeSpec("maze-fo", agent.spec, index=0, epoch=0, seed=1)
-    episode = await play_episode(spec, make_task("maze-fo"), agent, style, "run", max_turns=len(replies))
+    episode = await rollout(make_task("maze-fo"), agent, seed=1, index=0, style=style, max_turns=len(replies))
     return episode, agent.prompts
 
 

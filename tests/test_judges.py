@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from harness.agents import AgentConfigError, AgentOptions
-from harness.cli import main
-from harness.judges import JudgeParseError, make_judge, parse_score
-from harness.judges.rescore import agreement
-from harness.rundir import load_episodes
+from lmrl.agents import AgentConfigError, AgentOptions
+from lmrl.cli import main
+from lmrl.judges import JudgeParseError, make_judge, parse_score
+from lmrl.judges.rescore import agreement
+from lmrl.rundir import load_episodes
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 
-from harness.agents import AgentConfigError, AgentOptions, make_agent
-from harness.agents.litellm_agent import AgentCallError, LiteLLMAgent
-from harness.rundir import load_episodes
-from harness.runner import EpisodeSpec, RunConfig, Runner, play_episode
-from harness.task import Prompt, Segment
-from harness.tasks import make_task
-from harness.tasks.maze import DISTANCE, START_CELLS
+from lmrl.agents import AgentConfigError, AgentOptions, make_agent
+from lmrl.agents.litellm_agent import AgentCallError, LiteLLMAgent
+from lmrl.rollout import rollout
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
+from lmrl.task import Prompt, Segment
+from lmrl.tasks import make_task
+from lmrl.tasks.maze import DISTANCE, START_CELLS
 
 pytestmark = pytest.mark.anyio
 
@@ -60,8 +61,7 @@ def one_prompt() -> Prompt:
 async def test_full_multi_turn_episode_over_http(fake_server, transport):
     agent = agent_for(fake_server, "maze", transport)
     await agent.preflight()
-    spec = EpisodeSpec("maze-fo", agent.spec, index=3, epoch=0, seed=11)
-    episode = await play_episode(spec, make_task("maze-fo"), agent, "chat", "test")
+    episode = await rollout("maze-fo", agent, seed=11, index=3)
     assert episode.error is None and episode.success
     assert episode.return_ == -(DISTANCE[START_CELLS[3]] - 1)
     assert all(t.tokens_in > 0 and t.tokens_out > 0 and t.latency_s > 0 for t in episode.turns)

@@ -8,28 +8,28 @@ import os
 import random
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see harness.agents.local)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see lmrl.agents.local)
 
 import anyio  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor  # noqa: E402
 
-from harness.agents import AgentConfigError, AgentOptions, make_agent  # noqa: E402
-from harness.agents.batching import (  # noqa: E402
+from lmrl.agents import AgentConfigError, AgentOptions, make_agent  # noqa: E402
+from lmrl.agents.batching import (  # noqa: E402
     EngineClosed,
     GenerationOptions,
     PaddedBatchEngine,
     generate_padded,
 )
-from harness.agents.local import LocalAgent, loaded_models  # noqa: E402
-from harness.agents.prefix_store import PrefixStore  # noqa: E402
-from harness.cli import main  # noqa: E402
-from harness.models.tiny import build_tiny_model  # noqa: E402
-from harness.rundir import load_episodes  # noqa: E402
-from harness.runner import RunConfig, Runner  # noqa: E402
-from harness.task import Prompt, Segment  # noqa: E402
-from harness.tasks import make_task  # noqa: E402
+from lmrl.agents.local import LocalAgent, loaded_models  # noqa: E402
+from lmrl.agents.prefix_store import PrefixStore  # noqa: E402
+from lmrl.cli import main  # noqa: E402
+from lmrl.models.tiny import build_tiny_model  # noqa: E402
+from lmrl.rundir import load_episodes  # noqa: E402
+from lmrl.runner import RunConfig, Runner  # noqa: E402
+from lmrl.task import Prompt, Segment  # noqa: E402
+from lmrl.tasks import make_task  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +165,7 @@ def test_bad_options_are_config_errors(tiny_dir):
 
 
 def test_smollm2_alias_without_the_wheel_says_how_to_install(monkeypatch, tmp_path):
-    from harness.models import smollm2
+    from lmrl.models import smollm2
 
     monkeypatch.setenv("LMRL_CACHE", str(tmp_path))
     real = importlib.util.find_spec
@@ -328,7 +328,7 @@ async def test_episodes_play_the_same_with_prefix_reuse_and_within_its_budget(bu
 
 
 def test_sampling_follows_the_softmax_and_never_picks_a_filtered_token():
-    from harness.agents.batching import _sampling_warpers
+    from lmrl.agents.batching import _sampling_warpers
 
     torch.manual_seed(0)
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).repeat(20000, 1)

@@ -7,9 +7,9 @@ import random
 import pytest
 from policy_play import play
 
-from harness.task import Segment
-from harness.tasks import make_task, task_class
-from harness.tasks.maze import (
+from lmrl.task import Segment
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.maze import (
     DISTANCE,
     FREE,
     GOAL,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import build_parser, main
+from lmrl.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,8 +126,8 @@ def test_importing_lmrl_changes_no_environment_variable() -> None:
     }
     code = (
         "import os; before = dict(os.environ)\n"
-        "import harness, harness.cli, harness.runner, harness.tasks, harness.agents.local, reports\n"
-        "from harness.agents.litellm_agent import _litellm; _litellm()\n"
+        "import lmrl, lmrl.cli, lmrl.runner, lmrl.tasks, lmrl.agents.local, reports\n"
+        "from lmrl.agents.litellm_agent import _litellm; _litellm()\n"
         "changed = {k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}\n"
         "assert not changed, changed"
     )

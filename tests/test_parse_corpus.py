@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents import make_agent
-from harness.parsing import Invalid
-from harness.tasks import task_class, task_names
+from lmrl.agents import make_agent
+from lmrl.parsing import Invalid
+from lmrl.tasks import task_class, task_names
 
 CORPUS = Path(__file__).parent / "parse_corpus"
 MIN_REPLIES = 40

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.parsing import Invalid, Span, clean, marker_line, marker_pattern, negated, non_overlapping
+from lmrl.parsing import Invalid, Span, clean, marker_line, marker_pattern, negated, non_overlapping
 
 MARKERS = marker_pattern(["action", "move", "question"])
 

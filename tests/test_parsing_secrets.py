@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from harness.parsing import answer_region, last_match
-from harness.secrets import one_line, redact
+from lmrl.parsing import answer_region, last_match
+from lmrl.secrets import one_line, redact
 
 MOVE = re.compile(r"move (up|down)", re.IGNORECASE)
 

@@ -8,10 +8,10 @@ import math
 import anyio
 import pytest
 
-from harness.episode import SCHEMA_VERSION, Episode, Turn
-from harness.rundir import EpisodeLog, read_records, repair_log
-from reports.normalize import normalized_score
-from reports.stats import mean_ci95, t95
+from lmrl.episode import SCHEMA_VERSION, Episode, Turn
+from lmrl.reports.normalize import normalized_score
+from lmrl.reports.stats import mean_ci95, t95
+from lmrl.rundir import EpisodeLog, read_records, repair_log
 
 
 def make_episode(key: str = "maze-fo/scripted/random/0/0", reward: float = -1.0) -> Episode:

@@ -7,12 +7,12 @@ from typing import ClassVar
 
 import pytest
 
-from harness.agents import AgentOptions
-from harness.cli import main
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, RunConfigError, Runner
-from harness.task import Anchors, Policy, StepResult, Task
-from harness.tasks import register_task, task_names
+from lmrl.agents import AgentOptions
+from lmrl.cli import main
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, RunConfigError, Runner
+from lmrl.task import Anchors, Policy, StepResult, Task
+from lmrl.tasks import register_task, task_names
 
 
 def _oracle_says_yes(task: EchoOracle, rng) -> str:
@@ -35,7 +35,7 @@ class EchoOracle(Task):
     policies: ClassVar[dict[str, Policy]] = {"yes-oracle": _oracle_says_yes, "asker": _ask_twice}
     max_steps = 2
 
-    def reset(self, seed: int, index: int = 0) -> str:
+    def setup(self, index: int) -> str:
         self.turn, self.last_question, self.yes = 0, "", 0
         return "Ask me."
 

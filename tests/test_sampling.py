@@ -1,6 +1,6 @@
 from collections import Counter
 
-from harness.sampling import stratified_item, stratified_order
+from lmrl.sampling import stratified_item, stratified_order
 
 
 def test_every_prefix_covers_categories_in_proportion() -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents import AgentOptions, make_agent
-from harness.models.tiny import build_tiny_model
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, Runner
+from lmrl.agents import AgentOptions, make_agent
+from lmrl.models.tiny import build_tiny_model
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
 
 pytestmark = [
     pytest.mark.anyio,

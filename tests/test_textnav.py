@@ -8,12 +8,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from policy_play import observations, play_episode
 
-from harness.parsing import Invalid
-from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment, action_of
-from harness.tasks import make_task, task_class
-from harness.tasks.textnav import (
+from lmrl.parsing import Invalid
+from lmrl.runner import RunConfig, Runner
+from lmrl.task import InvalidTaskOption, Segment, action_of
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.textnav import (
     BEHAVIOR_WALKTHROUGH,
     CONNECTIONS,
     EXITS,
@@ -54,14 +55,8 @@ def at(cls: type[TextNav], room: str, *commands: str, **options: object) -> Text
 
 def play(task: TextNav, policy: str, seed: int, index: int) -> tuple[float, list[str]]:
     """Run one episode with a built-in policy; return (return, observations)."""
-    observations = [task.reset(seed, index)]
-    rng = random.Random(seed ^ 0x5EED)
-    total = 0.0
-    while not task.done:
-        result = task.step(action_of(task.parse(task.policies[policy](task, rng))))
-        total += result.reward
-        observations.append(result.observation)
-    return total, observations
+    episode = play_episode(task, policy, seed, index)
+    return episode.return_, observations(episode)
 
 
 # --- the house -------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents import AgentOptions
-from harness.agents.base import Completion
-from harness.parsing import Invalid
-from harness.rundir import load_episodes
-from harness.runner import RunConfig, Runner
-from harness.task import InvalidTaskOption, Segment
-from harness.tasks import make_task, task_class
-from harness.tasks.twenty_questions import (
+from lmrl.agents import AgentOptions
+from lmrl.agents.base import Completion
+from lmrl.parsing import Invalid
+from lmrl.rundir import load_episodes
+from lmrl.runner import RunConfig, Runner
+from lmrl.task import InvalidTaskOption, Segment
+from lmrl.tasks import make_task, task_class
+from lmrl.tasks.twenty_questions import (
     CATEGORIES,
     DATA_PATH,
     INTRO,

@@ -5,11 +5,12 @@ import statistics
 from pathlib import Path
 
 import pytest
+from policy_play import play_episode
 
-from harness.parsing import Invalid
-from harness.task import InvalidTaskOption, Segment, action_of
-from harness.tasks import make_task, task_names
-from harness.tasks.wordle import (
+from lmrl.parsing import Invalid
+from lmrl.task import InvalidTaskOption, Segment, action_of
+from lmrl.tasks import make_task, task_names
+from lmrl.tasks.wordle import (
     MAX_GUESSES,
     START_OBSERVATION,
     Wordle,
@@ -38,15 +39,7 @@ def new(secret: str, **options: object) -> Wordle:
 
 
 def play(task: Wordle, policy: str, seed: int) -> float:
-    task.reset(seed)
-    rng = random.Random(seed ^ 0x5EED)
-    total = 0.0
-    for _ in range(task.max_steps):
-        result = task.step(action_of(task.parse(task.policies[policy](task, rng))))
-        total += result.reward
-        if result.done:
-            return total
-    raise AssertionError("episode did not end within max_steps")
+    return play_episode(task, policy, seed).return_
 
 
 # --- feedback ------------------------------------------------------------------------------------

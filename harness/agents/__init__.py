@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from harness.agents.base import Agent, AgentConfigError, AgentOptions, Completion
-from harness.agents.scripted import ScriptedAgent
+from lmrl.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.agents.scripted import ScriptedAgent
 
 __all__ = ["Agent", "AgentConfigError", "AgentOptions", "Completion", "ScriptedAgent", "make_agent"]
 
@@ -22,9 +22,9 @@ def make_agent(spec: str, options: AgentOptions | None = None, style: str = "cha
     if kind == "scripted":
         return ScriptedAgent(rest)
     if kind == "local":
-        from harness.agents.local import LocalAgent  # imports torch/transformers: only when asked for
+        from lmrl.agents.local import LocalAgent  # imports torch/transformers: only when asked for
 
         return LocalAgent(spec, options, style=style)
-    from harness.agents.litellm_agent import LiteLLMAgent
+    from lmrl.agents.litellm_agent import LiteLLMAgent
 
     return LiteLLMAgent(spec, options, style=style)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harness.task import Prompt, Task
+from lmrl.task import Prompt, Task
 
 
 class AgentConfigError(ValueError):

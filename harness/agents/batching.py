@@ -76,7 +76,7 @@ from transformers import (
 )
 from transformers.cache_utils import StaticLayer
 
-from harness.agents.prefix_store import PrefixStore
+from lmrl.agents.prefix_store import PrefixStore
 
 Encoder = Callable[[], list[int]]
 

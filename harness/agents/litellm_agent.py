@@ -25,10 +25,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from harness.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
-from harness.agents.openai_http import OpenAIHTTPClient
-from harness.secrets import one_line
-from harness.task import Prompt
+from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.agents.openai_http import OpenAIHTTPClient
+from lmrl.secrets import one_line
+from lmrl.task import Prompt
 
 _RETRY_AFTER_CAP_S = 120.0
 _configured = False

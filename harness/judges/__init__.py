@@ -6,10 +6,10 @@ agent spec and parse ``Score: N``. Scores land in ``episode.judges[name] = {"sco
 ``judges.jsonl`` when ``lmrl score`` re-scores a finished run (merged back when episodes load).
 """
 
-from harness.judges import builtin  # noqa: E402,F401,I001  (registers the task judges)
-from harness.judges.base import Judge, JudgeScore, RuleJudge, score_episode
-from harness.judges.llm import JudgeParseError, LLMJudge, parse_score, transcript
-from harness.judges.registry import judge_entries, make_judge, register_llm_judge, register_rule_judge
+from lmrl.judges import builtin  # noqa: E402,F401,I001  (registers the task judges)
+from lmrl.judges.base import Judge, JudgeScore, RuleJudge, score_episode
+from lmrl.judges.llm import JudgeParseError, LLMJudge, parse_score, transcript
+from lmrl.judges.registry import judge_entries, make_judge, register_llm_judge, register_rule_judge
 
 __all__ = [
     "Judge",

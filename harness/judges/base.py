@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.episode import Episode
-from harness.secrets import one_line
+from lmrl.episode import Episode
+from lmrl.secrets import one_line
 
 
 @dataclass(slots=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.episode import Episode
-from harness.judges.registry import register_llm_judge, register_rule_judge
-from harness.tasks import car_dealer, guess_city, twenty_questions
+from lmrl.episode import Episode
+from lmrl.judges.registry import register_llm_judge, register_rule_judge
+from lmrl.tasks import car_dealer, guess_city, twenty_questions
 
 
 def correct_guess(episode: Episode) -> float | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 import re
 
-from harness.agents import Agent
-from harness.episode import Episode
-from harness.judges.base import Judge, JudgeScore
-from harness.task import Prompt
+from lmrl.agents import Agent
+from lmrl.episode import Episode
+from lmrl.judges.base import Judge, JudgeScore
+from lmrl.task import Prompt
 
 _SCORE = re.compile(r"(?i)\bscore\b[^0-9\n]{0,12}(-?\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?")
 _FRACTION = re.compile(r"\b(\d+(?:\.\d+)?)\s*/\s*(\d+)\b")

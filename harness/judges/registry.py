@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.agents import Agent, AgentConfigError, AgentOptions, make_agent
-from harness.agents.base import check_options
-from harness.episode import Episode
-from harness.judges.base import Judge, RuleJudge
-from harness.judges.llm import LLMJudge
+from lmrl.agents import Agent, AgentConfigError, AgentOptions, make_agent
+from lmrl.agents.base import check_options
+from lmrl.episode import Episode
+from lmrl.judges.base import Judge, RuleJudge
+from lmrl.judges.llm import LLMJudge
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import anyio
 
-from harness.episode import Episode
-from harness.judges.base import Judge, entry_for
-from harness.rundir import JUDGES, DurableLog, load_episodes, read_jsonl
+from lmrl.episode import Episode
+from lmrl.judges.base import Judge, entry_for
+from lmrl.rundir import JUDGES, DurableLog, load_episodes, read_jsonl
 
 
 @dataclass

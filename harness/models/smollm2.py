@@ -74,7 +74,7 @@ def ensure_checkpoint(log: bool = True) -> Path:
     started = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     done = subprocess.run(
-        [sys.executable, "-m", "harness.models.smollm2", str(source), str(target)],
+        [sys.executable, "-m", "lmrl.models.smollm2", str(source), str(target)],
         env=env,
         capture_output=True,
         text=True,
@@ -134,5 +134,5 @@ def _wheel_version() -> str | None:
         return None
 
 
-if __name__ == "__main__":  # the conversion child process: python -m harness.models.smollm2 SRC DST
+if __name__ == "__main__":  # the conversion child process: python -m lmrl.models.smollm2 SRC DST
     convert(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -12,7 +12,6 @@ comes from fixed seeds and the weights from ``seed``.
 
 from __future__ import annotations
 
-import inspect
 import random
 from pathlib import Path
 from typing import Literal
@@ -34,50 +33,31 @@ CORPUS_TASKS: tuple[str, ...] = ("maze-fo", "maze-po", "wordle")
 def task_corpus(
     tasks: tuple[str, ...] = CORPUS_TASKS, episodes_per_task: int = 6, seed: int = 0
 ) -> list[str]:
-    """Text of scripted episodes of ``tasks``, in ``chat`` and ``text`` form.
+    """Text of scripted episodes of ``tasks`` (played by ``rollout``, at most 30 turns), in ``chat``
+    and ``text`` form; a task whose episodes fail here (it needs an engine) contributes nothing."""
+    from lmrl.agents import ScriptedAgent
+    from lmrl.rollout import episode_history, rollout, run_sync
+    from lmrl.task import Prompt
+    from lmrl.tasks import make_task
 
-    A task whose episodes cannot be played synchronously here (it needs an engine or a partner)
-    contributes what it can: its system prompt and first observation, or nothing.
-    """
-    from harness.task import Prompt, Segment, action_of
-    from harness.tasks import make_task
-
-    docs: list[str] = []
-    for name in tasks:
-        for index in range(episodes_per_task):
-            task = make_task(name)
-            rng = random.Random(f"{seed}/{name}/{index}")
-            policies = sorted(task.policies)
-            try:
-                observation = task.reset(seed * 1000 + index, index)
-            except Exception:
-                break
-            history = [Segment("observation", observation)]
-            for _ in range(min(task.max_steps, 30)):
+    async def play_all() -> list[str]:
+        docs: list[str] = []
+        for name in tasks:
+            for index in range(episodes_per_task):
+                task = make_task(name)
+                policies = sorted(task.policies)
                 if not policies:
                     break
-                try:
-                    raw = task.policies[policies[index % len(policies)]](task, rng)
-                    if inspect.isawaitable(raw):
-                        raw.close()  # type: ignore[union-attr]
-                        break
-                    action = action_of(task.parse(raw))
-                    result = task.step(action)
-                except Exception:
-                    break
-                if result.done:
-                    break
-                history += [
-                    Segment("action", action or raw, raw=raw),
-                    Segment("observation", result.observation),
-                ]
-            prompt = Prompt(task, history, "chat", rng)
-            try:
+                agent = ScriptedAgent(policies[index % len(policies)])
+                episode = await rollout(task, agent, seed * 1000 + index, index, max_turns=30)
+                if episode.error is not None:
+                    continue
+                prompt = Prompt(task, episode_history(task, episode), "chat", random.Random(0))
                 docs.append(prompt.text)
                 docs.append("".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in prompt.messages))
-            except Exception:
-                continue
-    return docs
+        return docs
+
+    return run_sync(play_all)
 
 
 def train_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None):

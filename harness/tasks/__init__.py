@@ -1,41 +1,11 @@
-"""Task registry: every task variant registers its class under its name.
+"""The tasks: one module (or package) per task, registered by name in ``lmrl.tasks.registry``.
 
-``make_task("maze-fo")`` returns a fresh environment for one episode; ``task_names()`` lists them.
+``make_task("maze-fo")`` returns a fresh environment for one episode; ``task_names()`` lists them;
+``resolve_task("path/to/my_task.py:MyTask")`` loads a task of the user's.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from harness.task import InvalidTaskOption, Task
-
-_REGISTRY: dict[str, type[Task]] = {}
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"task {cls.name} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def task_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def task_class(name: str) -> type[Task]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InvalidTaskOption(f"unknown task {name!r}; known tasks: {', '.join(task_names())}") from None
-
-
-def make_task(name: str, **options: Any) -> Task:
-    return task_class(name)(**options)
-
-
 # Importing the modules registers their tasks.
-from harness.tasks import (  # noqa: E402,F401
+from lmrl.tasks import (  # noqa: E402,F401,I001
     car_dealer,
     chess,
     endgames,
@@ -45,3 +15,13 @@ from harness.tasks import (  # noqa: E402,F401
     twenty_questions,
     wordle,
 )
+from lmrl.tasks.registry import (
+    make_task,
+    register_task,
+    resolve_task,
+    task_class,
+    task_names,
+    task_source,
+)
+
+__all__ = ["make_task", "register_task", "resolve_task", "task_class", "task_names", "task_source"]

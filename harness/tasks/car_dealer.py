@@ -8,7 +8,7 @@ parts' public names.
 
 Buyer. A hidden profile with the paper code's sets: personality (10), preferred brand (13), body type
 (6), 1-4 wanted features (of 8) and a budget of $10k/30k/50k/70k/90k. Episode ``index`` fixes the
-(budget, personality) pair through ``harness.sampling.stratified_item`` with the budget as category
+(budget, personality) pair through ``lmrl.sampling.stratified_item`` with the budget as category
 (every 5 consecutive episodes meet all five budgets, 50 meet every pair once); brand, type, features
 and the built-in buyer's hidden traits come from the seed.
 
@@ -80,14 +80,15 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.parsing import Invalid, Parsed
-from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task, action_of
-from harness.tasks import register_task
-from harness.tasks.car_dealer_buyer import (
+from lmrl.parsing import Invalid, Parsed
+from lmrl.rollout import derive_seed, episode_stats, play_policy
+from lmrl.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
+from lmrl.tasks.car_dealer_buyer import (
     BuyerState,
     BuyerTraits,
     buyer_policy,
@@ -95,7 +96,7 @@ from harness.tasks.car_dealer_buyer import (
     draw_traits,
     opening_line,
 )
-from harness.tasks.car_dealer_catalog import (
+from lmrl.tasks.car_dealer_catalog import (
     BRANDS,
     BUDGETS,
     BY_MODEL,
@@ -108,8 +109,8 @@ from harness.tasks.car_dealer_catalog import (
     draw_profile,
     profile_pair,
 )
-from harness.tasks.car_dealer_seller import behavior_policy, overprice_policy, random_policy
-from harness.tasks.car_dealer_text import (
+from lmrl.tasks.car_dealer_seller import behavior_policy, overprice_policy, random_policy
+from lmrl.tasks.car_dealer_text import (
     DECISION_FORMAT,
     Decision,
     OfferTracker,
@@ -120,6 +121,7 @@ from harness.tasks.car_dealer_text import (
     parse_decision,
     split_decision,
 )
+from lmrl.tasks.registry import register_task
 
 __all__ = [  # the task's public names, re-exported from its parts
     "BRANDS",
@@ -366,10 +368,9 @@ class CarDealer(Task):
         self.conversation: list[Line] = [Line("buyer", opening, opening)]
         return opening
 
-    def reset(self, seed: int, index: int = 0) -> str:
+    def setup(self, index: int) -> str:
         """The buyer's budget and personality from ``index`` (stratified, ``profile_pair``), the rest of
-        its profile and its traits from ``seed``; return its opening line."""
-        self.rng = random.Random(seed)
+        its profile and its traits from the seeded ``self.rng``; return its opening line."""
         return self._start(self.rng, index)
 
     def step(self, action: str | None) -> StepResult:
@@ -425,7 +426,10 @@ class CarDealer(Task):
         reward = self._finish(decision)
         if not visible:
             visible = "(The buyer accepts.)" if decision and decision.accepted else "(The buyer walks away.)"
-        return StepResult(visible, reward, True, action is None, {**self._step_info(), **self.final})
+        info = {**self._step_info(), **self.final}
+        if decision is None:  # the turn cap came and the buyer never decided: cut, not ended
+            return StepResult(visible, reward, False, action is None, info, truncated=True)
+        return StepResult(visible, reward, True, action is None, info)
 
     def _finish(self, decision: Decision | None) -> float:
         """Fill what the tag left out from the offers tracked, record the outcome, return the reward."""
@@ -522,44 +526,22 @@ def measure_policy(
     policy: str | Policy = "behavior", episodes: int = 2000, reward_mode: str = "sale"
 ) -> dict[str, float]:
     """Play a scripted seller (a name in ``CarDealer.policies`` or a policy function) against the
-    built-in buyer for episodes 0..episodes-1 with the seeds of ``lmrl run --seed 0`` (no I/O).
-    Returns the success rate, mean and std of the return in ``reward_mode``, the mean return in every
-    mode (``mean_sale``, ``mean_paper``, ``mean_revenue``, from the same decisions), and mean and std of
-    the length. The
-    ``avg`` anchors are ``measure_policy("behavior", 2000)`` (about 3 s)."""
-    import asyncio
-    import statistics
-
-    from harness.agents.scripted import ScriptedAgent
-    from harness.runner import derive_seed  # the seeds `lmrl run --seed 0` gives episodes 0..N-1
-
-    play_policy = CarDealer.policies[policy] if isinstance(policy, str) else policy
-
-    async def play(index: int, seed: int) -> tuple[bool, dict[str, float], int]:
-        task = CarDealer(reward_mode=reward_mode)
-        task.attach_partners({"buyer": ScriptedAgent("buyer")}, seed)
-        task.reset(seed, index)
-        rng = random.Random(seed ^ 0x5EED)
-        length = 0
-        while length < task.max_steps:
-            result = await task.astep(action_of(task.parse(play_policy(task, rng))))
-            length += 1
-            if result.done:
-                break
-        budget = task.profile.budget
-        rewards = {mode: decision_reward(task.decision, budget, mode) for mode in REWARD_MODES}
-        return task.success, rewards, length
-
-    async def play_all() -> list[tuple[bool, dict[str, float], int]]:
-        return [await play(index, derive_seed(0, CarDealer.name, index, 0)) for index in range(episodes)]
-
-    results = asyncio.run(play_all())
-    returns, lengths = [r[1][reward_mode] for r in results], [r[2] for r in results]
+    built-in buyer through ``rollout`` for episodes 0..episodes-1 with the seeds of ``lmrl run --seed 0``
+    (no I/O). Returns the success rate, mean and std of the return in ``reward_mode``, the mean return
+    in every mode (``mean_sale``, ``mean_paper``, ``mean_revenue``, from the same decisions), and mean
+    and std of the length. The ``avg`` anchors are ``measure_policy("behavior", 2000)`` (about 3 s)."""
+    seeds = [(derive_seed(0, CarDealer.name, index, 0), index) for index in range(episodes)]
+    played = play_policy(CarDealer(reward_mode=reward_mode), policy, seeds)
+    by_mode = {mode: [_episode_reward(e.info, mode) for e in played] for mode in REWARD_MODES}
     return {
-        "success": sum(r[0] for r in results) / episodes,
-        "mean_return": statistics.fmean(returns),
-        "std_return": statistics.pstdev(returns),
-        **{f"mean_{mode}": statistics.fmean(r[1][mode] for r in results) for mode in REWARD_MODES},
-        "mean_length": statistics.fmean(lengths),
-        "std_length": statistics.pstdev(lengths),
+        **episode_stats(played),
+        **{f"mean_{mode}": statistics.fmean(rewards) for mode, rewards in by_mode.items()},
     }
+
+
+def _episode_reward(info: dict[str, Any], mode: str) -> float:
+    """The reward a finished episode's decision (``episode_info``) earns in ``mode``."""
+    if info["decision"] == "none":
+        return 0.0
+    decision = Decision(info["decision"] == "accepted", info["msrp"], info["price"])
+    return decision_reward(decision, info["profile"]["budget"], mode)

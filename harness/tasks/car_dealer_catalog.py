@@ -5,7 +5,7 @@ types, 8 features, 5 budgets, plus how the built-in buyer sounds per personality
 ``data/car_catalog.json`` (our 80-car inventory, every brand and body type the profiles use; MSRPs are
 invented round numbers).
 
-Episode ``index`` picks the buyer's (budget, personality) pair through ``harness.sampling.stratified_item``
+Episode ``index`` picks the buyer's (budget, personality) pair through ``lmrl.sampling.stratified_item``
 over the 50 pairs with the budget as the category (``PROFILE_SALT``): every 5 consecutive episodes from
 0 meet all five budgets, and 50 episodes meet every pair once. Brand, body type, features and the
 buyer's hidden traits come from the episode seed.
@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.sampling import stratified_item
+from lmrl.sampling import stratified_item
 
 DATA = Path(__file__).parent / "data"
 CATALOG_PATH = DATA / "car_catalog.json"
@@ -122,7 +122,7 @@ _PAIR_CATEGORIES: tuple[str, ...] = tuple(str(b) for b, _ in PAIRS)
 
 
 def profile_pair(index: int) -> tuple[int, str]:
-    """The (budget, personality) episode ``index`` plays (``harness.sampling.stratified_item``)."""
+    """The (budget, personality) episode ``index`` plays (``lmrl.sampling.stratified_item``)."""
     return PAIRS[stratified_item(index, _PAIR_CATEGORIES, PROFILE_SALT)]
 
 

@@ -11,8 +11,8 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from harness.tasks.car_dealer_catalog import CATALOG, Car, dollars, feature_phrase, wanted_car_words
-from harness.tasks.car_dealer_text import (
+from lmrl.tasks.car_dealer_catalog import CATALOG, Car, dollars, feature_phrase, wanted_car_words
+from lmrl.tasks.car_dealer_text import (
     find_brands,
     find_features,
     find_money,
@@ -21,7 +21,7 @@ from harness.tasks.car_dealer_text import (
 )
 
 if TYPE_CHECKING:
-    from harness.tasks.car_dealer import CarDealer
+    from lmrl.tasks.car_dealer import CarDealer
 
 
 # --- scripted sellers ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from harness.tasks.car_dealer_catalog import BRANDS, CATALOG, Car, Profile, dollars
+from lmrl.tasks.car_dealer_catalog import BRANDS, CATALOG, Car, Profile, dollars
 
 DECISION_FORMAT = (
     "Output: Decision=Accept MSRP=$M Buy Price=$P",

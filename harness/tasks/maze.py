@@ -22,9 +22,9 @@ import re
 from collections import deque
 from typing import Any, ClassVar
 
-from harness.parsing import Parsed, Span, find_phrases, read_action
-from harness.task import Anchors, Policy, Segment, StepResult, Style, Task
-from harness.tasks import register_task
+from lmrl.parsing import Parsed, Span, find_phrases, read_action
+from lmrl.task import Anchors, Policy, Segment, StepResult, Style, Task
+from lmrl.tasks.registry import register_task
 
 Cell = tuple[int, int]
 
@@ -175,7 +175,7 @@ def behavior_policy(task: Maze, rng: random.Random) -> str:
 class Maze(Task):
     """The double-T maze; subclasses choose what the agent observes."""
 
-    version: ClassVar[str] = "2"  # 2: one parsing policy (harness.parsing), final-line wording
+    version: ClassVar[str] = "2"  # 2: one parsing policy (lmrl.parsing), final-line wording
     observed: ClassVar[bool] = True
     # Worst case is 100 invalid steps (-4 each) then the forced -1 failure step; best is reaching the goal.
     reward_range: ClassVar[tuple[float, float]] = (-401.0, 0.0)
@@ -203,8 +203,7 @@ class Maze(Task):
         """The current observation in chat form (plain numbers); ``render`` spaces digits for text."""
         return describe_full(self.position) if self.observed else describe_walls(self.position)
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        self.rng = random.Random(seed)  # the maze is deterministic; kept for the contract
+    def setup(self, index: int) -> str:
         self.start = START_CELLS[index % len(START_CELLS)]
         self.position = self.start
         self.steps = 0
@@ -218,7 +217,8 @@ class Maze(Task):
         invalid = action not in DELTAS
         if self.steps >= self.CAP:
             self.done = True
-            return StepResult("Failure", -1.0, True, invalid, self._info("failure"))
+            # The cap is not part of the observed state: the episode is cut (truncated), not ended.
+            return StepResult("Failure", -1.0, False, invalid, self._info("failure"), truncated=True)
         if invalid:
             self.steps += 1
             return StepResult(self.observe(), -4.0, False, True, self._info(None))

@@ -79,9 +79,9 @@ import re
 from collections import deque
 from typing import Any, ClassVar
 
-from harness.parsing import Invalid, Parsed, Span, non_overlapping, read_action
-from harness.task import Anchors, InvalidTaskOption, Policy, StepResult, Task
-from harness.tasks import register_task
+from lmrl.parsing import Invalid, Parsed, Span, non_overlapping, read_action
+from lmrl.task import Anchors, InvalidTaskOption, Policy, StepResult, Task
+from lmrl.tasks.registry import register_task
 
 # --- the house -----------------------------------------------------------------------------------
 # Room order of the original ``make_game.py``; episode ``index`` starts in ROOMS[index % 8].
@@ -502,8 +502,7 @@ class TextNav(Task):
         return "\n".join(lines)
 
     # --- the environment -------------------------------------------------------------------------
-    def reset(self, seed: int, index: int = 0) -> str:
-        self.rng = random.Random(seed)  # the house is deterministic; kept for the contract
+    def setup(self, index: int) -> str:
         self.policy_memory = {}
         self._start_state(ROOMS[index % len(ROOMS)])
         return f"{OBJECTIVE}\n{self.describe_state()}"
@@ -534,7 +533,8 @@ class TextNav(Task):
         info: dict[str, Any] = {"room": self.room, "steps": self.steps}
         if self.outcome is not None:
             info["outcome"] = self.outcome
-        return StepResult(observation, reward, self.done, invalid, info)
+        cut = self.outcome == "out of moves"  # the step cap truncates; winning or eating terminates
+        return StepResult(observation, reward, self.done and not cut, invalid, info, truncated=cut)
 
     def _apply(self, command: str) -> str:
         """Carry out an admissible command; return TextWorld-like feedback."""
@@ -566,7 +566,7 @@ class TextNav(Task):
         return "You eat the stale food. It was rotten." if rest == STALE else f"You eat the {rest}. Not bad."
 
     def parse(self, raw: str) -> Parsed:
-        """The admissible command the reply names, by the shared policy (``harness.parsing``).
+        """The admissible command the reply names, by the shared policy (``lmrl.parsing``).
 
         Candidates are the admissible commands, read with articles and a few synonyms (``pick up``/
         ``grab`` -> take; ``go/move/walk/head/travel [to] west[ward]`` -> ``go west``; ``put/place/insert

@@ -9,14 +9,14 @@ found, uses, colors, counts of legs and wheels, body parts it is worn on, and bo
 alive, edible, man-made, electric, worn). The file is validated when this module loads.
 
 **Secret.** Option ``secret``: ``"index"`` (default) plays ``OBJECTS[secret_index(index)]``, a seeded
-stratified permutation (``harness.sampling``): any first N episodes cover the categories in proportion
+stratified permutation (``lmrl.sampling``): any first N episodes cover the categories in proportion
 (the first 17 hit all 17), and ``--episodes 158`` still sweeps every object once (the paper's
 "deterministic mode"); ``"random"`` draws it with the episode's RNG; an object's name
 (or variant) fixes it for every episode.
 
 **Rules.**
 
-* Each agent action is one yes/no question, read by ``harness.parsing.read_action`` (markers
+* Each agent action is one yes/no question, read by ``lmrl.parsing.read_action`` (markers
   ``Question:``, ``Guess:``, ``Action:``). A candidate question is a sentence ending in "?" of at most
   ``MAX_QUESTION_CHARS`` characters, or what follows a marker ("Guess: a basketball"), or a reply that
   is one sentence starting like a question ("Is it an animal"). The canonical action is the sentence
@@ -92,15 +92,15 @@ from __future__ import annotations
 import json
 import random
 import re
-import statistics
 import unicodedata
 from typing import Any, ClassVar
 
-from harness.parsing import Invalid, Parsed, Span, clean, marker_line, marker_pattern, read_action
-from harness.sampling import stratified_item
-from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task, action_of
-from harness.tasks import register_task
-from harness.tasks.twenty_questions_oracle import (  # noqa: F401 - re-exported: judges and tests use them
+from lmrl.parsing import Invalid, Parsed, Span, clean, marker_line, marker_pattern, read_action
+from lmrl.rollout import episode_stats, play_policy
+from lmrl.sampling import stratified_item
+from lmrl.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
+from lmrl.tasks.registry import register_task
+from lmrl.tasks.twenty_questions_oracle import (  # noqa: F401 - re-exported: judges and tests use them
     DATA_DIR,
     DATA_PATH,
     KB,
@@ -403,8 +403,7 @@ class TwentyQuestions(Task):
         self.named_secret = False
         self.oracle_kind = "kb"
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        self.rng = random.Random(seed)
+    def setup(self, index: int) -> str:
         if self._fixed is not None:
             secret = self._fixed
         elif self.secret_mode == "random":
@@ -532,48 +531,27 @@ class TwentyQuestions(Task):
         )
 
 
+def _seeds(episodes: int, seed: int) -> list[tuple[int, int]]:
+    return [(seed * 1_000_003 + index, index) for index in range(episodes)]
+
+
 def measure_policy(
     policy: str = "behavior", episodes: int = 2 * len(OBJECTS), seed: int = 0, secret: str = "index"
 ) -> dict[str, float]:
-    """Play ``policy`` against the kb-oracle for indices 0..episodes-1 (no runner, no I/O) and return
+    """Play ``policy`` against the kb-oracle for indices 0..episodes-1 (``rollout``, no I/O) and return
     the success rate, mean and std of the return, and mean length. ``measure_policy("behavior")`` is how
     ``BEHAVIOR_SMART_P`` was tuned (158 x 2 episodes)."""
-    task = TwentyQuestions(secret=secret)
-    returns, lengths, wins = [], [], 0
-    for index in range(episodes):
-        episode_seed = seed * 1_000_003 + index
-        task.reset(episode_seed, index)
-        rng = random.Random(episode_seed ^ 0x5EED)
-        total, n = 0.0, 0
-        while not task.done:
-            result = task.step(action_of(task.parse(TwentyQuestions.policies[policy](task, rng))))
-            total += result.reward
-            n += 1
-        returns.append(total)
-        lengths.append(n)
-        wins += task.success
-    return {
-        "episodes": episodes,
-        "success": wins / episodes,
-        "mean_return": statistics.fmean(returns),
-        "std_return": statistics.pstdev(returns),
-        "mean_length": statistics.fmean(lengths),
-        "std_length": statistics.pstdev(lengths),
-    }
+    return episode_stats(play_policy(TwentyQuestions(secret=secret), policy, _seeds(episodes, seed)))
 
 
 def behaviour_unmapped_share(episodes: int = len(OBJECTS), seed: int = 0) -> dict[str, float]:
     """How often the kb-oracle is not sure (cannot map the question, or cannot decide it for the secret)
     on the behaviour policy's own questions, over ``episodes`` episodes against the kb-oracle."""
-    task = TwentyQuestions()
-    asked = unsure = 0
-    for index in range(episodes):
-        episode_seed = seed * 1_000_003 + index
-        task.reset(episode_seed, index)
-        rng = random.Random(episode_seed ^ 0x5EED)
-        while not task.done:
-            result = task.step(action_of(task.parse(behavior_policy(task, rng))))
-            if not result.invalid:
-                asked += 1
-                unsure += not result.info["oracle_mapped"]
-    return {"questions": asked, "unmapped": unsure, "unmapped_share": unsure / asked if asked else 0.0}
+    played = play_policy(TwentyQuestions(), "behavior", _seeds(episodes, seed))
+    mapped = [t.info["oracle_mapped"] for e in played for t in e.turns if not t.invalid]
+    unsure = mapped.count(False)
+    return {
+        "questions": len(mapped),
+        "unmapped": unsure,
+        "unmapped_share": unsure / len(mapped) if mapped else 0.0,
+    }

@@ -17,7 +17,7 @@ Rules and deliberate differences from the original ``llm_rl_scripts/wordle/env``
   costs ``invalid_penalty`` (default -1; the paper's RL training scripts used -10), consumes one of
   the six tries and gets empty feedback. After six tries (valid or invalid) the episode ends. With the
   default penalty returns lie in [-6, 0]; in general in [6 * min(penalty, -1), 0].
-* **Vocabulary.** ``data/wordle_words.txt`` (built by ``harness.tasks.data.build_wordle_vocab`` from
+* **Vocabulary.** ``data/wordle_words.txt`` (built by ``tools/build_wordle_vocab.py`` from
   the english-words and wordfreq packages, most frequent first). Option ``vocab``: ``"400"`` (default,
   the 400 most frequent words, comparable to the paper's 431-word "official 400" list), ``"full"``
   (all), or ``"N"`` (the top N). Option ``vocab_file`` reads another list in the same format (then
@@ -53,9 +53,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.parsing import Invalid, Parsed, Span, non_overlapping, read_action
-from harness.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
-from harness.tasks import register_task
+from lmrl.parsing import Invalid, Parsed, Span, non_overlapping, read_action
+from lmrl.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
+from lmrl.tasks.registry import register_task
 
 WORD_LENGTH = 5
 MAX_GUESSES = 6
@@ -329,9 +329,8 @@ class Wordle(Task):
         self.done = False
         self._success = False
 
-    def reset(self, seed: int, index: int = 0) -> str:
-        """Draw the secret from ``seed`` alone (``index`` does not matter: every secret is a fresh draw)."""
-        self.rng = random.Random(seed)
+    def setup(self, index: int) -> str:
+        """Draw the secret from the seed alone (``index`` does not matter: every secret is a fresh draw)."""
         self.secret = self.rng.choice(self.vocab)
         self.guesses = []
         self.clues = []
@@ -377,7 +376,7 @@ class Wordle(Task):
         return f"({left} guess{'es' if left != 1 else ''} left)"
 
     def parse(self, raw: str) -> Parsed:
-        """The guessed vocabulary word, lowercase, by the shared policy (``harness.parsing``).
+        """The guessed vocabulary word, lowercase, by the shared policy (``lmrl.parsing``).
 
         Candidates are the vocabulary's words, as words ("crane", "CRANE") or spelled out ("c r a n e",
         "C-R-A-N-E"), except ``PROSE_WORDS`` inside sentences; words already guessed count only when

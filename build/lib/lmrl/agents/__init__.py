@@ -1,0 +1,30 @@
+"""Agents fill roles. A spec string names one:
+
+- ``scripted/<policy>``  a task's built-in policy (``random``, ``optimal``, ``behavior``)
+- ``local/<path>``       an in-process transformers checkpoint (``local/smollm2``: the embedded model)
+- anything else          a litellm model name (``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``)
+"""
+
+from __future__ import annotations
+
+from lmrl.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.agents.scripted import ScriptedAgent
+
+__all__ = ["Agent", "AgentConfigError", "AgentOptions", "Completion", "ScriptedAgent", "make_agent"]
+
+
+def make_agent(spec: str, options: AgentOptions | None = None, style: str = "chat") -> Agent:
+    options = options or AgentOptions()
+    spec = spec.strip()
+    if not spec:
+        raise AgentConfigError("empty model spec")
+    kind, _, rest = spec.partition("/")
+    if kind == "scripted":
+        return ScriptedAgent(rest)
+    if kind == "local":
+        from lmrl.agents.local import LocalAgent  # imports torch/transformers: only when asked for
+
+        return LocalAgent(spec, options, style=style)
+    from lmrl.agents.litellm_agent import LiteLLMAgent
+
+    return LiteLLMAgent(spec, options, style=style)

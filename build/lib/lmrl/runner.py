@@ -1,0 +1,355 @@
+"""The concurrent episode runner.
+
+Episodes are keyed ``task/model/index/epoch``; each key's seed is derived from the run seed, so a rerun
+reproduces every episode. A fixed pool of ``concurrency`` workers pulls pending keys, plays them and
+hands finished episodes to the durable log. A failing episode is logged with its error and the run
+goes on; Ctrl-C cancels the workers and everything finished so far is already on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import lmrl
+from lmrl.agents import Agent, AgentOptions, make_agent
+from lmrl.agents.base import check_options
+from lmrl.episode import Episode, episode_key
+from lmrl.judges import Judge
+from lmrl.rollout import derive_seed, rollout
+from lmrl.rundir import (
+    EPISODES,
+    EpisodeLog,
+    RunDirError,
+    git_revision,
+    read_manifest,
+    read_records,
+    repair_log,
+    write_manifest,
+)
+from lmrl.task import STYLES, InvalidTaskOption, Task, TaskUnavailable
+from lmrl.tasks import make_task, resolve_task, task_class, task_source
+
+
+class RunConfigError(ValueError):
+    """Bad run configuration; the CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class RunConfig:
+    out: Path
+    tasks: list[str]
+    models: list[str]
+    episodes: int = 25
+    epochs: int = 1
+    concurrency: int = 32
+    seed: int = 0
+    style: str = "chat"
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_options: AgentOptions = field(default_factory=AgentOptions)
+    retry_errors: bool = False
+    max_turns: int | None = None  # lower the tasks' own step caps (quick looks at expensive models)
+    roles: dict[str, str] = field(default_factory=dict)  # partner role -> agent spec (else the default)
+    # partner role -> its own options (endpoint, sampling); roles never inherit the agent's options.
+    role_options: dict[str, AgentOptions] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a rerun into the same directory to continue rather than clash."""
+        return {
+            "seed": self.seed,
+            "style": self.style,
+            "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)},
+            "max_turns": self.max_turns,
+            "roles": dict(sorted(self.roles.items())),
+        }
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    planned: int
+    skipped: int
+    finished: int = 0
+    errors: int = 0
+    wall_s: float = 0.0
+    turns: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.skipped + self.finished == self.planned
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeSpec:
+    task: str
+    model: str
+    index: int
+    epoch: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.task, self.model, self.index, self.epoch)
+
+
+def plan(config: RunConfig) -> list[EpisodeSpec]:
+    return [
+        EpisodeSpec(task, model, index, epoch, derive_seed(config.seed, task, index, epoch))
+        for epoch in range(config.epochs)
+        for index in range(config.episodes)
+        for task in config.tasks
+        for model in config.models
+    ]
+
+
+def build_manifest(
+    config: RunConfig,
+    agents: dict[str, Agent],
+    tasks: dict[str, Task],
+    partners: dict[tuple[str, str], Agent] | None = None,
+) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "run_id": config.out.name,
+        "lmrl_version": lmrl.__version__,
+        "git_revision": git_revision(),
+        "created_at": time.time(),
+        "python": platform.python_version(),
+        "packages": {d: version(d) for d in ("litellm", "anyio", "torch", "transformers", "chess")},
+        "identity": config.identity(),
+        "config": {
+            "tasks": config.tasks,
+            "models": config.models,
+            "episodes": config.episodes,
+            "epochs": config.epochs,
+            "concurrency": config.concurrency,
+            "seed": config.seed,
+            "style": config.style,
+            "max_turns": config.max_turns,
+            "roles": config.roles,
+        },
+        "tasks": {
+            name: {
+                "version": task.version,
+                "source": task_source(name),
+                "description": task.description,
+                "max_steps": task.max_steps,
+                "options": task.options(),
+                "anchors": {
+                    "min": task.anchors.min,
+                    "avg": task.anchors.avg,
+                    "max": task.anchors.max,
+                    "source": task.anchors.source,
+                },
+            }
+            for name, task in tasks.items()
+        },
+        "models": {spec: agent.describe() for spec, agent in agents.items()},
+        "roles": {f"{role}={spec}": agent.describe() for (role, spec), agent in (partners or {}).items()},
+    }
+
+
+class Runner:
+    """Validates everything before touching disk, then plays the pending episodes."""
+
+    def __init__(self, config: RunConfig, judges: list[Judge] | None = None) -> None:
+        self.config = config
+        self.judges = judges or []
+        self._validate()
+        self.templates: dict[str, Task] = {}
+        for name in config.tasks:
+            try:
+                self.templates[name] = make_task(name, **config.task_options.get(name, {}))
+            except InvalidTaskOption as error:
+                raise RunConfigError(str(error)) from None
+        self.agents: dict[str, Agent] = {
+            spec: make_agent(spec, config.agent_options, style=config.style) for spec in config.models
+        }
+        for agent in self.agents.values():
+            agent.check_tasks([task_class(name) for name in config.tasks])
+        check_options(config.agent_options, list(self.agents.values()), "the evaluated models")
+        # One agent per (role, spec): each role gets its own concurrency limit and usage ledger.
+        self.partner_agents: dict[tuple[str, str], Agent] = {}
+        self.partners: dict[str, dict[str, Agent]] = {}
+        declared = {role for name in config.tasks for role in task_class(name).roles}
+        for flag, given in (("--role", config.roles), ("--role-option", config.role_options)):
+            unknown = set(given) - declared
+            if unknown:
+                raise RunConfigError(
+                    f"{flag} {sorted(unknown)[0]}: no task in this run has that role "
+                    f"(roles here: {', '.join(sorted(declared)) or 'none'})"
+                )
+        for name in config.tasks:
+            cls = task_class(name)
+            self.partners[name] = {}
+            for role, default in cls.roles.items():
+                role_spec = config.roles.get(role, default)
+                key = (role, role_spec)
+                if key not in self.partner_agents:
+                    options = config.role_options.get(role, AgentOptions())
+                    self.partner_agents[key] = make_agent(role_spec, options, style="chat")
+                    check_options(options, [self.partner_agents[key]], f"role {role}")
+                partner = self.partner_agents[key]
+                partner.check_tasks([cls])
+                self.partners[name][role] = partner
+
+    def _validate(self) -> None:
+        c = self.config
+        if not c.tasks:
+            raise RunConfigError("no task given (--task NAME; `lmrl tasks` lists them)")
+        if not c.models:
+            raise RunConfigError("no model given (--model SPEC, e.g. scripted/optimal or openai/gpt-4o-mini)")
+        try:  # names, or the user's own task files (path/to/my_task.py:MyTask), resolved to names
+            c.tasks = [resolve_task(name) for name in c.tasks]
+        except InvalidTaskOption as error:
+            raise RunConfigError(str(error)) from None
+        checks = [
+            (c.episodes >= 1, f"--episodes must be at least 1 (got {c.episodes})"),
+            (c.epochs >= 1, f"--epochs must be at least 1 (got {c.epochs})"),
+            (c.concurrency >= 1, f"--concurrency must be at least 1 (got {c.concurrency})"),
+            (c.style in STYLES, f"--style must be one of {', '.join(STYLES)} (got {c.style!r})"),
+            (c.max_turns is None or c.max_turns >= 1, f"--max-turns must be at least 1 (got {c.max_turns})"),
+            (len(set(c.tasks)) == len(c.tasks), "a task is given twice"),
+            (len(set(c.models)) == len(c.models), "a model is given twice"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RunConfigError(message)
+        if c.out.exists() and not c.out.is_dir():
+            raise RunConfigError(f"--out {c.out} exists and is not a directory")
+        # Nothing is written before every check passed, so find out now whether it could be.
+        existing = c.out.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise RunConfigError(
+                f"--out {c.out}: cannot create or write it ({existing} is not a writable directory)"
+            )
+
+    def _open_run_dir(self) -> set[str]:
+        """Check an existing run directory is compatible; return the keys already finished."""
+        out = self.config.out
+        if not (out / "manifest.json").exists():
+            if out.exists() and any(out.iterdir()):
+                raise RunConfigError(f"--out {out} is not empty and is not an lmrl run directory")
+            return set()
+        try:
+            manifest = read_manifest(out)
+        except RunDirError as error:
+            raise RunConfigError(str(error)) from None
+        if manifest.get("identity") != self.config.identity():
+            raise RunConfigError(
+                f"{out} holds a run with a different seed, style or task options; "
+                "use another --out or the original settings"
+            )
+        repair_log(out / EPISODES)
+        records = read_records(out / EPISODES)
+        if self.config.retry_errors:
+            return {r["key"] for r in records if not r.get("error")}
+        return {r["key"] for r in records}
+
+    async def run(
+        self,
+        on_progress: Callable[[Episode], None] | None = None,
+        on_start: Callable[[int, int], None] | None = None,
+    ) -> RunResult:
+        for agent in self._all_agents():
+            await agent.preflight()
+        finished = self._open_run_dir()
+        planned = plan(self.config)
+        pending = [s for s in planned if s.key not in finished]
+        result = RunResult(self.config.out, planned=len(planned), skipped=len(planned) - len(pending))
+        started = time.perf_counter()
+        try:
+            async with contextlib.AsyncExitStack() as resources:
+                # Shared task resources (engine pools) open before anything is written, so a missing
+                # engine leaves no run directory behind; they close at the end, Ctrl-C included.
+                shared: dict[str, Any] = {}
+                for name in self.config.tasks:
+                    opener = task_class(name).open_shared(self.config.task_options.get(name, {}))
+                    try:
+                        shared[name] = await resources.enter_async_context(opener)
+                    except TaskUnavailable as error:
+                        raise RunConfigError(str(error)) from None
+                manifest = build_manifest(self.config, self.agents, self.templates, self.partner_agents)
+                manifest["judges"] = [judge.key for judge in self.judges]
+                write_manifest(self.config.out, manifest)
+                if on_start:
+                    on_start(result.planned, result.skipped)
+                await self._play(pending, shared, result, on_progress)
+        finally:
+            result.wall_s = time.perf_counter() - started
+            with anyio.CancelScope(shield=True):
+                for agent in self._all_agents():
+                    await agent.aclose()
+                if "lmrl.agents.litellm_agent" in sys.modules:
+                    await sys.modules["lmrl.agents.litellm_agent"].close_shared_clients()
+        return result
+
+    def _all_agents(self) -> list[Agent]:
+        judge_agents = [j.agent for j in self.judges if getattr(j, "agent", None) is not None]  # LLM judges
+        return [*self.agents.values(), *self.partner_agents.values(), *judge_agents]
+
+    async def _play(
+        self,
+        pending: list[EpisodeSpec],
+        shared: dict[str, Any],
+        result: RunResult,
+        on_progress: Callable[[Episode], None] | None,
+    ) -> None:
+        log = EpisodeLog(self.config.out / EPISODES)
+        queue: Iterator[EpisodeSpec] = iter(pending)
+
+        async def worker() -> None:
+            for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
+                task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
+                task.shared = shared[spec.task]
+                episode = await rollout(
+                    task,
+                    {"agent": self.agents[spec.model], **self.partners[spec.task]},
+                    spec.seed,
+                    spec.index,
+                    style=self.config.style,
+                    max_turns=self.config.max_turns,
+                    judges=self.judges,
+                    run_id=self.config.out.name,
+                    epoch=spec.epoch,
+                    key=spec.key,
+                )
+                log.append(episode)
+                result.finished += 1
+                result.errors += episode.error is not None
+                result.turns += episode.length
+                if on_progress:
+                    on_progress(episode)
+
+        async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(log.run)
+            outer.start_soon(stop_on_sigterm, outer.cancel_scope)
+            async with anyio.create_task_group() as workers:
+                for _ in range(min(self.config.concurrency, max(len(pending), 1))):
+                    workers.start_soon(worker)
+            outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
