@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,10 @@ def test_editable_install_exposes_only_lmrl(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_built_wheel_exposes_only_lmrl(tmp_path: Path) -> None:
+    # Build from a copy: an in-place build would leave build/ and egg-info in the checkout.
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "bench", "tests")
+    shutil.copytree(ROOT, source, ignore=junk)
     wheels = tmp_path / "wheels"
     build = [
         sys.executable,
@@ -58,7 +63,7 @@ def test_a_built_wheel_exposes_only_lmrl(tmp_path: Path) -> None:
         "-w",
         str(wheels),
     ]
-    subprocess.run([*build, str(ROOT)], check=True, capture_output=True)
+    subprocess.run([*build, str(source)], check=True, capture_output=True)
     [wheel] = wheels.glob("lmrl-*.whl")
     target = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)]
