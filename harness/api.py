@@ -18,10 +18,8 @@ from lmrl.runner import RunConfig, Runner, RunResult
 
 
 def _options(value: AgentOptions | Mapping[str, Any] | None) -> AgentOptions:
-    if value is None:
-        return AgentOptions()
-    if isinstance(value, AgentOptions):
-        return value
+    if value is None or isinstance(value, AgentOptions):
+        return value or AgentOptions()
     from lmrl.agents.local import LocalSettings
 
     return options_from_settings(dict(value), LocalSettings.KEYS)

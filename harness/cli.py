@@ -195,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("judges", help="list judges: rule judges and LLM judges (which need a model)")
 
+    check = sub.add_parser(
+        "check-task", help="check that a task obeys the contract (like Gymnasium's check_env)"
+    )
+    check.add_argument("task", help="a task name or your task file, path/to/my_task.py[:Class]")
+    check.add_argument(
+        "--episodes", type=_positive_int, default=3, help="episodes per scripted policy (3, at most 3)"
+    )
+    check.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option to build it with, e.g. opponent_depth=1 for chess",
+    )
+
     show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
     show.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
     show.add_argument("--csv", type=Path, help="also write the table as CSV")
@@ -416,6 +431,30 @@ def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any
         raise UsageError(str(error)) from None
 
 
+def cmd_check_task(args: argparse.Namespace) -> int:
+    from lmrl.checker import check_task
+    from lmrl.task import InvalidTaskOption, TaskUnavailable
+
+    options = {}
+    for item in args.task_option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--task-option {item!r} is not KEY=VALUE")
+        options[key.strip()] = _json_or_text(raw)
+    try:
+        checks = check_task(args.task, episodes=min(args.episodes, 3), options=options)
+    except (InvalidTaskOption, TaskUnavailable) as error:
+        raise UsageError(str(error)) from None
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<15} {check.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    print(
+        f"{args.task}: {len(checks) - len(failed)}/{len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return EXIT_FAILED if failed else 0
+
+
 def cmd_judges() -> int:
     from rich.table import Table
 
@@ -583,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_score(args)
         if args.command == "judges":
             return cmd_judges()
+        if args.command == "check-task":
+            return cmd_check_task(args)
         if args.command == "show":
             _print_summary(args.run_dir, args.csv)
             return 0

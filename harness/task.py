@@ -98,6 +98,10 @@ class Task(ABC):
     # The final line a reply must end with, as an example (``Action: move up``); system prompts state
     # it through ``final_line_instruction`` and invalid replies are reminded of it.
     answer_example: ClassVar[str] = "Action: ..."
+    # Whether an episode is a pure function of (seed, index, the agents' replies). False for tasks
+    # whose partner is not (a chess engine searching for a fixed time); `lmrl check-task` then skips
+    # the replay check and says why.
+    deterministic: ClassVar[bool] = True
 
     max_steps: int
     rng: random.Random

@@ -7,13 +7,24 @@
 
 from __future__ import annotations
 
-from lmrl.agents.base import Agent, AgentConfigError, AgentOptions, Completion
+from collections.abc import Mapping
+from typing import Any
+
+from lmrl.agents.base import Agent, AgentConfigError, AgentOptions, Completion, options_from_settings
 from lmrl.agents.scripted import ScriptedAgent
 
 __all__ = ["Agent", "AgentConfigError", "AgentOptions", "Completion", "ScriptedAgent", "make_agent"]
 
 
-def make_agent(spec: str, options: AgentOptions | None = None, style: str = "chat") -> Agent:
+def make_agent(
+    spec: str, options: AgentOptions | Mapping[str, Any] | None = None, style: str = "chat"
+) -> Agent:
+    """The agent a spec names, with ``options`` (an ``AgentOptions``, or a dict of the keys
+    ``--role-option`` takes: ``{"temperature": 0, "api_base": ..., "reasoning_effort": "low"}``)."""
+    if isinstance(options, Mapping):
+        from lmrl.agents.local import LocalSettings
+
+        options = options_from_settings(dict(options), LocalSettings.KEYS)
     options = options or AgentOptions()
     spec = spec.strip()
     if not spec:

@@ -119,7 +119,8 @@ def resolve_task(spec: str) -> str:
         if not (inspect.isclass(cls) and issubclass(cls, Task)):
             raise InvalidTaskOption(f"{path_text} has no Task class {class_name!r}")
     else:
-        found = _task_classes(module)
+        defined = _task_classes(module, complete=False)
+        found = [c for c in defined if not inspect.isabstract(c)] or defined  # one incomplete: say why
         if len(found) != 1:
             names = ", ".join(c.__name__ for c in found) or "none"
             raise InvalidTaskOption(
@@ -131,15 +132,15 @@ def resolve_task(spec: str) -> str:
     return cls.name
 
 
-def _task_classes(module: Any) -> list[type[Task]]:
-    """The complete task classes a module defines itself (not those it imports)."""
+def _task_classes(module: Any, complete: bool = True) -> list[type[Task]]:
+    """The task classes a module defines itself (not those it imports); only complete ones by default."""
     return [
         c
         for c in vars(module).values()
         if inspect.isclass(c)
         and issubclass(c, Task)
         and c.__module__ == module.__name__
-        and not inspect.isabstract(c)
+        and not (complete and inspect.isabstract(c))
     ]
 
 
