@@ -26,9 +26,8 @@ import _common  # noqa: F401  (environment and sys.path)
 import anyio
 from _common import median, runner_rate
 
-from lmrl.engines import EnginePool, find_stockfish
 from lmrl.tasks import make_task
-from lmrl.tasks.chess import Chess
+from lmrl.tasks.chess import Chess, EnginePool, find_stockfish
 
 OPTIONS = {"opponent_depth": 1}
 

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import random
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +29,13 @@ from lmrl.tasks.car_dealer import (
     BY_MODEL,
     CATALOG,
     FEATURES,
+    LIES_TOLERATED,
     MAX_MESSAGE_CHARS,
     MAX_TURNS,
+    PAIRS,
     PAPER_ANCHORS,
     PERSONALITIES,
+    PROFILE_SALT,
     REVENUE_ANCHORS,
     RUBRIC_SELLER_NATURALNESS,
     SALE_ANCHORS,
@@ -36,15 +43,18 @@ from lmrl.tasks.car_dealer import (
     WORST_RETURN,
     BuyerTraits,
     CarDealer,
+    CatalogError,
     Decision,
     OfferTracker,
     Profile,
+    check_claims,
     decision_reward,
     fancy_reward,
     find_cars,
     find_features,
     find_money,
     format_decision,
+    load_catalog,
     measure_policy,
     parse_decision,
     profile_pair,
@@ -53,8 +63,7 @@ from lmrl.tasks.car_dealer import (
     sale_reward,
     split_decision,
 )
-from lmrl.tasks.car_dealer_buyer import LIES_TOLERATED, check_claims
-from lmrl.tasks.car_dealer_catalog import PAIRS, PROFILE_SALT
+from lmrl.tasks.car_dealer.catalog import CATALOG_PATH, PROFILES_PATH, check_profile_sets
 
 
 # --- catalog and profile -------------------------------------------------------------------------
@@ -70,6 +79,59 @@ def test_catalog_covers_the_profile_sets() -> None:
     assert all(sum(car.brand == b for car in CATALOG) >= 3 for b in BRANDS)
     assert any(car.msrp <= min(BUDGETS) for car in CATALOG)  # the $10k buyer can find something
     assert abs(WORST_RETURN - (-(90_000 - 9_500) / 9_500)) < 1e-12  # $90k buyer rejects the cheapest car
+
+
+def _catalog_with(tmp_path: Path, index: int, **fields: Any) -> Path:
+    data = json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+    data["cars"][index].update(fields)
+    for key in [k for k, v in fields.items() if v is None]:
+        del data["cars"][index][key]
+    path = tmp_path / f"catalog-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"msrp": "35k"}, "msrp must be a positive integer, not '35k'"),
+        ({"msrp": None}, "lacks msrp"),
+        ({"brand": "Yugo"}, "brand 'Yugo' is not one of the profile brands"),
+        ({"types": ["hovercraft"]}, "types has unknown 'hovercraft'"),
+        ({"features": ["jet engine"]}, "features has unknown 'jet engine'"),
+        ({"year": 2019}, "a pre-owned car has a year and a condition"),
+        ({"colour": "red"}, "unknown field(s) colour"),
+        ({"model": "Arteon"}, "model 'Arteon' repeats cars[1]"),
+    ],
+)
+def test_a_corrupted_catalog_entry_is_named_in_one_line(
+    tmp_path: Path, fields: dict[str, Any], message: str
+) -> None:
+    path = _catalog_with(tmp_path, 2, **fields)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path)
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith(f"{path}: cars[2] (") and message in text
+    assert load_catalog() == CATALOG  # the real file still loads
+
+
+def test_a_corrupted_profile_set_is_named_in_one_line(tmp_path: Path) -> None:
+    sets = json.loads(PROFILES_PATH.read_text(encoding="utf-8"))
+    assert check_profile_sets(copy.deepcopy(sets)) == sets
+    bad = copy.deepcopy(sets)
+    bad["personalities"]["abusive"]["hostile"] = "yes"
+    with pytest.raises(CatalogError, match=r"personalities\['abusive'\]: hostile must be true or false"):
+        check_profile_sets(bad, "car_profiles.json")
+    bad = {**copy.deepcopy(sets), "budgets": [10_000, -5]}
+    with pytest.raises(CatalogError, match=r"^car_profiles.json: budgets\[1\] must be a positive integer"):
+        check_profile_sets(bad, "car_profiles.json")
+    bad = {**copy.deepcopy(sets), "brands": ["Honda", "Honda"]}
+    with pytest.raises(CatalogError, match="brands repeats a name"):
+        check_profile_sets(bad, "car_profiles.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text(CATALOG_PATH.read_text(encoding="utf-8")[:500], encoding="utf-8")
+    with pytest.raises(CatalogError, match=f"^{broken}: "):
+        load_catalog(broken)
 
 
 def test_registered_with_options() -> None:
@@ -474,7 +536,7 @@ def test_a_wary_buyer_cuts_its_first_counter_deeper() -> None:
 
 
 def test_lying_about_features_does_not_pay() -> None:
-    from lmrl.tasks.car_dealer_catalog import feature_phrase
+    from lmrl.tasks.car_dealer import feature_phrase
 
     def liar(task: CarDealer, rng: random.Random) -> str:
         line = task.policies["behavior"](task, rng)

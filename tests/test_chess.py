@@ -13,7 +13,6 @@ import chess
 import pytest
 
 from lmrl.agents import ScriptedAgent
-from lmrl.engines import INSTALL_HINT, find_stockfish
 from lmrl.episode import Episode
 from lmrl.parsing import Invalid
 from lmrl.rollout import rollout
@@ -21,25 +20,25 @@ from lmrl.runner import RunConfig, RunConfigError, Runner
 from lmrl.task import InvalidTaskOption, Segment, StepResult, TaskUnavailable, action_of
 from lmrl.tasks import make_task, task_class
 from lmrl.tasks.chess import (
+    EVAL_SIZE,
     FULL_STRENGTH,
+    INSTALL_HINT,
+    MATERIALS,
     MAX_ACTIONS,
+    PIECE_NAMES,
     Chess,
+    Endgames,
     Strength,
     behavior_policy,
+    find_stockfish,
+    load_positions,
+    material_of,
     move_list,
     opponent_strength,
     parse_move,
-    text_observation,
-)
-from lmrl.tasks.endgames import (
-    EVAL_SIZE,
-    MATERIALS,
-    PIECE_NAMES,
-    Endgames,
-    load_positions,
-    material_of,
     random_endgame,
     read_header,
+    text_observation,
 )
 
 
@@ -457,8 +456,8 @@ async def test_runner_end_to_end_leaves_no_engine_behind(tmp_path: Path) -> None
 def test_missing_engine_stops_the_run_but_not_other_tasks(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lmrl import engines
     from lmrl.cli import main
+    from lmrl.tasks.chess import engines
 
     monkeypatch.setenv("STOCKFISH_PATH", str(tmp_path / "no-such-stockfish"))
     with pytest.raises(RunConfigError, match="apt-get install stockfish"):
@@ -484,7 +483,7 @@ def test_missing_engine_stops_the_run_but_not_other_tasks(
 @pytest.mark.anyio
 async def test_an_engine_that_keeps_failing_errors_the_episode_only(tmp_path: Path) -> None:
     from lmrl.agents import make_agent
-    from lmrl.engines import EnginePool
+    from lmrl.tasks.chess import EnginePool
 
     broken = tmp_path / "broken-engine"
     broken.write_text("#!/bin/sh\nexit 3\n")

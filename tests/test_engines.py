@@ -13,9 +13,9 @@ import chess
 import chess.engine
 import pytest
 
-from lmrl import engines
-from lmrl.engines import INSTALL_HINT, EngineFailure, EnginePool, find_stockfish
 from lmrl.task import TaskUnavailable
+from lmrl.tasks.chess import engines
+from lmrl.tasks.chess.engines import INSTALL_HINT, EngineFailure, EnginePool, find_stockfish
 
 
 def _stockfish() -> str | None:

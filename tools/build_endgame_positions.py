@@ -11,7 +11,7 @@ file was made with Stockfish 15.1 (Debian 15.1-4) and the defaults below.
 
 Procedure, per material (``Q``, ``R``, ``QR``, ``RR``: White's pieces besides the king):
 
-1. Draw ``--candidates`` distinct random positions with ``lmrl.tasks.endgames.random_endgame`` from
+1. Draw ``--candidates`` distinct random positions with ``lmrl.tasks.chess.endgames.random_endgame`` from
    ``random.Random(f"{seed}/{material}")`` (legal, White to move, not in check).
 2. Analyse each at depth ``--depth`` (Threads 1, Hash 16 MB, a fresh hash per position, so the
    result does not depend on scheduling) and keep those where Stockfish reports a forced mate for
@@ -43,9 +43,9 @@ import anyio
 import chess
 import chess.engine
 
-from lmrl.engines import EnginePool, find_stockfish
 from lmrl.task import TaskUnavailable
-from lmrl.tasks.endgames import EVAL_PATH, EVAL_SIZE, MATERIALS, random_endgame
+from lmrl.tasks.chess.endgames import EVAL_PATH, EVAL_SIZE, MATERIALS, random_endgame
+from lmrl.tasks.chess.engines import EnginePool, find_stockfish
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,

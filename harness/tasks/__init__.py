@@ -7,8 +7,7 @@
 # Importing the modules registers their tasks.
 from lmrl.tasks import (  # noqa: E402,F401,I001
     car_dealer,
-    chess,
-    endgames,
+    chess,  # chess and endgames
     guess_city,
     maze,
     textnav,

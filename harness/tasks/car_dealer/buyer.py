@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lmrl.tasks.car_dealer_catalog import (
+from lmrl.tasks.car_dealer.catalog import (
     GREETINGS,
     HOSTILE,
     TONE,
@@ -23,7 +23,7 @@ from lmrl.tasks.car_dealer_catalog import (
     feature_phrase,
     wanted_car,
 )
-from lmrl.tasks.car_dealer_text import (
+from lmrl.tasks.car_dealer.text import (
     DECISION_FORMAT,
     find_cars,
     find_features,
@@ -32,7 +32,7 @@ from lmrl.tasks.car_dealer_text import (
 )
 
 if TYPE_CHECKING:
-    from lmrl.tasks.car_dealer import CarDealer
+    from lmrl.tasks.car_dealer.env import CarDealer
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
-"""Car Dealer's scripted sellers (``scripted/random``, ``scripted/behavior``, ``scripted/upsell``).
+"""Car Dealer's scripted sellers (``scripted/random``, ``scripted/behavior``, ``scripted/overprice``).
 
-``behavior`` stands in for the paper's dataset-generating sellers; ``upsell`` is the reward exploit the
+``behavior`` stands in for the paper's dataset-generating sellers; ``overprice`` is the reward exploit the
 default reward must not pay for (pitch the priciest car, never come down, never sell).
 """
 
@@ -11,8 +11,8 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from lmrl.tasks.car_dealer_catalog import CATALOG, Car, dollars, feature_phrase, wanted_car_words
-from lmrl.tasks.car_dealer_text import (
+from lmrl.tasks.car_dealer.catalog import CATALOG, Car, dollars, feature_phrase, wanted_car_words
+from lmrl.tasks.car_dealer.text import (
     find_brands,
     find_features,
     find_money,
@@ -21,7 +21,7 @@ from lmrl.tasks.car_dealer_text import (
 )
 
 if TYPE_CHECKING:
-    from lmrl.tasks.car_dealer import CarDealer
+    from lmrl.tasks.car_dealer.env import CarDealer
 
 
 # --- scripted sellers ----------------------------------------------------------------------------

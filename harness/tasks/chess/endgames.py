@@ -1,7 +1,7 @@
 """Chess endgames (LMRL-Gym §4.5): checkmate a lone black king with White's king and Q, R, QR or RR.
 
 The rules, rewards, 400-action cap, move format, observations and opponent are those of ``chess``
-(see ``lmrl.tasks.chess``); only the start differs. Positions are random legal placements as in the
+(see ``lmrl.tasks.chess.env``); only the start differs. Positions are random legal placements as in the
 original ``large_piece_random_endgame``: the pieces on distinct squares drawn uniformly, kept if
 ``board.is_valid()`` (so neither king is attacked by the side not to move) and White, to move, is not
 in check; we also drop the (rare) positions where the game is already over.
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +42,9 @@ import chess
 
 from lmrl.sampling import stratified_item
 from lmrl.task import Anchors, InvalidTaskOption, Policy
-from lmrl.tasks.chess import FULL_STRENGTH, Chess, engine_san, random_policy
+from lmrl.tasks.chess.env import Chess
+from lmrl.tasks.chess.policies import engine_san, optimal_policy, random_policy
+from lmrl.tasks.chess.strength import FULL_STRENGTH
 from lmrl.tasks.registry import register_task
 
 # Material code -> White's pieces besides the king (the original's "kQK", "kRK", "kQRK", "kRRK").
@@ -54,7 +55,7 @@ MATERIALS: dict[str, tuple[chess.PieceType, ...]] = {
     "RR": (chess.ROOK, chess.ROOK),
 }
 PIECE_NAMES = {chess.QUEEN: "queen", chess.ROOK: "rook"}
-EVAL_PATH = Path(__file__).parent / "data" / "endgame_positions.jsonl"
+EVAL_PATH = Path(__file__).parent.parent / "data" / "endgame_positions.jsonl"
 EVAL_SIZE = 645
 
 
@@ -107,10 +108,6 @@ def read_header(path: str | Path = EVAL_PATH) -> dict[str, Any]:
 
 
 # --- scripted policies ---------------------------------------------------------------------------
-def optimal_policy(task: Endgames, rng: random.Random) -> Awaitable[str]:
-    return engine_san(task, FULL_STRENGTH, rng)
-
-
 async def behavior_policy(task: Endgames, rng: random.Random) -> str:
     """The paper's dataset policy: per game ε ~ U[0, 1]; each move random with probability ε, else
     full-strength Stockfish's."""

@@ -3,8 +3,8 @@
 Rules, as in the original ``llm_rl_scripts/chess/env/env.py`` except where marked:
 
 * **Turns.** python-chess holds the rules. The agent plays White; each legal agent move is answered
-  by the opponent (Black: Stockfish over UCI, through ``lmrl.engines.EnginePool``) within the same
-  step, so every observation shows White to move.
+  by the opponent (Black: Stockfish over UCI, through ``lmrl.tasks.chess.engines.EnginePool``) within
+  the same step, so every observation shows White to move.
 * **Rewards.** +1 for the agent's move that checkmates; -1 when the opponent's reply checkmates the
   agent; 0 for every other legal move, including those that end the game in a draw. Games end as the
   original's ``board.is_game_over()`` decides: checkmate, stalemate, insufficient material, the
@@ -20,43 +20,22 @@ Rules, as in the original ``llm_rl_scripts/chess/env/env.py`` except where marke
   [-400, 1]. (The original checked ``num_moves_made > max_moves`` after the step, which allowed 401
   actions; the paper's min anchor -401, kept for normalization, counts 400 illegal moves plus a loss.)
 * **Moves.** SAN (``Nf3``, ``exd5``, ``O-O``, ``e8=Q``) as in the paper; square to square (``g1f3``,
-  ``g1-f3``, ``g1 to f3``, ``e7e8q``) and words (``Knight to f3``, ``pawn takes d5``, ``castle
-  kingside``) are accepted too, and each step's info records which the agent used (``notation``:
-  ``san``, ``uci`` or ``words``) and the move in SAN and UCI. ``parse`` reads the reply by the shared
-  policy (``lmrl.parsing``); the candidates are the legal moves, however written: any letter case
-  (``NF3``, ``E4``), figurines (``♘f3``), move numbers (``1. e4``, ``12...Nf6``), check marks and
-  annotations, the paper's spaced characters (``N f 3``) as a whole answer. A longer move expression
-  hides the squares inside it (``Nf3 (g1 to f3)`` is one move), and a bare square used as a place
-  (``controls d4``, ``the e5 square``, ``my e4 pawn``) is not a pawn move. The canonical action is the
-  move in SAN (the paper's action text). A well-formed move that is not legal is refused as
-  ``illegal`` (``ambiguous`` for ``Nd2`` when two knights can go there) and costs -1.
+  ``g1 to f3``, ``e7e8q``) and words (``Knight to f3``, ``castle kingside``) are accepted too, read from
+  free text by ``lmrl.tasks.chess.moves`` (the shared policy of ``lmrl.parsing``; the candidates are the
+  legal moves, however written). Each step's info records which notation the agent used (``san``,
+  ``uci`` or ``words``) and the move in SAN and UCI. The canonical action is the move in SAN (the
+  paper's action text). A well-formed move that is not legal is refused as ``illegal`` (``ambiguous``
+  for ``Nd2`` when two knights can go there) and costs -1.
 
-**Opponent strength (why our setting differs from the paper's).** The original passed ``UCI_Elo=1200``
-to Stockfish 15.1 but never set ``UCI_LimitStrength``, and Stockfish ignores ``UCI_Elo`` without it
-(it also rejects values below its floor of 1350), so the paper's "Elo 1200" opponent was full-strength
-Stockfish at 100 ms per move. We set strength explicitly and record it in the run manifest:
-
-* ``opponent_elo`` (default **1350**, Stockfish 15.1's ``UCI_Elo`` floor: its weakest calibrated setting
-  and the nearest to the nominal 1200) sends ``UCI_LimitStrength=true`` and ``UCI_Elo``. Stockfish turns
-  ``UCI_Elo`` into a fractional Skill Level, ``level = ((elo - 1346.6) / 143.4) ** (1 / 0.806)``, so
-  ``Skill Level 0`` is itself about Elo 1347: no Skill Level is weaker than ``UCI_Elo 1350``. For Elo
-  below 1350 we therefore play ``UCI_Elo 1350`` and replace each engine move, with probability
-  ``p = (1350 - elo) / 1100``, by a uniformly random legal move (800 -> p = 0.5, 250 -> p = 1, a random
-  mover). This mapping is monotone but not calibrated: Elo labels below 1350 are nominal.
-  ``opponent_elo="max"`` is full strength (also the value for ``scripted/optimal``).
-* ``opponent_skill`` (0..20) sets Stockfish's ``Skill Level`` instead (exclusive with ``opponent_elo``).
-* ``opponent_time`` (default **0.1** s, the paper's 100 ms) and ``opponent_depth`` limit each search
-  (both given: whichever comes first). With strength limiting on, Stockfish 15.1 picks its move when
-  iterative deepening reaches depth ``1 + int(level)`` (depth 1 at Elo 1350, 3 at Elo 1600) and later
-  iterations do not change it, so e.g. ``opponent_depth=5`` plays nearly the same opponent (only the
-  hash contents differ) many times faster and independently of machine load.
-* The engine's strength limiter draws from a clock-seeded generator, so games against a limited
-  opponent are not reproducible move for move; our own random choices come from the episode seed.
+**Opponent strength** (``lmrl.tasks.chess.strength``, which says why our setting differs from the
+paper's): ``opponent_elo`` (default **1350**, Stockfish 15.1's ``UCI_Elo`` floor; below it, the engine's
+moves are mixed with random ones), or ``opponent_skill`` (Skill Level 0..20); ``opponent_time``
+(default **0.1** s, the paper's 100 ms) and ``opponent_depth`` limit each search.
 
 Scripted policies: ``random`` (a uniformly random legal move), ``optimal`` (Stockfish at full strength
 as the agent) and ``behavior`` (the paper's dataset generator: Stockfish at an Elo drawn uniformly from
-[800, 1600] per game, mapped as above, so 800..1349 mixes in random moves). Engine policies search under
-the same limit as the opponent.
+[800, 1600] per game, mapped as in ``strength``, so 800..1349 mixes in random moves), in ``policies``.
+Engine policies search under the same limit as the opponent.
 
 Observations, two renderings of the same history:
 
@@ -78,361 +57,24 @@ and closes it in ``aclose``. ``step`` cannot reach the engine; the runner always
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import chess
 import chess.engine
 
-from lmrl.engines import EngineFailure, EnginePool, engine_name, find_stockfish
-from lmrl.options import flag_option, int_option
-from lmrl.parsing import Invalid, Parsed, Span, non_overlapping, read_action
-from lmrl.task import (
-    Anchors,
-    InvalidTaskOption,
-    Policy,
-    Segment,
-    StepResult,
-    Style,
-    Task,
-    TaskUnavailable,
-)
+from lmrl.options import flag_option
+from lmrl.parsing import Parsed
+from lmrl.task import Anchors, Policy, Segment, StepResult, Style, Task, TaskUnavailable
+from lmrl.tasks.chess.engines import EngineFailure, EnginePool, engine_name, find_stockfish
+from lmrl.tasks.chess.moves import ParsedMove, parse_move
+from lmrl.tasks.chess.policies import behavior_policy, optimal_policy, random_policy
+from lmrl.tasks.chess.strength import Strength, opponent_strength, pool_options, search_limit
 from lmrl.tasks.registry import register_task
 
 MAX_ACTIONS = 400
-ELO_FLOOR, ELO_CEILING = 1350, 2850  # Stockfish 15.1's UCI_Elo range
-RANDOM_MOVER_ELO = 250  # the nominal Elo of a purely random mover in our below-floor mapping
-DEFAULT_ELO = ELO_FLOOR
-DEFAULT_TIME = 0.1  # seconds per engine move, as in the paper
-DEFAULT_ENGINE_TIMEOUT = 30.0  # seconds an engine may take beyond the search limit before it counts as hung
-BEHAVIOR_ELO = (800, 1600)  # the paper's dataset: White's Elo drawn uniformly per game
-
-
-# --- engine strength -----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Strength:
-    """How an engine player plays: an Elo (limited strength), a Skill Level, or neither (full strength)."""
-
-    elo: int | None = None
-    skill: int | None = None
-
-    @property
-    def uci_options(self) -> dict[str, Any]:
-        if self.elo is not None:
-            return {"UCI_LimitStrength": True, "UCI_Elo": max(self.elo, ELO_FLOOR)}
-        if self.skill is not None:
-            return {"Skill Level": self.skill}
-        return {}
-
-    @property
-    def random_move_p(self) -> float:
-        """The chance of a uniformly random legal move instead of the engine's (Elo below the floor)."""
-        if self.elo is None or self.elo >= ELO_FLOOR:
-            return 0.0
-        return (ELO_FLOOR - self.elo) / (ELO_FLOOR - RANDOM_MOVER_ELO)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "elo": self.elo,
-            "skill": self.skill,
-            "uci_options": self.uci_options,
-            "random_move_p": round(self.random_move_p, 6),
-        }
-
-
-FULL_STRENGTH = Strength()
-
-
-def _seconds_option(name: str, value: Any, low: float = 0.0) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise InvalidTaskOption(f"{name} must be a number of seconds, not {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= low:
-        raise InvalidTaskOption(f"{name} must be a number of seconds above {low:g}, not {value!r}")
-    return seconds
-
-
-def opponent_strength(elo: Any = None, skill: Any = None) -> Strength:
-    """Validate ``opponent_elo`` / ``opponent_skill`` (default: Elo 1350)."""
-    if elo is not None and skill is not None:
-        raise InvalidTaskOption("give opponent_elo or opponent_skill, not both")
-    if skill is not None:
-        return Strength(skill=int_option("opponent_skill", skill, 0, 20))
-    if elo is None:
-        return Strength(elo=DEFAULT_ELO)
-    if isinstance(elo, str) and elo.strip().lower() in ("max", "full"):
-        return FULL_STRENGTH
-    try:
-        return Strength(elo=int_option("opponent_elo", elo, RANDOM_MOVER_ELO, ELO_CEILING))
-    except InvalidTaskOption:
-        raise InvalidTaskOption(
-            f"opponent_elo must be an integer from {RANDOM_MOVER_ELO} to {ELO_CEILING} or 'max', not {elo!r}"
-        ) from None
-
-
-def search_limit(time: Any = None, depth: Any = None) -> tuple[float | None, int | None]:
-    """Validate ``opponent_time`` / ``opponent_depth`` (default: 0.1 s, no depth limit)."""
-    depth_value = None if depth is None else int_option("opponent_depth", depth, 1, 100)
-    if time is None:
-        return (DEFAULT_TIME if depth_value is None else None), depth_value
-    return _seconds_option("opponent_time", time), depth_value
-
-
-def pool_options(options: dict[str, Any]) -> tuple[int, float]:
-    """Validate ``engines`` (pool size) and ``engine_timeout`` from raw task options."""
-    engines = options.get("engines")
-    size = min(8, os.cpu_count() or 1) if engines is None else int_option("engines", engines, 1, 256)
-    timeout = options.get("engine_timeout")
-    seconds = DEFAULT_ENGINE_TIMEOUT if timeout is None else _seconds_option("engine_timeout", timeout)
-    return size, seconds
-
-
-# --- moves from free text ------------------------------------------------------------------------
-# Figurines, the multiplication sign and arrows/dashes, each replaced by one character so that spans
-# found in the translated text are spans of the original (a pawn figurine is just dropped: a space).
-_SAME_LENGTH = str.maketrans(
-    {
-        **dict.fromkeys("♔♚", "K"),
-        **dict.fromkeys("♕♛", "Q"),
-        **dict.fromkeys("♖♜", "R"),
-        **dict.fromkeys("♗♝", "B"),
-        **dict.fromkeys("♘♞", "N"),
-        **dict.fromkeys("♙♟", " "),
-        "×": "x",
-        **dict.fromkeys("–—→⟶", "-"),
-    }
-)
-_SQ = r"[a-hA-H][1-8]"
-_B = r"(?<![A-Za-z0-9])"  # a move starts and ends at a word boundary
-_E = r"(?![A-Za-z0-9])"
-_PIECE_WORDS = {"king": chess.KING, "queen": chess.QUEEN, "rook": chess.ROOK, "bishop": chess.BISHOP,
-                "knight": chess.KNIGHT, "pawn": chess.PAWN}  # fmt: skip
-# "Knight to f3", "the knight from g1 to f3", "pawn takes d5", "queen captures the rook on h7".
-_WORDS = re.compile(
-    rf"{_B}(?:(?:the|my|a)\s+)?(?P<piece>king|queen|rook|bishop|knight|pawn)"
-    rf"(?:\s+(?:on|from)\s+(?P<source>{_SQ}))?"
-    r"\s+(?:(?P<capture>takes|captures|x)\s+(?:on\s+)?(?:(?:the|a)\s+(?:pawn|knight|bishop|rook|queen)\s+on\s+)?"
-    r"|(?:to|goes\s+to|moves\s+to|-+>?)\s+(?:the\s+)?)"
-    rf"(?P<target>{_SQ}){_E}",
-    re.IGNORECASE,
-)
-# Square to square: "g1f3", "g1-f3", "g1 to f3", "e4xd5", "Ng1-f3", "e7e8q", "e7-e8=Q".
-_COORDINATES = re.compile(
-    rf"{_B}(?P<letter>[KQRBNP])?(?P<source>{_SQ})(?:\s*(?:-+>?|x|:)\s*|\s+to\s+|)(?P<target>{_SQ})"
-    rf"(?:=?(?P<promotion>[qrbnQRBN]))?{_E}"
-)
-_CASTLE = re.compile(
-    rf"{_B}(?:(?P<long>[O0o]-[O0o]-[O0o])|[O0o]-[O0o]"
-    r"|castl(?:e|es|ing)\s+(?:on\s+the\s+)?(?:(?P<q>queen'?s?[\s-]?side|long)|king'?s?[\s-]?side|short)"
-    r"|(?:(?P<q2>queen'?s?[\s-]?side|long)|king'?s?[\s-]?side|short)\s+castl(?:e|es|ing))"
-    r"(?![A-Za-z0-9-])",
-    re.IGNORECASE,
-)
-_SAN = re.compile(rf"{_B}[KQRBNkqrbn]?[a-hA-H]?[1-8]?[xX:]?[a-hA-H][1-8](?:=?[QRBNqrbn])?{_E}")
-# A bare square written as a noun, not a pawn move: "controls d4", "the e5 square", "my e4 pawn".
-_SQUARE_BEFORE = re.compile(
-    r"(?:\b(?:on|at|to|toward|towards|from|of|over|into|onto|via|through|against|near|around|behind|the|"
-    r"control|controls|controlling|attack|attacks|attacking|defend|defends|defending|guard|guards|"
-    r"protect|protects|protecting|target|targets|targeting|cover|covers|covering|eye|eyes|eyeing|"
-    r"occupy|occupies|hit|hits|pressure|reach|reaches|square|weak|weakens|outpost)\s+)$",
-    re.IGNORECASE,
-)
-_SQUARE_AFTER = re.compile(
-    r"[\s-]*(?:squares?|pawns?|knight|bishop|rook|queen|king|file|diagonal)\b", re.IGNORECASE
-)
-_STRICT_SAN = re.compile(r"[KQRBN]?[a-h]?[1-8]?x?[a-h][1-8](?:=[QRBN])?")
-_MOVE_NUMBER = re.compile(r"^\d+\s*\.+\s*")
-_ANNOTATION = re.compile(r"[!?+#]+$")
-_SPELLED = re.compile(r"\S(?: \S)+")  # the paper's spaced action form: "N f 3", "e 2 e 4", "O - O"
-_MARKERS = ("move", "action", "answer")
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedMove:
-    """A move read from agent text: canonical text (SAN if legal, else as written), notation, legality."""
-
-    text: str
-    notation: str  # "san", "uci" (square to square) or "words" ("knight to f3")
-    move: chess.Move | None  # None: well-formed but not a (single) legal move here
-    reason: str | None = None  # why not: "illegal" or "ambiguous"
-    options: tuple[str, ...] = ()  # for "ambiguous": the legal moves it could mean, in SAN
-
-    def refusal(self) -> Invalid:
-        shown = f"{self.text}: {' or '.join(self.options)}" if self.options else self.text
-        return Invalid(self.reason or "illegal", shown)
-
-
-def _pick(board: chess.Board, text: str, notation: str, moves: list[chess.Move]) -> ParsedMove:
-    """The one legal move among ``moves``, or why there is none (none: illegal; several: ambiguous)."""
-    if len(moves) == 1:
-        return ParsedMove(board.san(moves[0]), notation, moves[0])
-    if moves:
-        return ParsedMove(text, notation, None, "ambiguous", tuple(sorted(board.san(m) for m in moves)))
-    return ParsedMove(text, notation, None, "illegal")
-
-
-def _san_variants(token: str) -> list[str]:
-    """Readings of a SAN token, as written first: ``NF3`` -> Nf3, ``E4`` -> e4, ``BXC3`` -> Bxc3, bxc3."""
-    token = token.replace(":", "x").replace("X", "x")
-    promotion = re.search(r"=?[QRBNqrbn]$", token) if re.search(r"[1-8]=?[QRBNqrbn]$", token) else None
-    body, tail = (token[: promotion.start()], "=" + token[-1].upper()) if promotion else (token, "")
-    variants = [body + tail]
-    if body[0] in "KQRBNkqrbn" and len(body) > 2:
-        variants.append(body[0].upper() + body[1:].lower() + tail)
-    variants.append(body.lower() + tail)
-    return list(dict.fromkeys(variants))
-
-
-def _read_san(board: chess.Board, token: str) -> ParsedMove:
-    ambiguous: ParsedMove | None = None
-    for text in _san_variants(token):
-        try:
-            move = board.parse_san(text)
-        except chess.AmbiguousMoveError:
-            if ambiguous is None:
-                legal = [m for m in board.legal_moves if _san_matches(board, text, m)]
-                ambiguous = _pick(board, text, "san", legal)
-            continue
-        except ValueError:
-            continue
-        return ParsedMove(board.san(move), "san", move)
-    if ambiguous is not None:
-        return ambiguous
-    variants = _san_variants(token)
-    written = next((v for v in variants if _STRICT_SAN.fullmatch(v)), variants[0])
-    return ParsedMove(written, "san", None, "illegal")
-
-
-def _san_matches(board: chess.Board, san: str, move: chess.Move) -> bool:
-    """Whether ``move`` fits an ambiguous SAN (``Nd2``: a knight move to d2)."""
-    letter = san[0] if san[0] in "KQRBN" else "P"
-    target = re.findall(r"[a-h][1-8]", san)[-1]
-    piece = board.piece_at(move.from_square)
-    return (
-        piece is not None and piece.symbol().upper() == letter and chess.square_name(move.to_square) == target
-    )
-
-
-def _read_match(board: chess.Board, kind: str, found: re.Match[str]) -> ParsedMove:
-    text = " ".join(found.group().split())
-    legal = list(board.legal_moves)
-    if kind == "castle":
-        long = bool(found["long"] or found["q"] or found["q2"])
-        side = [m for m in legal if board.is_castling(m) and board.is_queenside_castling(m) == long]
-        return _pick(board, "O-O-O" if long else "O-O", "san", side)
-    if kind == "san":
-        return _read_san(board, found.group())
-    source = chess.parse_square(found["source"].lower()) if found["source"] else None
-    target = chess.parse_square(found["target"].lower())
-    moves = [m for m in legal if m.to_square == target and (source is None or m.from_square == source)]
-    if kind == "coordinates":
-        text = text.lower()
-        if found["letter"]:
-            kind_of = chess.Piece.from_symbol(found["letter"]).piece_type
-            moves = [m for m in moves if board.piece_type_at(m.from_square) == kind_of]
-        if found["promotion"]:
-            promotion = chess.Piece.from_symbol(found["promotion"].lower()).piece_type
-            moves = [m for m in moves if m.promotion == promotion]
-        return _pick(board, text, "uci", moves)
-    piece = _PIECE_WORDS[found["piece"].lower()]
-    moves = [m for m in moves if board.piece_type_at(m.from_square) == piece]
-    if found["capture"]:
-        moves = [m for m in moves if board.is_capture(m)]
-    return _pick(board, text, "words", moves)
-
-
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("words", _WORDS),
-    ("coordinates", _COORDINATES),
-    ("castle", _CASTLE),
-    ("san", _SAN),
-)
-
-
-def _is_square_noun(text: str, found: re.Match[str]) -> bool:
-    """A bare square ("d4") that the words around it make a place, not a pawn move."""
-    if len(found.group()) != 2:
-        return False
-    return bool(_SQUARE_BEFORE.search(text[max(0, found.start() - 30) : found.start()])) or bool(
-        _SQUARE_AFTER.match(text, found.end())
-    )
-
-
-def move_spans(board: chess.Board, text: str) -> list[tuple[Span, ParsedMove]]:
-    """Every move expression in ``text`` (legal or not) with what it reads as, longest first where
-    they overlap (``Knight to f3`` is one move, not also ``f3``)."""
-    translated = text.translate(_SAME_LENGTH)
-    found: dict[tuple[int, int], ParsedMove] = {}
-    for kind, pattern in _PATTERNS:
-        for match in pattern.finditer(translated):
-            if kind == "san" and _is_square_noun(translated, match):
-                continue
-            found.setdefault(match.span(), _read_match(board, kind, match))
-    spans = [Span(start, end, parsed.text) for (start, end), parsed in found.items()]
-    return [(span, found[span.start, span.end]) for span in non_overlapping(spans)]
-
-
-def read_move(board: chess.Board, text: str) -> ParsedMove | None:
-    """``text`` read as exactly one move (move number, check marks and annotations allowed), or
-    ``None`` when it is not one move expression."""
-    text = _ANNOTATION.sub("", _MOVE_NUMBER.sub("", text.strip().translate(_SAME_LENGTH).strip()))
-    if _SPELLED.fullmatch(text):
-        text = text.replace(" ", "")
-    for kind, pattern in _PATTERNS:
-        found = pattern.fullmatch(text)
-        if found:
-            return _read_match(board, kind, found)
-    return None
-
-
-class MoveReader:
-    """Reads one reply against one position by the shared policy; remembers how each move was written."""
-
-    def __init__(self, board: chess.Board) -> None:
-        self.board = board
-        self.seen: dict[str, ParsedMove] = {}  # legal moves found, by SAN
-        self.refused: list[ParsedMove] = []  # well-formed moves refused as whole answers
-
-    def find(self, text: str) -> list[Span]:
-        spans = []
-        for span, parsed in move_spans(self.board, text):
-            if parsed.move is not None:
-                self.seen.setdefault(span.action, parsed)
-                spans.append(span)
-        return spans
-
-    def whole(self, text: str) -> Parsed | None:
-        """A whole answer that is one move; a line starting with a well-formed move that is not legal
-        here is refused (``illegal``, or ``ambiguous`` for ``Nd2`` when two knights can go there)."""
-        parsed = read_move(self.board, text)
-        exact = parsed is not None
-        if parsed is None and text.split():
-            parsed = read_move(self.board, text.split()[0].rstrip(",;:"))
-        if parsed is None:
-            return None
-        if parsed.move is None:
-            self.refused.append(parsed)
-            return parsed.refusal()
-        if not exact:
-            return None
-        self.seen.setdefault(parsed.text, parsed)
-        return parsed.text
-
-
-def parse_move(board: chess.Board, raw: str) -> tuple[Parsed, ParsedMove | None]:
-    """The move a reply names (SAN) or why it names none, by the shared policy; with it the move as
-    read (how it was written), or the well-formed move refused as illegal or ambiguous."""
-    reader = MoveReader(board)
-    parsed = read_action(raw, markers=_MARKERS, find=reader.find, whole=reader.whole, max_chars=20_000)
-    if isinstance(parsed, str):
-        return parsed, reader.seen.get(parsed)
-    return parsed, next((m for m in reader.refused if m.refusal() == parsed), None)
 
 
 # --- observations --------------------------------------------------------------------------------
@@ -489,28 +131,6 @@ def describe_outcome(outcome: chess.Outcome) -> str:
     elif outcome.winner is chess.BLACK:
         text += ", you lose"
     return f"{text} ({outcome.result()})"
-
-
-# --- scripted policies ---------------------------------------------------------------------------
-def random_policy(task: Chess, rng: random.Random) -> str:
-    return task.board.san(rng.choice(list(task.board.legal_moves)))
-
-
-async def engine_san(task: Chess, strength: Strength, rng: random.Random) -> str:
-    """The move an engine of ``strength`` plays for the agent, in SAN."""
-    move = await task.engine_move(strength, rng, role="agent")
-    return task.board.san(move)
-
-
-def optimal_policy(task: Chess, rng: random.Random) -> Awaitable[str]:
-    return engine_san(task, FULL_STRENGTH, rng)
-
-
-def behavior_policy(task: Chess, rng: random.Random) -> Awaitable[str]:
-    """The paper's dataset policy: Stockfish at an Elo drawn uniformly from [800, 1600] per game."""
-    if "behavior_elo" not in task.policy_state:
-        task.policy_state["behavior_elo"] = rng.randint(*BEHAVIOR_ELO)
-    return engine_san(task, Strength(elo=task.policy_state["behavior_elo"]), rng)
 
 
 @contextlib.asynccontextmanager

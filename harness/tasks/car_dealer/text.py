@@ -1,14 +1,17 @@
 """Car Dealer's text: the buyer's decision tag, and what a seller's free text says (cars, features,
-prices, discounts), read with rules; ``OfferTracker`` keeps what the seller has put on the table.
+prices, discounts), read with rules; ``OfferTracker`` keeps what the seller has put on the table;
+``read_message`` finds the seller's message in a model's reply (the task's ``parse``).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lmrl.tasks.car_dealer_catalog import BRANDS, CATALOG, Car, Profile, dollars
+from lmrl.parsing import Invalid, Parsed
+from lmrl.tasks.car_dealer.catalog import BRANDS, CATALOG, Car, Profile, dollars
 
 DECISION_FORMAT = (
     "Output: Decision=Accept MSRP=$M Buy Price=$P",
@@ -393,3 +396,57 @@ class OfferTracker:
                 self.claims.setdefault(car.model, {})[feature] = present
                 if not sentence_at(text, position).rstrip().endswith("?"):
                     self.last_claims.append(Claim(car, feature, present))
+
+
+# --- the seller's message in a free-text reply ----------------------------------------------------
+MAX_MESSAGE_CHARS = 1_000  # a seller message longer than this is invalid ("too-long")
+MAX_REPLY_CHARS = 20_000  # the whole reply (reasoning, a marker, the message), before anything is read
+
+# A line that starts the message: a speaker label or a marker ("Seller:", "**Message:**", "Final reply:",
+# "Message to the customer:"), with up to three words before it; only a colon separates.
+_MARKER = re.compile(
+    r"^[ \t>*_#`~\-+•]*(?:[A-Za-z']+[ \t]+){0,3}?"
+    r"(?:message|reply|response|seller|salesperson|sales\s*(?:person|agent|rep)|dealer|agent)"
+    r"(?:[ \t]+to[ \t]+(?:the[ \t]+)?(?:customer|buyer))?[ \t]*[*_`]*[ \t]*:[ \t]*[*_`]*[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Where a model starts writing the buyer's side: a "Buyer:" / "Customer:" line, or a decision tag.
+_BUYER_TURN = re.compile(
+    r"^[ \t>*_#`]*(?:the[ \t]+)?(?:buyer|customer)[ \t]*(?:\([^)\n]{0,40}\))?[ \t]*[*_`]*[ \t]*:"
+    r"|\boutput[ \t]*[*_`]*[ \t]*:[ \t]*[*_`]*[ \t]*decision\b|\bdecision[ \t]*=[ \t]*(?:accept|reject)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»", "`": "`"}
+
+
+def read_message(raw: str) -> Parsed:
+    """The seller's message in a free-text reply, or ``Invalid`` (harness/parsing.py's reasons).
+
+    The reply is NFKC-normalized and cut where it starts writing the buyer's turn (a ``Buyer:`` /
+    ``Customer:`` line or a decision tag); then the text after the last marker line (``Message:``,
+    ``Reply:``, ``Seller:`` ...) is the message, or the whole text when there is none; surrounding
+    quotes are dropped. Empty (or nothing but the buyer's lines) -> ``empty``; a reply over
+    ``MAX_REPLY_CHARS`` or a message over ``MAX_MESSAGE_CHARS`` -> ``too-long``.
+    """
+    raw = unicodedata.normalize("NFKC", raw)
+    if not raw.strip():
+        return Invalid("empty")
+    if len(raw) > MAX_REPLY_CHARS:
+        return Invalid("too-long", f"{len(raw):,} characters in the reply; at most {MAX_REPLY_CHARS:,}")
+    text = raw
+    other = _BUYER_TURN.search(text)
+    if other is not None:
+        text = text[: other.start()]
+    marker = None
+    for marker in _MARKER.finditer(text):  # noqa: B007 - the last marker wins
+        pass
+    if marker is not None:
+        text = text[marker.end() :]
+    message = text.strip()
+    while len(message) >= 2 and _QUOTES.get(message[0]) == message[-1]:
+        message = message[1:-1].strip()
+    if not message:
+        return Invalid("empty", "only the buyer's lines" if other is not None else "nothing after the marker")
+    if len(message) > MAX_MESSAGE_CHARS:
+        return Invalid("too-long", f"{len(message):,} characters; at most {MAX_MESSAGE_CHARS:,}")
+    return message

@@ -1,10 +1,8 @@
 """Car Dealer (LMRL-Gym; ``reference/lmrl-gym.md`` §5.3): the agent sells cars to a simulated buyer.
 
-Parts: ``car_dealer_catalog`` (profile sets and the 80-car inventory, read from ``data/car_*.json``;
-which buyer an episode gets), ``car_dealer_text`` (decision tags; cars, features and prices in free
-text; the offers on the table), ``car_dealer_buyer`` (the built-in buyer) and ``car_dealer_seller``
-(scripted sellers). This module is the environment, the reward and the anchors; it re-exports the
-parts' public names.
+This module is the environment, the reward and the anchors; the buyer's profile and the catalog are in
+``catalog``, what free text says in ``text``, the built-in buyer in ``buyer``, the scripted sellers in
+``policies`` (all in ``lmrl.tasks.car_dealer``, which re-exports their public names).
 
 Buyer. A hidden profile with the paper code's sets: personality (10), preferred brand (13), body type
 (6), 1-4 wanted features (of 8) and a budget of $10k/30k/50k/70k/90k. Episode ``index`` fixes the
@@ -16,7 +14,7 @@ Flow
 
 * The first observation is the buyer's opening line ("Hi, I'm looking for a Honda SUV with a backup
   camera."), worded by personality; how much it reveals varies (an uncommunicative buyer says little).
-* Each agent action is one seller message, read by ``read_message``: free text, cut where the model
+* Each agent action is one seller message, read by ``read_message`` (``text``): free text, cut where the model
   starts writing the buyer's turn (a ``Buyer:`` line or a decision tag), the text after a marker line
   (``Message:``, ``Reply:``, ``Seller:`` ...) when there is one; at most 1,000 characters
   (``too-long``), never empty (``empty``). An invalid reply gets reward 0, the buyer answers ``...?``
@@ -79,85 +77,28 @@ above) and ``buyer`` (the built-in buyer, for the ``buyer`` role; see ``buyer_po
 from __future__ import annotations
 
 import random
-import re
 import statistics
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lmrl.parsing import Invalid, Parsed
 from lmrl.rollout import derive_seed, episode_stats, play_policy
 from lmrl.task import Anchors, InvalidTaskOption, Policy, Segment, StepResult, Style, Task
-from lmrl.tasks.car_dealer_buyer import (
+from lmrl.tasks.car_dealer.buyer import (
     BuyerState,
-    BuyerTraits,
     buyer_policy,
     buyer_system_prompt,
     draw_traits,
     opening_line,
 )
-from lmrl.tasks.car_dealer_catalog import (
-    BRANDS,
-    BUDGETS,
-    BY_MODEL,
-    CATALOG,
-    FEATURES,
-    PERSONALITIES,
-    TYPES,
-    Car,
-    Profile,
-    draw_profile,
-    profile_pair,
-)
-from lmrl.tasks.car_dealer_seller import behavior_policy, overprice_policy, random_policy
-from lmrl.tasks.car_dealer_text import (
-    DECISION_FORMAT,
-    Decision,
-    OfferTracker,
-    find_cars,
-    find_features,
-    find_money,
-    format_decision,
-    parse_decision,
-    split_decision,
-)
+from lmrl.tasks.car_dealer.catalog import BUDGETS, CATALOG, draw_profile
+from lmrl.tasks.car_dealer.policies import behavior_policy, overprice_policy, random_policy
+from lmrl.tasks.car_dealer.text import MAX_MESSAGE_CHARS, Decision, OfferTracker, read_message, split_decision
 from lmrl.tasks.registry import register_task
-
-__all__ = [  # the task's public names, re-exported from its parts
-    "BRANDS",
-    "BUDGETS",
-    "BY_MODEL",
-    "CATALOG",
-    "DECISION_FORMAT",
-    "FEATURES",
-    "PERSONALITIES",
-    "TYPES",
-    "BuyerTraits",
-    "Car",
-    "CarDealer",
-    "Decision",
-    "OfferTracker",
-    "Profile",
-    "decision_reward",
-    "fancy_reward",
-    "find_cars",
-    "find_features",
-    "find_money",
-    "format_decision",
-    "measure_policy",
-    "parse_decision",
-    "profile_pair",
-    "revenue_reward",
-    "sale_price",
-    "sale_reward",
-    "split_decision",
-]
 
 MAX_TURNS = 50
 REWARD_MODES: tuple[str, ...] = ("sale", "paper", "revenue")
 MUST_DECIDE = "You must decide now: output the decision line."
-MAX_MESSAGE_CHARS = 1_000  # a seller message longer than this is invalid ("too-long")
-MAX_REPLY_CHARS = 20_000  # the whole reply (reasoning, a marker, the message), before anything is read
 
 
 # --- reward --------------------------------------------------------------------------------------
@@ -206,56 +147,6 @@ class Line:
     speaker: str  # "buyer" or "seller"
     text: str  # what the other side sees (decision tags stripped)
     raw: str  # exactly what was written
-
-
-# A line that starts the message: a speaker label or a marker ("Seller:", "**Message:**", "Final reply:",
-# "Message to the customer:"), with up to three words before it; only a colon separates.
-_MARKER = re.compile(
-    r"^[ \t>*_#`~\-+•]*(?:[A-Za-z']+[ \t]+){0,3}?"
-    r"(?:message|reply|response|seller|salesperson|sales\s*(?:person|agent|rep)|dealer|agent)"
-    r"(?:[ \t]+to[ \t]+(?:the[ \t]+)?(?:customer|buyer))?[ \t]*[*_`]*[ \t]*:[ \t]*[*_`]*[ \t]*",
-    re.IGNORECASE | re.MULTILINE,
-)
-# Where a model starts writing the buyer's side: a "Buyer:" / "Customer:" line, or a decision tag.
-_BUYER_TURN = re.compile(
-    r"^[ \t>*_#`]*(?:the[ \t]+)?(?:buyer|customer)[ \t]*(?:\([^)\n]{0,40}\))?[ \t]*[*_`]*[ \t]*:"
-    r"|\boutput[ \t]*[*_`]*[ \t]*:[ \t]*[*_`]*[ \t]*decision\b|\bdecision[ \t]*=[ \t]*(?:accept|reject)",
-    re.IGNORECASE | re.MULTILINE,
-)
-_QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»", "`": "`"}
-
-
-def read_message(raw: str) -> Parsed:
-    """The seller's message in a free-text reply, or ``Invalid`` (harness/parsing.py's reasons).
-
-    The reply is NFKC-normalized and cut where it starts writing the buyer's turn (a ``Buyer:`` /
-    ``Customer:`` line or a decision tag); then the text after the last marker line (``Message:``,
-    ``Reply:``, ``Seller:`` ...) is the message, or the whole text when there is none; surrounding
-    quotes are dropped. Empty (or nothing but the buyer's lines) -> ``empty``; a reply over
-    ``MAX_REPLY_CHARS`` or a message over ``MAX_MESSAGE_CHARS`` -> ``too-long``.
-    """
-    raw = unicodedata.normalize("NFKC", raw)
-    if not raw.strip():
-        return Invalid("empty")
-    if len(raw) > MAX_REPLY_CHARS:
-        return Invalid("too-long", f"{len(raw):,} characters in the reply; at most {MAX_REPLY_CHARS:,}")
-    text = raw
-    other = _BUYER_TURN.search(text)
-    if other is not None:
-        text = text[: other.start()]
-    marker = None
-    for marker in _MARKER.finditer(text):  # noqa: B007 - the last marker wins
-        pass
-    if marker is not None:
-        text = text[marker.end() :]
-    message = text.strip()
-    while len(message) >= 2 and _QUOTES.get(message[0]) == message[-1]:
-        message = message[1:-1].strip()
-    if not message:
-        return Invalid("empty", "only the buyer's lines" if other is not None else "nothing after the marker")
-    if len(message) > MAX_MESSAGE_CHARS:
-        return Invalid("too-long", f"{len(message):,} characters; at most {MAX_MESSAGE_CHARS:,}")
-    return message
 
 
 RUBRIC_SELLER_NATURALNESS = (
