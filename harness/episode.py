@@ -27,6 +27,7 @@ Episode
     judges          dict    judge name -> {"score": float|None, "rationale"?: str, "error"?: str}
     info            dict    task facts for the record (maze start cell, the wordle secret, ...)
     error           str     ``None`` unless the episode failed; then the turns so far are kept
+    prompt_id       str     the system prompt (chat) or header (text) it showed, in ``prompts.json``
     tokens_in/out   int     totals over the agent's turns
     cost_usd        float   total agent cost from litellm's bundled price map (0 when unknown)
     started_at, wall_s      UNIX start time and duration in seconds
@@ -115,6 +116,7 @@ class Episode:
     role_usage: dict[str, dict[str, float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    prompt_id: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0

@@ -61,6 +61,7 @@ async def rollout(
     epoch: int = 0,
     key: str | None = None,
     model_id: str | None = None,
+    prompts: dict[str, str] | None = None,
 ) -> Episode:
     """Play one episode to its end and return it. Never raises for task, agent or judge failures:
     they land in ``Episode.error`` (turns so far kept).
@@ -68,7 +69,8 @@ async def rollout(
     ``task``: a task instance (fresh, for this episode) or a registered name. ``agents``: the agent, or
     a mapping of role -> agent with ``"agent"`` and one entry per partner role of the task (roles
     left out get the task's default partner). The task's own end terminates the episode; its step cap
-    or ``max_turns`` truncates it (``Episode.truncated``)."""
+    or ``max_turns`` truncates it (``Episode.truncated``). ``prompts``, when given, collects the
+    system prompt (chat) or header (text) the episode showed, by ``Episode.prompt_id``."""
     if isinstance(task, str):
         from lmrl.tasks import make_task
 
@@ -96,7 +98,7 @@ async def rollout(
     )
     started = time.perf_counter()
     try:
-        await _play(task, agent, partners, seed, index, style, max_turns, episode)
+        await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts)
     finally:
         with anyio.CancelScope(shield=True):
             for partner in owned:
@@ -119,6 +121,7 @@ async def _play(
     style: str,
     max_turns: int | None,
     episode: Episode,
+    prompts: dict[str, str] | None,
 ) -> None:
     rng = agent_rng(seed)
     try:
@@ -126,6 +129,10 @@ async def _play(
             task.attach_partners(partners, seed)
         observation = task.reset(seed, index)
         history = [Segment("observation", observation)]
+        if prompts is not None:  # what frames every turn, recorded once per distinct text
+            text = task.system_prompt() if style == "chat" else task.text_header
+            episode.prompt_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+            prompts[episode.prompt_id] = text
         cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
         for turn in range(1, cap + 1):
             completion = await agent.act(Prompt(task, history, style, rng))  # type: ignore[arg-type]

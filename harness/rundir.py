@@ -7,6 +7,7 @@ drop a torn line and ``repair_log`` truncates it away before a resumed run appen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import anyio
 from lmrl.episode import Episode
 
 MANIFEST = "manifest.json"
+PROMPTS = "prompts.json"  # what each model saw once per task: system prompts (chat) or headers (text)
 EPISODES = "episodes.jsonl"
 JUDGES = "judges.jsonl"  # scores written by `lmrl score`, merged into episodes when they load
 
@@ -105,15 +107,19 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Atomic replace, so a crash never leaves a half-written manifest."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".manifest.", suffix=".tmp")
+    write_json_atomic(run_dir / MANIFEST, manifest)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Atomic replace, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True, default=str)
+        json.dump(data, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, run_dir / MANIFEST)
+    os.replace(tmp, path)
 
 
 def git_revision() -> str | None:
@@ -177,3 +183,36 @@ class DurableLog:
 
 
 EpisodeLog = DurableLog  # the episodes log is the main use
+
+
+class PromptLedger:
+    """``prompts.json``: each distinct system prompt (chat) or text header (text) the run showed, once,
+    by id (``Episode.prompt_id``); which ids each task x model saw; each model's style and chat
+    template hash. Rewritten atomically whenever something new appears (rarely: prompts repeat)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"prompts": {}, "seen": {}, "models": {}}
+        if path.exists():
+            with contextlib.suppress(ValueError):  # a damaged ledger is rebuilt from what this run shows
+                self.data.update(json.loads(path.read_text()))
+
+    def add(self, task: str, model: str, style: str, prompts: dict[str, str]) -> None:
+        changed = False
+        for prompt_id, text in prompts.items():
+            if prompt_id not in self.data["prompts"]:
+                self.data["prompts"][prompt_id] = {"task": task, "style": style, "text": text}
+                changed = True
+            seen = self.data["seen"].setdefault(task, {}).setdefault(model, [])
+            if prompt_id not in seen:
+                seen.append(prompt_id)
+                changed = True
+        if changed:
+            write_json_atomic(self.path, self.data)
+
+    def record_models(self, described: dict[str, dict[str, Any]]) -> None:
+        """Each model's style and chat template hash (local checkpoints, once loaded)."""
+        for spec, info in described.items():
+            entry = {k: info[k] for k in ("style", "chat_template_sha256") if info.get(k) is not None}
+            self.data["models"][spec] = entry
+        write_json_atomic(self.path, self.data)

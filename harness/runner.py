@@ -29,7 +29,9 @@ from lmrl.judges import Judge
 from lmrl.rollout import derive_seed, rollout
 from lmrl.rundir import (
     EPISODES,
+    PROMPTS,
     EpisodeLog,
+    PromptLedger,
     RunDirError,
     git_revision,
     read_manifest,
@@ -62,6 +64,7 @@ class RunConfig:
     roles: dict[str, str] = field(default_factory=dict)  # partner role -> agent spec (else the default)
     # partner role -> its own options (endpoint, sampling); roles never inherit the agent's options.
     role_options: dict[str, AgentOptions] = field(default_factory=dict)
+    command: list[str] | None = None  # the command line that made it, a --config file merged in
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -134,6 +137,7 @@ def build_manifest(
         "python": platform.python_version(),
         "packages": {d: version(d) for d in ("litellm", "anyio", "torch", "transformers", "chess")},
         "identity": config.identity(),
+        "command": config.command,
         "config": {
             "tasks": config.tasks,
             "models": config.models,
@@ -317,8 +321,11 @@ class Runner:
         log = EpisodeLog(self.config.out / EPISODES)
         queue: Iterator[EpisodeSpec] = iter(pending)
 
+        ledger = PromptLedger(self.config.out / PROMPTS)
+
         async def worker() -> None:
             for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
+                shown: dict[str, str] = {}
                 task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
                 task.shared = shared[spec.task]
                 episode = await rollout(
@@ -332,7 +339,9 @@ class Runner:
                     run_id=self.config.out.name,
                     epoch=spec.epoch,
                     key=spec.key,
+                    prompts=shown,
                 )
+                ledger.add(spec.task, spec.model, self.config.style, shown)
                 log.append(episode)
                 result.finished += 1
                 result.errors += episode.error is not None
@@ -353,3 +362,4 @@ class Runner:
                 for _ in range(min(self.config.concurrency, max(len(pending), 1))):
                     workers.start_soon(worker)
             outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
+        ledger.record_models({spec: agent.describe() for spec, agent in self.agents.items()})

@@ -71,3 +71,18 @@ def test_a_built_wheel_exposes_only_lmrl(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info")) == ["bin", "lmrl"]
     where, stray = probe(tmp_path, str(target))
     assert where == str(target / "lmrl" / "__init__.py") and stray == "[]"
+
+
+def test_every_package_folder_is_in_the_build_configuration() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    configured = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    roots = {"harness": "lmrl", "finetune": "lmrl.finetune", "reports": "lmrl.reports"}
+    found = {
+        ".".join([prefix, *init.parent.relative_to(ROOT / folder).parts])
+        for folder, prefix in roots.items()
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert found == configured, f"missing from pyproject: {found - configured}; stale: {configured - found}"

@@ -42,6 +42,7 @@ top-k, and also steers greedy decoding. Recorded log-probabilities stay those of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -538,8 +539,10 @@ class LocalAgent(Agent):
         loaded = self._loaded
         if loaded is not None:
             generation = self._generation
+            template = getattr(loaded.tokenizer, "chat_template", None)
             info.update(
                 path=str(loaded.path),
+                chat_template_sha256=hashlib.sha256(template.encode()).hexdigest() if template else None,
                 device=loaded.device,
                 dtype=loaded.dtype,
                 model_class=type(loaded.model).__name__,

@@ -166,6 +166,8 @@ class Chess(Task):
     text_window: ClassVar[int | None] = 1
     chat_window: ClassVar[int | None] = 1
     answer_example: ClassVar[str] = "Move: Nf3"
+    # Stockfish searches for a fixed time (opponent_time), so the same seed can give another game.
+    deterministic: ClassVar[bool] = False
     # Example moves of the system prompt (each must make sense in the task's positions).
     san_examples: ClassVar[str] = "e4, Nf3, exd5, O-O or e8=Q"
     uci_example: ClassVar[str] = "g1f3"
