@@ -12,7 +12,6 @@ import contextlib
 import os
 import platform
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -303,8 +302,8 @@ class Runner:
             with anyio.CancelScope(shield=True):
                 for agent in self._all_agents():
                     await agent.aclose()
-                if "lmrl.agents.litellm_agent" in sys.modules:
-                    await sys.modules["lmrl.agents.litellm_agent"].close_shared_clients()
+                for kind in {type(agent) for agent in self._all_agents()}:
+                    await kind.close_shared()
         return result
 
     def _all_agents(self) -> list[Agent]:

@@ -160,9 +160,7 @@ class Task(ABC):
     async def ask(self, role: str, messages: list[dict[str, str]], text: str | None = None) -> str:
         """One call to the partner filling ``role``: chat ``messages`` for model partners (``text`` for
         text-style ones); scripted partners read the task state instead. Usage lands in ``role_usage``."""
-        prompt = Prompt(self, [], "chat", self._partner_rng, role=role)
-        prompt.__dict__["messages"] = messages  # pre-rendered: fills the cached properties
-        prompt.__dict__["text"] = text if text is not None else "\n".join(m["content"] for m in messages)
+        prompt = Prompt(self, [], "chat", self._partner_rng, role, preset_messages=messages, preset_text=text)
         completion = await self.partners[role].act(prompt)
         usage = self.role_usage[role]
         usage["calls"] += 1
@@ -239,15 +237,24 @@ class Prompt:
     style: Style
     rng: random.Random
     role: str = "agent"
+    # A prompt written by the task itself (a partner's instructions) instead of rendered from history.
+    preset_messages: list[dict[str, str]] | None = None
+    preset_text: str | None = None
 
     @cached_property
     def messages(self) -> list[dict[str, str]]:
+        if self.preset_messages is not None:
+            return self.preset_messages
         rendered = self.task.render(self.history, "chat")
         assert isinstance(rendered, list)
         return rendered
 
     @cached_property
     def text(self) -> str:
+        if self.preset_text is not None:
+            return self.preset_text
+        if self.preset_messages is not None:
+            return "\n".join(m["content"] for m in self.preset_messages)
         rendered = self.task.render(self.history, "text")
         assert isinstance(rendered, str)
         return rendered

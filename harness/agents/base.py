@@ -120,6 +120,12 @@ class Agent(ABC):
         """Release connections, processes or models."""
         return None
 
+    @classmethod
+    async def close_shared(cls) -> None:
+        """Release what all agents of this kind share (HTTP client pools); the runner calls it once
+        per kind at the end of a run, on the run's event loop."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this agent (never a secret)."""
         return {"spec": self.spec}

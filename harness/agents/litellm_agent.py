@@ -300,6 +300,10 @@ class LiteLLMAgent(Agent):
         if self._http is not None:
             await self._http.aclose()
 
+    @classmethod
+    async def close_shared(cls) -> None:
+        await close_shared_clients()
+
     def describe(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
