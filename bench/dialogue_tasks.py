@@ -92,14 +92,14 @@ def main() -> None:
             f"| {statistics.mean(e.length for e in episodes):.1f} | {unsure_share(episodes)} | {paper} |"
         )
 
-    from lmrl.tasks import guess_city_oracle, twenty_questions_oracle
+    from lmrl.tasks import guess_my_city, twenty_questions
 
     print("\nOracles on the hand-labelled sets (tests/data)")
     print("| oracle | labels | answered | accuracy on answered | not sure | wrong |")
     print("|---|---|---|---|---|---|")
     for name, module, file in (
-        ("twenty-questions kb-oracle", twenty_questions_oracle, "twenty_questions_oracle_labels.jsonl"),
-        ("guess-my-city city-oracle", guess_city_oracle, "guess_city_oracle_labels.jsonl"),
+        ("twenty-questions kb-oracle", twenty_questions, "twenty_questions_oracle_labels.jsonl"),
+        ("guess-my-city city-oracle", guess_my_city, "guess_city_oracle_labels.jsonl"),
     ):
         rows = labels(file)
         found = module.oracle_accuracy(rows)

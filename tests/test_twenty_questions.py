@@ -38,6 +38,9 @@ from lmrl.tasks.twenty_questions import (
     is_correct_guess,
     kb_answer,
     load_knowledge_base,
+    load_question_bank,
+    load_sizes,
+    load_vocabulary,
     measure_policy,
     normalize,
     oracle_accuracy,
@@ -122,6 +125,62 @@ def test_bad_knowledge_base_is_refused(tmp_path) -> None:
         load_knowledge_base(_write(tmp_path, broken))
     with pytest.raises(KnowledgeBaseError):
         load_knowledge_base(tmp_path / "missing.json")
+
+
+def _one_line_error(loader, path: str, match: str) -> None:
+    with pytest.raises(KnowledgeBaseError, match=match) as caught:
+        loader(path)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(path)
+
+
+def test_corrupted_entries_are_named_in_one_line(tmp_path) -> None:
+    data = json.loads(DATA_PATH.read_text())
+    data["categories"][2]["objects"][3]["legs"] = "four"
+    name = data["categories"][2]["objects"][3]["name"]
+    _one_line_error(
+        load_knowledge_base, _write(tmp_path, data), rf"object '{name}' \(Fruits\): field 'legs' must be int"
+    )
+    data = json.loads(DATA_PATH.read_text())
+    data["categories"][0]["objects"][1]["colour"] = ["red"]
+    _one_line_error(
+        load_knowledge_base,
+        _write(tmp_path, data),
+        r"object 'Soccer Ball' \(Sports\): unknown field\(s\) 'colour'",
+    )
+    data = json.loads(DATA_PATH.read_text())
+    del data["categories"][4]["count"]
+    _one_line_error(load_knowledge_base, _write(tmp_path, data), r"category 'Clothes': missing field 'count'")
+    (tmp_path / "bad.json").write_text("{not json")
+    _one_line_error(load_knowledge_base, str(tmp_path / "bad.json"), "Expecting property name")
+
+    data_dir = DATA_PATH.parent
+    vocabulary = json.loads((data_dir / "twenty_questions_vocabulary.json").read_text())
+    assert load_vocabulary(_write(tmp_path, vocabulary))["trait_patterns"] == TRAIT_PATTERNS
+    vocabulary["trait_patterns"]["alive"] = "alive|(living"
+    _one_line_error(
+        load_vocabulary, _write(tmp_path, vocabulary), "trait_patterns 'alive': not a valid pattern"
+    )
+    vocabulary["trait_patterns"]["alive"] = "alive"
+    vocabulary["places"]["home"] = "home"
+    _one_line_error(
+        load_vocabulary, _write(tmp_path, vocabulary), r"field 'places' must be dict\[str, list\[str\]\]"
+    )
+
+    sizes = json.loads((data_dir / "twenty_questions_sizes.json").read_text())
+    assert len(load_sizes(_write(tmp_path, sizes))[0]) > len(OBJECTS)
+    sizes["objects"]["Basketball"] = [24]
+    _one_line_error(load_sizes, _write(tmp_path, sizes), r"objects 'Basketball' must be \[cm, kg\]")
+    del sizes["objects"]["Basketball"]
+    _one_line_error(load_sizes, _write(tmp_path, sizes), "no size for Basketball")
+
+    bank = json.loads((data_dir / "twenty_questions_question_bank.json").read_text())
+    assert load_question_bank(_write(tmp_path, bank)) == QUESTION_BANK
+    bank["questions"][5] = "Tell me about it."
+    _one_line_error(
+        load_question_bank, _write(tmp_path, bank), "question 'Tell me about it.' does not end with"
+    )
+    bank["questions"][5] = 7
+    _one_line_error(load_question_bank, _write(tmp_path, bank), r"field 'questions' must be list\[str\]")
 
 
 # --- registration, options, secrets --------------------------------------------------------------

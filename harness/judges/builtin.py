@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lmrl.episode import Episode
 from lmrl.judges.registry import register_llm_judge, register_rule_judge
-from lmrl.tasks import car_dealer, guess_city, twenty_questions
+from lmrl.tasks import car_dealer, guess_my_city, twenty_questions
 
 
 def correct_guess(episode: Episode) -> float | None:
@@ -16,11 +16,11 @@ def correct_guess(episode: Episode) -> float | None:
             return None
         return float(any(twenty_questions.is_correct_guess(q, secret) for q in questions))
     if episode.task == "guess-my-city":
-        index = guess_city.CITY_INDEX.get(str(episode.info.get("city", "")))
+        index = guess_my_city.CITY_INDEX.get(str(episode.info.get("city", "")))
         if index is None:
             return None
-        city = guess_city.CITIES[index]
-        return float(any(guess_city.is_correct_guess(q, city) for q in questions))
+        city = guess_my_city.CITIES[index]
+        return float(any(guess_my_city.is_correct_guess(q, city) for q in questions))
     return None
 
 
@@ -33,7 +33,7 @@ register_rule_judge(
 register_rule_judge(
     "city-leakage",
     "number of oracle answers that named the city or its country",
-    guess_city.leak_judge_rule,
+    guess_my_city.leak_judge_rule,
     tasks=("guess-my-city",),
 )
 register_rule_judge(
@@ -47,7 +47,7 @@ register_llm_judge(
     "LLM rating 1-5: do the oracle's answers tell the truth about the secret without giving it away",
     {
         "twenty-questions": twenty_questions.RUBRIC_ORACLE_FAITHFULNESS,
-        "guess-my-city": guess_city.RUBRIC_ORACLE_FAITHFULNESS,
+        "guess-my-city": guess_my_city.RUBRIC_ORACLE_FAITHFULNESS,
     },
     tasks=("twenty-questions", "guess-my-city"),
 )

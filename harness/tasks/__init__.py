@@ -8,7 +8,7 @@
 from lmrl.tasks import (  # noqa: E402,F401,I001
     car_dealer,
     chess,  # chess and endgames
-    guess_city,
+    guess_my_city,
     maze,
     textnav,
     twenty_questions,

@@ -1,276 +1,33 @@
-"""The twenty-questions knowledge base and its oracle (``kb-oracle``), apart from the game itself.
+"""The kb-oracle's question interpreter (``interpret``): what a twenty-questions question asks about.
 
-* **Knowledge base** (``data/twenty_questions_objects.json``): 158 objects with category, variants and
-  attributes; ``data/twenty_questions_sizes.json`` adds every object's typical size (cm) and weight
-  (kg) and those of common things questions compare with ("a golf ball", "a car").
-* **Question interpreter** (``interpret``): keyword patterns (``data/twenty_questions_vocabulary.json``)
-  map a question to a predicate over KB objects; "and" joins, "or" splits, "not" negates. A question
-  is *mapped* only when every content word is covered by a pattern or is a function word; a question
-  with uncovered words ("Is it used at Halloween?") is not guessed at. Comparisons ("bigger / heavier /
-  taller than X") use the sizes and weights; a reference it does not know, or two things within a
-  factor ``margin`` of each other, is not decided either.
-* **Answers** (``kb_answer``): ``Yes.``/``No.`` for a mapped question, and ``I'm not sure.`` (``NOT_SURE``,
-  flagged ``mapped=False``) otherwise: the oracle never passes off a guess as an answer.
-* ``oracle_accuracy(labels)`` measures it against a hand-labelled set (``tests/data/
-  twenty_questions_oracle_labels.jsonl``): accuracy on the mapped questions and the unmapped share.
-* A model in the oracle role gets ``oracle_messages``; ``parse_oracle_reply`` reads its reply.
+Keyword patterns (``data/twenty_questions_vocabulary.json``) map a question to a predicate over KB
+objects; "and" joins, "or" splits, "not" negates. A question is *mapped* only when every content word
+is covered by a pattern or is a function word; a question with uncovered words ("Is it used at
+Halloween?") is not guessed at. Comparisons ("bigger / heavier / taller than X") use the sizes and
+weights of ``data/twenty_questions_sizes.json``; a reference it does not know, or two things within a
+factor ``SIZE_MARGIN`` of each other, is not decided either.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-DATA_DIR = Path(__file__).parent / "data"
-DATA_PATH = DATA_DIR / "twenty_questions_objects.json"
-SIZES_PATH = DATA_DIR / "twenty_questions_sizes.json"
-VOCABULARY_PATH = DATA_DIR / "twenty_questions_vocabulary.json"
-YES, NO = "Yes.", "No."
-NOT_SURE = "I'm not sure."
-SIZES: tuple[str, ...] = ("tiny", "small", "medium", "large", "huge", "enormous")
-
-
-# --- text normalization --------------------------------------------------------------------------
-_APOSTROPHE = re.compile(r"['’‘`´]")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-def normalize(text: str) -> str:
-    """Lower case, apostrophes dropped ("rubik's" -> "rubiks"), everything else that is not a letter or
-    digit turned into single spaces ("T.V.?" -> "t v", "yo-yo" -> "yo yo")."""
-    text = _APOSTROPHE.sub("", text.lower()).replace("&", " and ")
-    return _NON_ALNUM.sub(" ", text).strip()
-
-
-def _compact(text: str) -> str:
-    return text.replace(" ", "")
-
-
-def name_forms(name: str) -> frozenset[str]:
-    """Spacing-free forms of a name that count as naming it: the name and simple plurals/singulars
-    of its last word ("shoe", "shoes"; "cherry", "cherries"; "tomato", "tomatoes")."""
-    words = normalize(name).split()
-    if not words:
-        return frozenset()
-    head, last = "".join(words[:-1]), words[-1]
-    forms = {last, last + "s", last + "es"}
-    if last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
-        forms.add(last[:-1] + "ies")
-    if last.endswith("ies"):
-        forms.add(last[:-3] + "y")
-    if last.endswith("es"):
-        forms.add(last[:-2])
-    if last.endswith("s") and not last.endswith("ss"):
-        forms.add(last[:-1])
-    return frozenset(head + form for form in forms if form)
-
-
-# --- the knowledge base --------------------------------------------------------------------------
-class KnowledgeBaseError(ValueError):
-    """The knowledge-base file is malformed; the message says where."""
-
-
-@dataclass(frozen=True, slots=True)
-class KBObject:
-    name: str
-    category: str
-    index: int
-    variants: tuple[str, ...]
-    article: str
-    size: int  # index into SIZES
-    materials: frozenset[str]
-    found: frozenset[str]
-    uses: frozenset[str]
-    colors: frozenset[str]
-    traits: frozenset[str]
-    worn_on: frozenset[str]
-    legs: int
-    wheels: int
-    forms: frozenset[str]  # spacing-free accepted names (see ``name_forms``)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name, *self.variants)
-
-    @property
-    def label(self) -> str:
-        """How the object is written in a sentence: "a basketball", "shoes", "the sun"."""
-        name = self.name.lower()
-        return f"{self.article} {name}" if self.article else name
-
-    def guess_question(self) -> str:
-        return f"Is it {self.label}?"
-
-
-@dataclass(frozen=True)
-class KnowledgeBase:
-    objects: tuple[KBObject, ...]
-    categories: dict[str, tuple[str, ...]]  # category name -> synonyms, in file order
-    counts: dict[str, int]  # category name -> declared count
-    vocab: dict[str, frozenset[str]]  # sizes, materials, places, uses, colors, body_parts, traits
-
-
-def load_knowledge_base(path: Path | str = DATA_PATH) -> KnowledgeBase:
-    """Read and validate the knowledge-base JSON (see its ``about`` field for the layout)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise KnowledgeBaseError(f"{path}: {error}") from None
-    vocab = {
-        "sizes": frozenset(data.get("sizes", {})),
-        "materials": frozenset(data.get("materials", {})),
-        "places": frozenset(data.get("places", {})),
-        "uses": frozenset(data.get("uses", [])),
-        "colors": frozenset(data.get("colors", [])),
-        "body_parts": frozenset(data.get("body_parts", [])),
-        "traits": frozenset(data.get("traits", {})),
-    }
-    if tuple(data.get("sizes", {})) != SIZES:
-        raise KnowledgeBaseError(f"{path}: sizes must be {', '.join(SIZES)} in this order")
-    fields = {
-        "materials": "materials",
-        "found": "places",
-        "uses": "uses",
-        "colors": "colors",
-        "traits": "traits",
-        "worn_on": "body_parts",
-    }
-    objects: list[KBObject] = []
-    categories: dict[str, tuple[str, ...]] = {}
-    counts: dict[str, int] = {}
-    for category in data.get("categories", []):
-        cname = category["name"]
-        if cname in categories:
-            raise KnowledgeBaseError(f"{path}: category {cname!r} listed twice")
-        categories[cname] = tuple(category.get("synonyms", ()))
-        counts[cname] = int(category["count"])
-        defaults = category.get("defaults", {})
-        if len(category.get("objects", [])) != counts[cname]:
-            raise KnowledgeBaseError(
-                f"{path}: category {cname!r} declares {counts[cname]} objects but lists "
-                f"{len(category.get('objects', []))}"
-            )
-        for entry in category["objects"]:
-            name = entry.get("name", "")
-            where = f"{path}: object {name!r} ({cname})"
-            unknown = set(entry) - {"name", "variants", "article", "size", "legs", "wheels", *fields}
-            if not name or unknown:
-                raise KnowledgeBaseError(f"{where}: missing name or unknown field(s) {sorted(unknown)}")
-            values: dict[str, frozenset[str]] = {}
-            for field_name, vocab_name in fields.items():
-                merged = frozenset(defaults.get(field_name, [])) | frozenset(entry.get(field_name, []))
-                bad = merged - vocab[vocab_name]
-                if bad:
-                    raise KnowledgeBaseError(
-                        f"{where}: {field_name} {sorted(bad)} not in the {vocab_name} list"
-                    )
-                values[field_name] = merged
-            if entry.get("size") not in SIZES:
-                raise KnowledgeBaseError(f"{where}: size must be one of {', '.join(SIZES)}")
-            variants = tuple(entry.get("variants", ()))
-            default_article = "an" if normalize(name)[:1] in tuple("aeiou") else "a"
-            article = entry.get("article", default_article)
-            if article not in ("a", "an", "the", ""):
-                raise KnowledgeBaseError(f"{where}: article must be a, an, the or empty")
-            if values["worn_on"] and "worn" not in values["traits"]:
-                raise KnowledgeBaseError(f"{where}: worn_on given but the object is not worn")
-            forms = frozenset().union(*(name_forms(n) for n in (name, *variants)))
-            objects.append(
-                KBObject(
-                    name=name,
-                    category=cname,
-                    index=len(objects),
-                    variants=variants,
-                    article=article,
-                    size=SIZES.index(entry["size"]),
-                    legs=int(entry.get("legs", 0)),
-                    wheels=int(entry.get("wheels", 0)),
-                    forms=forms,
-                    **values,
-                )
-            )
-    owner: dict[str, str] = {}
-    for obj in objects:
-        for form in obj.forms:
-            if owner.setdefault(form, obj.name) != obj.name:
-                raise KnowledgeBaseError(f"{path}: {form!r} names both {owner[form]!r} and {obj.name!r}")
-    if len(objects) != sum(counts.values()):  # pragma: no cover - guarded per category above
-        raise KnowledgeBaseError(f"{path}: object count mismatch")
-    return KnowledgeBase(tuple(objects), categories, counts, vocab)
-
-
-KB = load_knowledge_base()
-OBJECTS: tuple[KBObject, ...] = KB.objects
-CATEGORIES: tuple[str, ...] = tuple(KB.categories)
-_NAME_INDEX: dict[str, KBObject] = {form: obj for obj in OBJECTS for form in obj.forms}
-
-
-def find_object(name: str) -> KBObject | None:
-    """The KB object a name (or variant, any case or plural) refers to."""
-    return _NAME_INDEX.get(_compact(normalize(name)))
-
-
-# --- correct-guess detection (the rule judge) ----------------------------------------------------
-_SUBJECT = (
-    r"(?:it|this|that|they|these|those|"
-    r"(?:the|your|my)\s+(?:(?:secret|hidden|mystery|mysterious|chosen)\s+)?(?:object|thing|item|word|answer))"
-)
-_GUESS = re.compile(
-    r"^(?:(?:so|ok|okay|alright|well|hmm|hm|then|and|now|next|great|good|right)\s+)*"
-    r"(?:(?:(?:my|the|one|last|final)\s+)*guess(?:\s+is)?\s+|i\s+guess\s+|i\s+think\s+|i\s+believe\s+"
-    r"|let\s+me\s+guess\s+|lets\s+guess\s+)?"
-    r"(?:(?:is|could|can|might|may|would|will|must)\s+" + _SUBJECT + r"(?:\s+be)?\s+"
-    r"|are\s+(?:they|these|those|you\s+thinking\s+(?:of|about))\s+"
-    r"|" + _SUBJECT + r"\s+(?:is|s|must\s+be|might\s+be|could\s+be|would\s+be|may\s+be)\s+"
-    r"|its\s+|is\s+it\s+called\s+|the\s+answer\s+is\s+)?"
-    r"(?:(?:perhaps|maybe|possibly|probably|actually|really|just|definitely|simply)\s+)*"
-    r"(?P<article>(?:a|an|the|some|one)\s+)?"
-    r"(?P<counter>(?:kind|type|sort|pair|piece|set|form|variety|model)\s+of\s+(?:(?:a|an|the)\s+)?)?"
-    r"(?P<phrase>.+?)"
-    r"(?:\s+(?:perhaps|maybe|then|by\s+any\s+chance|right|or\s+not|itself|exactly|again))*$"
+from lmrl.tasks.twenty_questions.knowledge import (
+    KB,
+    OBJECTS,
+    KBObject,
+    Measure,
+    compact,
+    guess_phrase,
+    guess_target,
+    load_sizes,
+    load_vocabulary,
+    normalize,
 )
 
-
-@lru_cache(maxsize=16384)
-def guess_phrase(question: str) -> tuple[str, bool] | None:
-    """What a question asks "is it ...?" about, framing words removed, and whether an article or a
-    counter ("a", "a pair of") introduced it; ``None`` for an empty question."""
-    found = _GUESS.match(normalize(question))
-    if found is None:
-        return None
-    return found.group("phrase"), bool(found.group("article") or found.group("counter"))
-
-
-def is_correct_guess(question: str, obj: KBObject) -> bool:
-    """Whether ``question`` names ``obj`` (or a variant) as the thing asked about (module docstring)."""
-    found = guess_phrase(question)
-    return found is not None and _compact(found[0]) in obj.forms
-
-
-# Names that double as a color or material word: without an article they are read as that word
-# ("Is it orange?" asks about the color; "Is it an orange?" guesses the fruit).
-_ATTRIBUTE_WORDS = frozenset(
-    {"orange", "stone", "rock", "gold", "silver", "glass", "paper", "metal", "wood", "plastic", "rubber"}
-)
-
-
-def guess_target(question: str) -> KBObject | None:
-    """The KB object a question names as its guess, if any (for the oracle and the turn info)."""
-    found = guess_phrase(question)
-    if found is None:
-        return None
-    phrase, introduced = found
-    if not introduced and phrase in _ATTRIBUTE_WORDS:
-        return None
-    return _NAME_INDEX.get(_compact(phrase))
-
-
-# --- the knowledge-base oracle: questions -> attribute predicates ----------------------------------
 # A predicate answers True/False, or None where the knowledge base cannot decide (the oracle is then not
 # sure; e.g. "bigger than" two things of about the same size).
 Predicate = Callable[[KBObject], bool | None]
@@ -299,11 +56,7 @@ def _not(predicate: Predicate) -> Predicate:
     return negated
 
 
-def _load_vocabulary(path: Path = VOCABULARY_PATH) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-_VOCAB = _load_vocabulary()
+_VOCAB = load_vocabulary()
 # Each trait's question phrases (regex fragments over normalized text).
 TRAIT_PATTERNS: dict[str, str] = _VOCAB["trait_patterns"]
 PLACE_SYNONYMS: dict[str, list[str]] = _VOCAB["places"]
@@ -327,29 +80,6 @@ _UNDECIDABLE = re.compile(r"\b(?:" + "|".join(_VOCAB["undecidable"]) + r")\b")
 
 
 # --- sizes and weights: "bigger / heavier / taller than X" ---------------------------------------
-class Measure(NamedTuple):
-    cm: float  # typical largest dimension
-    kg: float  # typical weight
-
-
-def load_sizes(path: Path = SIZES_PATH) -> tuple[dict[str, Measure], float]:
-    """Compact name form -> measure, for every KB object (all its names) and every reference thing, and
-    the margin within which two sizes count as about the same."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    measures: dict[str, Measure] = {}
-    for name, (cm, kg) in data["references"].items():
-        for form in name_forms(name):
-            measures[form] = Measure(float(cm), float(kg))
-    missing = [o.name for o in OBJECTS if o.name not in data["objects"]]
-    if missing:
-        raise KnowledgeBaseError(f"{path}: no size for {', '.join(missing)}")
-    for obj in OBJECTS:  # objects win over references of the same name
-        cm, kg = data["objects"][obj.name]
-        for form in obj.forms:
-            measures[form] = Measure(float(cm), float(kg))
-    return measures, float(data["margin"])
-
-
 MEASURES, SIZE_MARGIN = load_sizes()
 _OBJECT_MEASURE: dict[str, Measure] = {o.name: MEASURES[next(iter(o.forms))] for o in OBJECTS}
 _SIZE_WORDS = r"bigger|larger|taller|longer|heavier|wider|greater|smaller|shorter|lighter|tinier|littler"
@@ -361,7 +91,7 @@ _REF_LEAD = re.compile(
 
 
 def _reference(phrase: str) -> Measure | None:
-    return MEASURES.get(_compact(_REF_LEAD.sub("", phrase)))
+    return MEASURES.get(compact(_REF_LEAD.sub("", phrase)))
 
 
 def _ratio(obj: KBObject, ref: Measure, how: str) -> float:
@@ -399,6 +129,7 @@ def _compare(word: str, ref: Measure | None) -> Predicate:
     return bigger
 
 
+# --- questions -> attribute predicates ------------------------------------------------------------
 class _Concept(NamedTuple):
     pattern: re.Pattern[str]
     build: Callable[[re.Match[str], str], tuple[str, Predicate]]
@@ -803,127 +534,3 @@ def interpret(question: str) -> Interpretation:
     if whole is None:
         return Interpretation(None, None)
     return Interpretation(whole[1], whole[0])
-
-
-class OracleAnswer(NamedTuple):
-    """``yes`` is the answer when ``mapped``; an unmapped question is answered ``NOT_SURE``."""
-
-    yes: bool
-    mapped: bool
-    attribute: str | None
-
-    @property
-    def text(self) -> str:
-        return (YES if self.yes else NO) if self.mapped else NOT_SURE
-
-
-def kb_answer(question: str, obj: KBObject) -> OracleAnswer:
-    """The kb-oracle's answer about ``obj``: a correct guess is always ``Yes.``; a question it cannot map,
-    or one the KB cannot decide for ``obj`` (about the same size), is ``I'm not sure.`` with
-    ``mapped=False`` (``attribute`` then says what it recognised, if anything)."""
-    if is_correct_guess(question, obj):
-        return OracleAnswer(True, True, f"name:{obj.name}")
-    meaning = interpret(question)
-    if meaning.predicate is None:
-        return OracleAnswer(False, False, None)
-    value = meaning.predicate(obj)
-    return OracleAnswer(bool(value), value is not None, meaning.attribute)
-
-
-@lru_cache(maxsize=16384)
-def yes_mask(question: str) -> int:
-    """Bit ``i`` is set when the kb-oracle answers ``Yes.`` about ``OBJECTS[i]`` (for the policies)."""
-    return sum(1 << obj.index for obj in OBJECTS if kb_answer(question, obj).yes)
-
-
-def oracle_accuracy(labels: Iterable[dict[str, str]]) -> dict[str, float]:
-    """The kb-oracle against hand labels (``{"object", "question", "answer": "yes"|"no"}``): accuracy on
-    the questions it answers, how many it answers, the share it is not sure about, and the wrong answers
-    it gave (``wrong``, each "object | question")."""
-    total = mapped = right = 0
-    wrong: list[str] = []
-    for label in labels:
-        obj = find_object(label["object"])
-        if obj is None:
-            raise KeyError(f"no object {label['object']!r} in the knowledge base")
-        total += 1
-        answer = kb_answer(label["question"], obj)
-        if not answer.mapped:
-            continue
-        mapped += 1
-        if answer.yes == (label["answer"] == "yes"):
-            right += 1
-        else:
-            wrong.append(f"{obj.name} | {label['question']} -> {answer.text} ({answer.attribute})")
-    return {
-        "labels": total,
-        "mapped": mapped,
-        "accuracy": right / mapped if mapped else 0.0,
-        "unmapped_share": (total - mapped) / total if total else 0.0,
-        "wrong": wrong,  # type: ignore[dict-item]
-    }
-
-
-# --- a model in the oracle role ------------------------------------------------------------------
-def oracle_messages(obj: KBObject, question: str) -> list[dict[str, str]]:
-    """The chat a model oracle sees: the object and the rules as the system prompt, the question."""
-    also = f" (also called: {', '.join(obj.variants)})" if obj.variants else ""
-    system = (
-        "You are the oracle in a game of twenty questions. The secret object is: "
-        f"{obj.name.lower()}{also}, an everyday object from the category {obj.category.lower()}. "
-        "The player asks yes/no questions to find it. Answer each question truthfully about the secret "
-        'object with exactly one word, "Yes." or "No.", and nothing else. If the question names the secret '
-        '(or one of its other names), answer "Yes.". If a question cannot be answered with yes or no, '
-        'answer "No.". Never reveal the object and never explain.'
-    )
-    return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"{question}\nAnswer with Yes. or No."},
-    ]
-
-
-_REPLY_YES = re.compile(
-    r"^(?:yes|yeah|yea|yep|yup|ya|aye|correct|right|true|affirmative|indeed|sure|of\s+course|"
-    r"(?:definitely|absolutely|certainly|probably|likely|mostly|usually|generally|typically|often|sometimes)"
-    r"(?!\s+not)\b(?:\s+yes)?|it\s+(?:is|does|can|has)\b(?!\s*n)|that\s+is\s+(?:right|correct))\b"
-)
-_REPLY_NO = re.compile(
-    r"^(?:no|nope|nah|nay|not|never|incorrect|wrong|false|negative|"
-    r"(?:definitely|absolutely|certainly|probably|usually|generally|mostly)\s+not|"
-    r"it\s+(?:is|does|can|has)\s*n\s*t|it\s+(?:is|does|can|has)\s+not|its\s+not|isnt|doesnt|cant|hasnt)\b"
-)
-_ANSWER_MARKER = re.compile(r"\banswer\s+(?:is\s+)?(yes|no)\b")
-
-
-def parse_oracle_reply(reply: str) -> tuple[str, bool]:
-    """A model oracle's reply as ``"Yes."`` or ``"No."`` and whether it could not be read.
-
-    The start of the reply decides ("Yes, it is" / "Nope" / "Definitely not" / "It is not"); else an
-    "answer: yes|no" marker; else a reply mentioning only one of yes/no; anything else is ``No.`` with
-    the failure flag set (the paper's oracle mapped unreadable output to "No." too)."""
-    text = normalize(reply)
-    text = re.sub(r"^(?:(?:oracle|answer|a|reply|response)\s+)+", "", text)
-    if _REPLY_NO.match(text):
-        return NO, False
-    if _REPLY_YES.match(text):
-        return YES, False
-    marker = _ANSWER_MARKER.search(text)
-    if marker:
-        return (YES if marker.group(1) == "yes" else NO), False
-    words = set(text.split())
-    has_yes, has_no = bool(words & {"yes", "yep", "yeah"}), bool(words & {"no", "nope"})
-    if has_yes != has_no:
-        return (YES if has_yes else NO), False
-    return NO, True
-
-
-RUBRIC_ORACLE_FAITHFULNESS = (
-    "This is a game of twenty questions: the agent asks yes/no questions about a secret everyday object "
-    'and the environment lines are the oracle\'s answers, each "Yes." or "No.". The secret is named in '
-    "the final environment line when the agent ran out of questions; otherwise the agent's last question, "
-    'answered "Yes.", names it. Rate the ORACLE, not the agent, on faithfulness: is every answer true of '
-    "the secret object as most people would judge it, and consistent with the other answers? Questions "
-    'that are ambiguous or not yes/no questions may fairly get "No.". 1 = many answers are false or '
-    "contradict each other; 3 = mostly true, with a few clearly wrong answers; 5 = every answer is true "
-    "of the object."
-)

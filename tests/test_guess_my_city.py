@@ -3,6 +3,7 @@ full episodes through the runner with the built-in oracle and with a model oracl
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import statistics
@@ -19,17 +20,19 @@ from lmrl.rundir import load_episodes
 from lmrl.runner import RunConfig, Runner
 from lmrl.task import InvalidTaskOption, Segment, action_of
 from lmrl.tasks import make_task, task_class
-from lmrl.tasks.guess_city import (
+from lmrl.tasks.guess_my_city import (
     ATTRIBUTE_QUESTIONS,
     CHAT_QUESTIONS,
     CITIES,
     CITY_INDEX,
     CLIMATES,
+    DATA_PATH,
     INTRO,
     MAX_QUESTIONS,
     RUBRIC_ORACLE_FAITHFULNESS,
     UNMAPPED_REPLY,
     GuessMyCity,
+    KnowledgeBaseError,
     behaviour_unsure_share,
     candidates,
     city_for_episode,
@@ -37,6 +40,7 @@ from lmrl.tasks.guess_city import (
     is_correct_guess,
     leak_judge_rule,
     leaked_names,
+    load_cities,
     load_labels,
     normalize,
     oracle_accuracy,
@@ -418,6 +422,37 @@ def test_minus_one_per_question_zero_on_the_guess() -> None:
         task.step("Is it in Asia?")
 
 
+def test_corrupted_city_entries_are_named_in_one_line(tmp_path) -> None:
+    data_dir = Path(DATA_PATH).parent
+    cities = json.loads(Path(DATA_PATH).read_text(encoding="utf-8"))
+    extra = json.loads((data_dir / "cities_extra.json").read_text(encoding="utf-8"))
+
+    def refused(match: str) -> None:
+        (tmp_path / "cities.json").write_text(json.dumps(cities))
+        (tmp_path / "extra.json").write_text(json.dumps(extra))
+        with pytest.raises(KnowledgeBaseError, match=match) as caught:
+            load_cities(tmp_path / "cities.json", tmp_path / "extra.json")
+        assert "\n" not in str(caught.value)
+
+    (tmp_path / "cities.json").write_text(json.dumps(cities))
+    (tmp_path / "extra.json").write_text(json.dumps(extra))
+    assert load_cities(tmp_path / "cities.json", tmp_path / "extra.json")[0] == CITIES
+    name = cities["cities"][7]["name"]
+    cities["cities"][7]["population"] = "big"
+    refused(rf"city '{name}': field 'population' must be int, not \"big\"")
+    cities["cities"][7]["population"] = 1
+    cities["cities"][7]["climate"] = "rainy"
+    refused(rf"city '{name}': climate must be one of")
+    cities["cities"][7]["climate"] = "arid"
+    cities["cities"][7]["dishes"] = []
+    refused(rf"city '{name}': field 'dishes' is empty")
+    cities["cities"][7]["dishes"] = ["rice"]
+    extra["cities"]["Tokyo"]["metro"] = "yes"
+    refused(r"extra.json: city 'Tokyo': field 'metro' must be bool \| null")
+    del extra["cities"]["Tokyo"]
+    refused(r"extra.json: no entry for city 'Tokyo'")
+
+
 def test_first_question_guess_returns_zero() -> None:
     task = GuessMyCity()
     task.reset(0, 0)
@@ -572,9 +607,8 @@ async def test_a_leaking_model_oracle_is_flagged_and_redacted(fake_server, tmp_p
 def test_leaks_are_shown_unredacted_when_asked() -> None:
     task = GuessMyCity(redact_leaks=False)
     task.reset(0, episode_of_city("Tokyo"))
-    task.pending_question = "Where?"
     task.turn = 1
-    result = task._after("I live in Tokyo.")
+    result = task.answered("Where?", "I live in Tokyo.", model=True)
     assert result.observation == "I live in Tokyo." and result.info["leaked"] == ["Tokyo"]
 
 
