@@ -129,9 +129,10 @@ async def _play(
             task.attach_partners(partners, seed)
         observation = task.reset(seed, index)
         history = [Segment("observation", observation)]
-        if prompts is not None:  # what frames every turn, recorded once per distinct text
-            text = task.system_prompt() if style == "chat" else task.text_header
-            episode.prompt_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+        # What frames every turn, by id; the runner keeps each distinct text once (prompts.json).
+        text = task.system_prompt() if style == "chat" else task.text_header
+        episode.prompt_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+        if prompts is not None:
             prompts[episode.prompt_id] = text
         cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
         for turn in range(1, cap + 1):

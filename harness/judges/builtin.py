@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from lmrl.episode import Episode
 from lmrl.judges.registry import register_llm_judge, register_rule_judge
-from lmrl.tasks import car_dealer, guess_my_city, twenty_questions
+from lmrl.tasks import car_dealer, guess_my_city, task_class, twenty_questions
+from lmrl.tasks.question_game import QuestionGame
 
 
 def correct_guess(episode: Episode) -> float | None:
-    """1 if any question named the secret (by the task's rule, whatever the oracle said), else 0."""
-    questions = [turn.info.get("question") or turn.raw_output for turn in episode.turns]
-    if episode.task == "twenty-questions":
-        secret = twenty_questions.find_object(str(episode.info.get("secret", "")))
-        if secret is None:
-            return None
-        return float(any(twenty_questions.is_correct_guess(q, secret) for q in questions))
-    if episode.task == "guess-my-city":
-        index = guess_my_city.CITY_INDEX.get(str(episode.info.get("city", "")))
-        if index is None:
-            return None
-        city = guess_my_city.CITIES[index]
-        return float(any(guess_my_city.is_correct_guess(q, city) for q in questions))
-    return None
+    """1 if any question named the secret (by the game's own rule, whatever the oracle said), else 0."""
+    game = task_class(episode.task)
+    return game.secret_named(episode) if issubclass(game, QuestionGame) else None
 
 
 register_rule_judge(

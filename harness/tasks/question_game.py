@@ -171,6 +171,26 @@ class QuestionGame(Task):
         self.start(self.secrets[0])
 
     @classmethod
+    def secret_of(cls, info: dict[str, Any]) -> Any:
+        """The secret a finished episode's ``info`` names, or ``None`` (each game knows its record)."""
+        raise NotImplementedError
+
+    @classmethod
+    def names_secret(cls, question: str, secret: Any) -> bool:
+        """Whether ``question`` names ``secret`` by the game's guess rule."""
+        raise NotImplementedError
+
+    @classmethod
+    def secret_named(cls, episode: Any) -> float | None:
+        """Rule judge: 1 if a question of the finished ``episode`` named its secret by the game's guess
+        rule (whatever the oracle said), 0 if none did, ``None`` when the record names no secret."""
+        secret = cls.secret_of(episode.info)
+        if secret is None:
+            return None
+        questions = [turn.info.get("question") or turn.raw_output for turn in episode.turns]
+        return float(any(cls.names_secret(question, secret) for question in questions))
+
+    @classmethod
     def secret_for_episode(cls, index: int) -> int:
         """The secret (a position in ``secrets``) that episode ``index`` plays: a stratified permutation."""
         return stratified_item(index, cls.secret_strata, salt=f"{cls.name}/{cls.version}")

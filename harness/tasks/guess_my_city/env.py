@@ -127,6 +127,16 @@ class GuessMyCity(QuestionGame):
         "optimal": optimal_policy,
         "city-oracle": city_oracle_policy,
     }
+
+    @classmethod
+    def secret_of(cls, info: dict[str, Any]) -> Any:
+        index = CITY_INDEX.get(str(info.get("city", "")))
+        return None if index is None else CITIES[index]
+
+    @classmethod
+    def names_secret(cls, question: str, secret: Any) -> bool:
+        return is_correct_guess(question, secret)
+
     answer_example: ClassVar[str] = "Question: Is your city in Europe?"
     intro: ClassVar[str] = INTRO
     oracle_policy: ClassVar[str] = "city-oracle"

@@ -161,6 +161,15 @@ class TwentyQuestions(QuestionGame):
         "optimal": optimal_policy,
         KB_ORACLE: kb_oracle_policy,
     }
+
+    @classmethod
+    def secret_of(cls, info: dict[str, Any]) -> Any:
+        return find_object(str(info.get("secret", "")))
+
+    @classmethod
+    def names_secret(cls, question: str, secret: Any) -> bool:
+        return is_correct_guess(question, secret)
+
     answer_example: ClassVar[str] = "Question: Is it an animal?"
     intro: ClassVar[str] = INTRO
     oracle_policy: ClassVar[str] = KB_ORACLE
