@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Why a reply was not understood. Tasks may add their own, in the same style (short, hyphenated).
 REASONS: dict[str, str] = {
@@ -99,6 +100,14 @@ def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     )
 
 
+_SEPARATOR = re.compile(r"[:=\-–—]")
+
+
+@lru_cache(maxsize=64)
+def _cached_marker_pattern(markers: tuple[str, ...]) -> re.Pattern[str]:
+    return marker_pattern(markers)
+
+
 def marker_line(raw: str, pattern: re.Pattern[str]) -> str | None:
     """What follows the last marker in ``raw`` up to the end of its line (or the next non-empty line
     when the marker ends its line), or ``None`` when there is no marker."""
@@ -165,13 +174,16 @@ def read_action(
     cleaned line as one action (an action, an ``Invalid`` with the task's reason, or ``None`` when the
     line is not an attempt at one). ``none_reason`` is the reason when nothing at all is found.
     """
-    raw = unicodedata.normalize("NFKC", raw)  # full-width letters, ligatures, non-breaking spaces
+    if not raw.isascii():  # full-width letters, ligatures, non-breaking spaces
+        raw = unicodedata.normalize("NFKC", raw)
     if not raw or not raw.strip():
         return Invalid("empty")
     if max_chars is not None and len(raw) > max_chars:
         return Invalid("too-long", f"{len(raw):,} characters; at most {max_chars:,}")
-    pattern = markers if isinstance(markers, re.Pattern) else marker_pattern(markers)
-    line = marker_line(raw, pattern)
+    line = None
+    if _SEPARATOR.search(raw):  # no marker can match without one (the common terse reply)
+        pattern = markers if isinstance(markers, re.Pattern) else _cached_marker_pattern(tuple(markers))
+        line = marker_line(raw, pattern)
     if line is not None:  # (a) + (b)
         for span in non_overlapping(find(line)):
             if not negated(line, span.start):
