@@ -32,18 +32,29 @@ default 64 for chat, 32 for text), ``seed`` (seeds torch once at load), and in `
                     episodes sharing its system prompt) compute only new tokens (default true)
 ``prefix_cache_mb`` memory for those states (default: a quarter of what is free at load,
                     at most 8 GiB on a CPU); least recently used go first
+``beta``            weight of the value heads in Q-guided decoding (>= 0; default: the beta
+                    saved with them; 0 = plain decoding); checkpoints without heads ignore it
 =================== ====================================================================
 
 Value-guided decoding: ``LocalAgent(..., logits_processor=p)`` takes a ``transformers.LogitsProcessor``
 (or a list): it gets ``(input_ids, scores)`` with the raw logits of every row of the batch (left
 padded) and returns new scores, e.g. ``scores + beta * Q``; it runs before temperature, top-p and
 top-k, and also steers greedy decoding. Recorded log-probabilities stay those of the raw model.
+
+A checkpoint directory that also holds ``value_heads.json`` (written by MC returns and ILQL training,
+``lmrl.finetune.heads``) decodes with ``lmrl.finetune.guidance.QGuidance``: ``logits + beta * Q``
+(MC returns) or ``logits + beta * (min(Q1, Q2) - V)`` (ILQL), with the beta saved beside the heads
+unless the ``beta`` option says otherwise (``--local-option beta=0`` decodes without them). Heads and
+their processor are loaded once per model and shared by the agents using the same beta (so they
+still share batches); agents with another beta get their own processor and never share a batch
+with them. ``describe()["value_heads"]`` records the algorithm, extraction and beta used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import threading
@@ -97,6 +108,7 @@ class LocalSettings:
     max_prompt_tokens: int | None = None
     share_prefixes: bool = True
     prefix_cache_mb: float | None = None  # None: decided from the free memory at load
+    beta: float | None = None  # value-guided decoding weight; None: the one saved with the heads
 
     KEYS = (
         "device",
@@ -110,6 +122,7 @@ class LocalSettings:
         "max_prompt_tokens",
         "share_prefixes",
         "prefix_cache_mb",
+        "beta",
     )
 
     @classmethod
@@ -147,6 +160,10 @@ class LocalSettings:
                 fields["prefix_cache_mb"] = float(extra["prefix_cache_mb"])
                 if fields["prefix_cache_mb"] < 0:
                     raise ValueError("prefix_cache_mb must not be negative")
+            if extra.get("beta") is not None:
+                fields["beta"] = float(extra["beta"])
+                if not (math.isfinite(fields["beta"]) and fields["beta"] >= 0):
+                    raise ValueError(f"beta must be a number >= 0, not {extra['beta']!r}")
             if extra.get("batch_window_ms") is not None:
                 fields["batch_window_ms"] = float(extra["batch_window_ms"])
                 if fields["batch_window_ms"] < 0:
@@ -238,6 +255,44 @@ class LoadedModel:
     parameters: int
     refs: int = 0
     engines: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    value_heads: Any = None  # (ValueHeads, meta) once an agent asked for guidance
+    guides: dict[float, list[Any]] = field(default_factory=dict)  # beta -> [QGuidance, agents using it]
+
+    def guidance_for(self, beta: float | None) -> Any:
+        """The shared ``QGuidance`` of this checkpoint's value heads for ``beta`` (None: the saved
+        beta), attached to the model; None when that beta is 0. Pair each processor returned with
+        ``release_guidance``. Raises ``AgentConfigError`` for heads that do not fit the model."""
+        from lmrl.finetune.guidance import guidance_from
+        from lmrl.finetune.heads import HEADS_META, ValueHeads, ValueHeadsError
+
+        with _guidance_lock:
+            if self.value_heads is None:
+                try:
+                    heads, meta = ValueHeads.load(self.path, device=self.model.device, dtype=self.model.dtype)
+                    heads.check_fits(self.model, where=f"local/{self.path}: {HEADS_META}")
+                except ValueHeadsError as error:
+                    raise AgentConfigError(one_line(error)) from None
+                self.value_heads = (heads, meta)
+            heads, meta = self.value_heads
+            processor = guidance_from(heads, meta, beta)
+            if processor is None:
+                return None
+            entry = self.guides.get(processor.beta)
+            if entry is None:
+                entry = self.guides[processor.beta] = [processor.attach(self.model), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release_guidance(self, processor: Any) -> None:
+        """One agent less uses ``processor``; the last one removes its hook."""
+        with _guidance_lock:
+            entry = self.guides.get(processor.beta)
+            if entry is None or entry[0] is not processor:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.guides[processor.beta]
+                processor.detach()
 
     def engine_for(self, settings: LocalSettings) -> Any:
         """The batching engine for these batching settings (agents with equal settings share one)."""
@@ -273,6 +328,7 @@ class LoadedModel:
 _models: dict[tuple[str, str, str], LoadedModel] = {}
 _models_lock = threading.Lock()
 _load_lock = threading.Lock()
+_guidance_lock = threading.Lock()
 
 
 def acquire_model(path: Path, device: str, dtype: str) -> LoadedModel:
@@ -302,6 +358,10 @@ def release_model(loaded: LoadedModel) -> None:
         engines, loaded.engines = list(loaded.engines.values()), {}
     for engine in engines:
         engine.close()
+    with _guidance_lock:
+        guides, loaded.guides = list(loaded.guides.values()), {}
+    for processor, _ in guides:
+        processor.detach()
 
 
 def loaded_models() -> list[LoadedModel]:
@@ -393,11 +453,33 @@ class LocalAgent(Agent):
         else:
             processors = (logits_processor,)
         self.logits_processors = processors
+        self.heads_meta = self._heads_meta()  # value_heads.json beside the weights, if any
+        self.guidance: Any = None  # the QGuidance processor, once loaded (None: plain decoding)
         self.style = style  # settled at load: chat needs a chat template
         self._loaded: LoadedModel | None = None
         self.engine: Any = None  # the batching engine, once loaded
         self._generation: Any = None
         self._load_lock = threading.Lock()
+
+    def _heads_meta(self) -> dict[str, Any] | None:
+        """The checked ``value_heads.json`` of the checkpoint (cheap: no weights), or None."""
+        if self.name in ALIASES or not (self.path / "value_heads.json").is_file():
+            # ``beta`` is ignored here: one run's options reach every model it compares (BC and ILQL).
+            return None
+        _passive_omp_before_torch()
+        from lmrl.finetune.heads import ValueHeadsError, read_meta
+
+        try:
+            return read_meta(self.path)
+        except ValueHeadsError as error:
+            raise AgentConfigError(one_line(error)) from None
+
+    @property
+    def beta(self) -> float | None:
+        """The value-guidance weight decoding uses (None: no value heads)."""
+        if self.heads_meta is None:
+            return None
+        return float(self.heads_meta["beta"] if self.settings.beta is None else self.settings.beta)
 
     # --- loading ---------------------------------------------------------------------------------
     def _load_sync(self) -> LoadedModel:
@@ -421,6 +503,15 @@ class LocalAgent(Agent):
 
                 torch.manual_seed(self.options.seed)
             loaded = acquire_model(path, device, dtype)
+            guidance = None
+            if self.heads_meta is not None:
+                try:
+                    guidance = loaded.guidance_for(self.beta)
+                except BaseException:
+                    release_model(loaded)
+                    raise
+            self.guidance = guidance
+            processors = self._processors()
             self.engine = loaded.engine_for(self.settings)
             if self.requested_style == "chat" and not getattr(loaded.tokenizer, "chat_template", None):
                 self.style = "text"
@@ -437,7 +528,8 @@ class LocalAgent(Agent):
                 top_p=self.settings.top_p,
                 top_k=self.settings.top_k,
                 stop=stops,
-                logits_processors=self.logits_processors,
+                # Guidance first: it adds beta * Q to the raw logits, before any processor of the caller.
+                logits_processors=processors,
             )
             budget = self.settings.max_prompt_tokens
             if budget is None and loaded.context:
@@ -457,7 +549,10 @@ class LocalAgent(Agent):
 
     async def aclose(self) -> None:
         loaded, self._loaded = self._loaded, None
+        guidance, self.guidance = self.guidance, None
         if loaded is not None:
+            if guidance is not None:
+                loaded.release_guidance(guidance)
             release_model(loaded)
 
     # --- prompts ---------------------------------------------------------------------------------
@@ -517,6 +612,9 @@ class LocalAgent(Agent):
             logprobs=result.logprobs,
         )
 
+    def _processors(self) -> tuple[Any, ...]:
+        return self.logits_processors if self.guidance is None else (self.guidance, *self.logits_processors)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "spec": self.spec,
@@ -533,9 +631,22 @@ class LocalAgent(Agent):
                 "top_k": self.settings.top_k,
                 "stop": list(self.settings.stop),
                 "max_prompt_tokens": self.settings.max_prompt_tokens,
+                "beta": self.settings.beta,
             },
-            "logits_processors": [type(p).__name__ for p in self.logits_processors],
+            "logits_processors": [type(p).__name__ for p in self._processors()],
+            "value_heads": None,
         }
+        meta = self.heads_meta
+        if meta is not None:
+            info["value_heads"] = {
+                "algo": meta["algo"],
+                "extraction": meta["extraction"],
+                "beta": self.beta,
+                "saved_beta": meta["beta"],
+                "gamma": meta.get("gamma"),
+                "heads": meta.get("heads"),
+                "guide_with": meta["extra"].get("guide_with", "q"),
+            }
         loaded = self._loaded
         if loaded is not None:
             generation = self._generation

@@ -1,0 +1,125 @@
+"""Q-guided decoding (the paper's policy extraction for MC returns and ILQL): sample from
+
+    logits_BC + beta * Q                    (extraction "q"; min(Q1, Q2) with two Q heads)
+    logits_BC + beta * (min(Q1, Q2) - V)    (extraction "advantage", ILQL)
+
+i.e. pi(a | s) proportional to pi_BC(a | s) * exp(beta * Q(s, a)). (V is the same for every token of a
+row, so both extractions give the same distribution; "advantage" is kept because it is what ILQL
+names.) ``beta = 0`` is plain BC decoding.
+
+``QGuidance`` is a ``transformers.LogitsProcessor``. It needs the hidden state each row's logits
+came from: a forward pre-hook on the model's output layer (``model.get_output_embeddings()``, whose
+input is the final hidden states [B, T, H]) keeps position -1 of whatever reaches it (the last prompt
+token at prefill, the new token at each decoding step; left padding puts every row's latest token
+last), and the processor, called right after that forward, turns it into ``beta * Q`` per row. The
+captured state is per thread, so generations running on several threads over one model (engines
+with different batching settings) each read their own. ``attach(model)`` installs the hook and
+``detach()`` removes it; a detached processor refuses to run rather than decode unguided.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+from lmrl.finetune.heads import EXTRACTIONS, HEADS_META, ValueHeads
+
+
+class QGuidance(LogitsProcessor):
+    """Adds ``beta * Q`` (or ``beta * (min(Q1, Q2) - V)``) from ``heads`` to every row's scores."""
+
+    def __init__(
+        self, heads: ValueHeads, beta: float, extraction: str = "q", *, use_targets: bool = False
+    ) -> None:
+        if extraction not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {EXTRACTIONS}, not {extraction!r}")
+        if extraction == "advantage" and heads.v is None:
+            raise ValueError("extraction 'advantage' needs a value head")
+        if use_targets and heads.target_q1 is None:
+            raise ValueError("use_targets needs target Q heads")
+        self.heads = heads
+        self.beta = float(beta)
+        self.extraction = extraction
+        self.use_targets = use_targets
+        self._captured = threading.local()
+        self._handle: Any = None
+
+    def __repr__(self) -> str:
+        return f"QGuidance(beta={self.beta}, extraction={self.extraction!r}, attached={self.attached})"
+
+    # --- the hook --------------------------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return self._handle is not None
+
+    def attach(self, model: Any) -> QGuidance:
+        """Capture the hidden states that reach ``model``'s output layer (replaces an earlier hook)."""
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError(f"{type(model).__name__} has no output layer to read hidden states from")
+        self.detach()
+        self._handle = head.register_forward_pre_hook(self._capture, with_kwargs=True)
+        return self
+
+    def detach(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.remove()
+        self._captured.hidden = None
+
+    def _capture(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs.get("input")
+        # A copy of the last position only: a view would keep the whole [B, T, H] prefill alive.
+        self._captured.hidden = hidden[..., -1, :].detach().clone()
+
+    # --- the processor ---------------------------------------------------------------------------
+    def bonus(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., H] -> [..., vocab]: Q (min over two heads), minus V for "advantage" (not times beta)."""
+        heads = self.heads
+        hidden = hidden.to(heads.q1.weight.dtype)
+        first, second = (heads.target_q1, heads.target_q2) if self.use_targets else (heads.q1, heads.q2)
+        q = first(hidden)
+        if second is not None:
+            q = torch.minimum(q, second(hidden))
+        if self.extraction == "advantage":
+            q = q - heads.v(hidden)
+        return q
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        hidden = getattr(self._captured, "hidden", None)
+        self._captured.hidden = None  # each forward's state serves exactly one call
+        if hidden is None:
+            raise RuntimeError("QGuidance saw no hidden state: attach(model) before generating")
+        if hidden.shape[0] != scores.shape[0]:
+            raise RuntimeError(f"QGuidance: {hidden.shape[0]} hidden states for {scores.shape[0]} rows")
+        with torch.no_grad():
+            bonus = self.bonus(hidden)
+        if bonus.shape[-1] != scores.shape[-1]:
+            raise RuntimeError(f"QGuidance: Q covers {bonus.shape[-1]} tokens, the logits {scores.shape[-1]}")
+        return scores + self.beta * bonus.to(scores.dtype)
+
+
+def guidance_from(heads: ValueHeads, meta: dict[str, Any], beta: float | None = None) -> QGuidance | None:
+    """A (detached) ``QGuidance`` for heads saved with ``meta`` (``value_heads.json``) and ``beta``
+    (default: the saved one); ``None`` when that beta is 0 (plain BC decoding)."""
+    used = float(meta["beta"] if beta is None else beta)
+    if used == 0:
+        return None
+    use_targets = meta.get("extra", {}).get("guide_with", "q") == "target"
+    return QGuidance(heads, used, meta["extraction"], use_targets=use_targets)
+
+
+def load_guidance(
+    directory: str | Path, model: Any, beta: float | None = None
+) -> tuple[QGuidance | None, dict[str, Any]]:
+    """The heads saved in ``directory`` on ``model``'s device and dtype, checked against it, as a
+    ``QGuidance`` attached to ``model`` (``None`` when beta is 0), and their metadata. Raises
+    ``ValueHeadsError`` / ``HeadsMismatchError`` (one line) for a file that cannot serve ``model``."""
+    heads, meta = ValueHeads.load(directory, device=model.device, dtype=model.dtype)
+    heads.check_fits(model, where=str(Path(directory) / HEADS_META))
+    processor = guidance_from(heads, meta, beta)
+    return (processor.attach(model) if processor is not None else None), meta
