@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("judges", help="list judges: rule judges and LLM judges (which need a model)")
 
+    from lmrl.finetune.cli import add_parser as add_train_parser
+
+    add_train_parser(sub, _positive_int, _nonneg_float)
+
     check = sub.add_parser(
         "check-task", help="check that a task obeys the contract (like Gymnasium's check_env)"
     )
@@ -640,6 +644,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_judges()
         if args.command == "check-task":
             return cmd_check_task(args)
+        if args.command == "train":
+            from lmrl.finetune.cli import run as cmd_train
+            from lmrl.finetune.trainer import TrainError
+
+            try:
+                return cmd_train(args)
+            except TrainError as error:
+                raise UsageError(str(error)) from None
         if args.command == "show":
             _print_summary(args.run_dir, args.csv)
             return 0

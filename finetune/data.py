@@ -1,0 +1,268 @@
+"""Logged episodes -> training samples -> token tensors.
+
+Datasets are run directories: ``lmrl run --model scripted/behavior`` writes the paper's offline data
+for a task, an API model's run is a dataset too. Every agent turn becomes one sample, rendered the
+way the agent saw it at that turn (the task's ``text`` rendering, its window included), so training
+sees exactly the contexts the policy will see when the harness plays it:
+
+    prompt   the rendering of the history up to the turn's observation      (not trained on)
+    action   what the agent said: the token ids it sampled when the episode logged them (local
+             checkpoints), else the action text as the history shows it, plus the newline that ends a
+             ``text``-style reply                                         (the action mask)
+    next     the rendering after this turn (the next observation; after the last turn, the final
+             one): where an ILQL target evaluates V(s')
+
+Prompt and action are tokenized separately (segment by segment, never a joined string), so the action
+mask is exact. A prompt longer than the context budget drops its oldest whole turns first.
+
+Rewards and returns. The turn's reward sits on the last token of its action. Two discount
+conventions: ``per_turn`` (gamma between turns, 1 inside an action) and ``per_token`` (gamma between
+consecutive action tokens, as the paper's token-level code). Monte Carlo returns sum the rewards that
+were observed (no bootstrap); value targets bootstrap V(next) after a truncated end and never after a
+terminated one (``bootstrap``: 0 after termination).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lmrl.episode import Episode
+from lmrl.rollout import episode_history
+from lmrl.task import Segment, Task
+from lmrl.tasks import make_task
+
+Discount = Literal["per_turn", "per_token"]
+
+
+class DatasetError(ValueError):
+    """The data cannot be used as asked (no episodes, tasks mixed, a run missing): one line."""
+
+
+@dataclass(slots=True)
+class Sample:
+    """One agent turn of one episode, as token ids."""
+
+    prompt_ids: list[int]
+    action_ids: list[int]
+    next_ids: list[int]
+    reward: float
+    returns: list[float]  # return-to-go at each action token (the chosen discount convention)
+    discounts: list[float]  # the factor on V(next state) for each action token's target
+    bootstrap: float  # 1.0 unless the episode terminated at this turn (then V(next) counts for nothing)
+    episode_return: float
+    key: str = ""
+    turn: int = 0
+    truncated_prompt: bool = False  # the prompt lost turns (or tokens) to fit the budget
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --- datasets ------------------------------------------------------------------------------------
+def load_dataset(run_dirs: Sequence[str | Path], allow_mixed: bool = False) -> list[Episode]:
+    """The finished episodes of one or more run directories (errored ones left out)."""
+    from lmrl.rundir import RunDirError, load_episodes
+
+    episodes: list[Episode] = []
+    for run_dir in run_dirs:
+        try:
+            found = load_episodes(Path(run_dir))
+        except (RunDirError, ValueError, KeyError) as error:
+            raise DatasetError(str(error)) from None
+        episodes += [e for e in found if e.error is None and e.turns]
+    if not episodes:
+        raise DatasetError(f"no finished episodes in {', '.join(map(str, run_dirs))}")
+    tasks = sorted({e.task for e in episodes})
+    if len(tasks) > 1 and not allow_mixed:
+        raise DatasetError(f"the data mixes tasks ({', '.join(tasks)}); pass --allow-mixed to train on all")
+    return episodes
+
+
+def filter_episodes(
+    episodes: Sequence[Episode], success_only: bool = False, top_fraction: float | None = None
+) -> list[Episode]:
+    """Filtered BC's data: the successful episodes, or the top ``top_fraction`` by return (per task;
+    ties at the threshold kept)."""
+    kept = [e for e in episodes if e.success] if success_only else list(episodes)
+    if top_fraction is not None:
+        if not 0 < top_fraction <= 1:
+            raise DatasetError(f"top fraction must be in (0, 1], not {top_fraction}")
+        by_task: dict[str, list[Episode]] = {}
+        for episode in kept:
+            by_task.setdefault(episode.task, []).append(episode)
+        kept = []
+        for group in by_task.values():
+            ranked = sorted((e.return_ for e in group), reverse=True)
+            threshold = ranked[max(0, int(round(top_fraction * len(ranked))) - 1)]
+            kept += [e for e in group if e.return_ >= threshold]
+    if not kept:
+        raise DatasetError("the filter kept no episode")
+    return kept
+
+
+# --- samples -------------------------------------------------------------------------------------
+def episode_samples(
+    task: Task,
+    episode: Episode,
+    tokenizer: Any,
+    *,
+    max_length: int = 1024,
+    gamma: float = 0.99,
+    discount: Discount = "per_turn",
+) -> list[Sample]:
+    """Every agent turn of ``episode`` (played on a task of ``task``'s class) as a ``Sample``."""
+    task.reset(episode.seed, episode.index)  # the rendering may depend on the episode's start
+    history = episode_history(task, episode)
+    ends_with_newline = _newline_ids(tokenizer)
+    samples: list[Sample] = []
+    for t, turn in enumerate(episode.turns):
+        upto = history[: 2 * t + 1]  # up to and including the turn's observation
+        if turn.token_ids:
+            action_ids = list(turn.token_ids)
+        else:
+            text = task.format_action(turn.action) if turn.action is not None else turn.raw_output.strip()
+            action_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + ends_with_newline
+        budget = max(1, max_length - len(action_ids))
+        prompt_ids, cut = _fit(task, upto, tokenizer, budget)
+        next_ids, _ = _fit(task, history[: 2 * t + 3], tokenizer, max_length)
+        last = t == len(episode.turns) - 1
+        samples.append(
+            Sample(
+                prompt_ids=prompt_ids,
+                action_ids=action_ids,
+                next_ids=next_ids,
+                reward=float(turn.reward),
+                returns=[],
+                discounts=[],
+                bootstrap=0.0 if (last and episode.terminated) or turn.terminated else 1.0,
+                episode_return=float(episode.return_),
+                key=episode.key,
+                turn=t,
+                truncated_prompt=cut,
+            )
+        )
+    _fill_returns(samples, gamma, discount)
+    return samples
+
+
+def dataset_samples(
+    episodes: Iterable[Episode],
+    tokenizer: Any,
+    *,
+    max_length: int = 1024,
+    gamma: float = 0.99,
+    discount: Discount = "per_turn",
+    task_options: dict[str, dict[str, Any]] | None = None,
+) -> list[Sample]:
+    samples: list[Sample] = []
+    tasks: dict[str, Task] = {}
+    for episode in episodes:
+        if episode.task not in tasks:
+            tasks[episode.task] = make_task(episode.task, **(task_options or {}).get(episode.task, {}))
+        samples += episode_samples(
+            tasks[episode.task], episode, tokenizer, max_length=max_length, gamma=gamma, discount=discount
+        )
+    return samples
+
+
+def _newline_ids(tokenizer: Any) -> list[int]:
+    """What ends a ``text``-style reply: the tokens of "\\n" (the local agent stops there)."""
+    return tokenizer("\n", add_special_tokens=False)["input_ids"]
+
+
+def _fit(task: Task, history: list[Segment], tokenizer: Any, budget: int) -> tuple[list[int], bool]:
+    """The ``text`` rendering of ``history`` within ``budget`` tokens: oldest whole turns dropped
+    first, and only when the last observation alone is too long, its oldest tokens."""
+    segments = list(history)
+    cut = False
+    while True:
+        ids = tokenizer(task.render(segments, "text"), add_special_tokens=True)["input_ids"]
+        if len(ids) <= budget:
+            return ids, cut
+        if len(segments) <= 1:
+            return ids[-budget:], True
+        segments = segments[2:] if segments[0].kind == "observation" and len(segments) > 2 else segments[1:]
+        cut = True
+
+
+def _fill_returns(samples: list[Sample], gamma: float, discount: Discount) -> None:
+    """Monte Carlo return-to-go at every action token, and each token's discount on V(next).
+
+    per_turn: every token of turn t has G_t = r_t + gamma * G_{t+1}; inside an action the next state
+    comes at discount 1, after the last token at gamma.
+    per_token: token k of an n-token action has gamma^(n-1-k) * (r_t + gamma * F_{t+1}), where F is
+    the return at the first token of the next turn; every transition is discounted by gamma.
+    """
+    following = 0.0  # per_turn: G_{t+1}; per_token: F_{t+1}
+    for sample in reversed(samples):
+        n = len(sample.action_ids)
+        last = sample.reward + gamma * following
+        if discount == "per_turn":
+            sample.returns = [last] * n
+            sample.discounts = [1.0] * (n - 1) + [gamma]
+            following = last
+        else:
+            sample.returns = [gamma ** (n - 1 - k) * last for k in range(n)]
+            sample.discounts = [gamma] * n
+            following = sample.returns[0] if n else last
+
+
+# --- tensors -------------------------------------------------------------------------------------
+def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
+    """A right-padded batch:
+
+    input_ids, attention_mask   [B, T]  prompt + action
+    action_mask                 [B, T]  1.0 on action tokens (token j is predicted at position j-1)
+    returns, discounts          [B, T]  at action tokens (0 elsewhere)
+    rewards                     [B, T]  the turn's reward on its last action token
+    last_action                 [B]     index of the last action token
+    bootstrap                   [B]     0.0 when the episode terminated at this turn
+    next_ids, next_mask         [B, T'] the next state's prompt; next_last [B]: its last token index
+    """
+    import torch
+
+    width = max(len(s.prompt_ids) + len(s.action_ids) for s in samples)
+    next_width = max(len(s.next_ids) for s in samples)
+    b = len(samples)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    action_mask = torch.zeros((b, width))
+    returns = torch.zeros((b, width))
+    discounts = torch.zeros((b, width))
+    rewards = torch.zeros((b, width))
+    last_action = torch.zeros(b, dtype=torch.long)
+    next_ids = torch.full((b, next_width), pad_id, dtype=torch.long)
+    next_mask = torch.zeros((b, next_width), dtype=torch.long)
+    for i, s in enumerate(samples):
+        p, a = len(s.prompt_ids), len(s.action_ids)
+        input_ids[i, : p + a] = torch.tensor(s.prompt_ids + s.action_ids)
+        attention[i, : p + a] = 1
+        action_mask[i, p : p + a] = 1.0
+        returns[i, p : p + a] = torch.tensor(s.returns)
+        discounts[i, p : p + a] = torch.tensor(s.discounts)
+        rewards[i, p + a - 1] = s.reward
+        last_action[i] = p + a - 1
+        next_ids[i, : len(s.next_ids)] = torch.tensor(s.next_ids)
+        next_mask[i, : len(s.next_ids)] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "action_mask": action_mask,
+        "returns": returns,
+        "discounts": discounts,
+        "rewards": rewards,
+        "last_action": last_action,
+        "bootstrap": torch.tensor([s.bootstrap for s in samples]),
+        "next_ids": next_ids,
+        "next_mask": next_mask,
+        "next_last": next_mask.sum(dim=1) - 1,
+    }
+
+
+def shuffled_batches(samples: Sequence[Sample], batch_size: int, seed: int, epoch: int) -> list[list[Sample]]:
+    """The epoch's batches: a seeded shuffle (so a resumed run replays the same order)."""
+    order = list(range(len(samples)))
+    random.Random(f"{seed}/{epoch}").shuffle(order)
+    return [[samples[i] for i in order[k : k + batch_size]] for k in range(0, len(order), batch_size)]

@@ -1,0 +1,57 @@
+"""Evaluating a checkpoint during training: the harness plays it (same runner, same tasks) into an
+ordinary run directory, on seeds the training data never used; and the training log as a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def evaluate(checkpoint: Path, task: str, episodes: int, seed: int, run_dir: Path) -> dict[str, Any]:
+    """Mean return (95% CI), normalized score and success rate of ``local/<checkpoint>`` on ``episodes``
+    episodes of ``task`` (``text`` style, run seed ``seed``)."""
+    from lmrl.reports import episodes_frame, summarize
+    from lmrl.rollout import run_sync
+    from lmrl.rundir import load_episodes, read_manifest
+    from lmrl.runner import RunConfig, Runner
+
+    spec = f"local/{checkpoint.resolve()}"
+    config = RunConfig(
+        out=run_dir, tasks=[task], models=[spec], episodes=episodes, concurrency=min(64, episodes),
+        seed=seed, style="text",
+    )  # fmt: skip
+    run_sync(Runner(config).run)
+    manifest = read_manifest(run_dir)
+    anchors = {name: t["anchors"] for name, t in manifest["tasks"].items()}
+    row = summarize(episodes_frame(load_episodes(run_dir)), anchors).iloc[0]
+    return {
+        "episodes": int(row["episodes"]),
+        "mean_return": float(row["mean_return"]),
+        "ci95": float(row["ci95"]),
+        "normalized": float(row["normalized"]),
+        "success": float(row["success_rate"]),
+        "run": str(run_dir),
+    }
+
+
+def plot_log(log_path: Path, png_path: Path) -> None:
+    """Loss (left) and evaluation score (right) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    scores = [(r["step"], r["eval"]["normalized"]) for r in records if "eval" in r]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if losses:
+        left.plot(*zip(*losses, strict=True), color="tab:blue")
+    left.set(xlabel="step", ylabel="loss", title="training loss")
+    if scores:
+        right.plot(*zip(*scores, strict=True), marker="o", color="tab:green")
+    right.set(xlabel="step", ylabel="normalized score", title="evaluation")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,70 @@
+"""Implicit Language Q-Learning (Snell et al. 2022; the paper's ILQL), token-level, on one network:
+the LM is trained by BC, and heads on its last hidden states learn two Q functions (with Polyak-averaged
+target copies) and V. For each action token j with state s_j and next state s_{j+1} (the next token of
+the same action, or after the action's last token the next turn's prompt):
+
+    target_j = r_j + discount_j * bootstrap * V(s_{j+1})          (V detached; bootstrap = 0 after a
+                                                                    terminated end, 1 after truncation)
+    L_Q   = mean_j (Q1(s_j, a_j) - target_j)^2 + (Q2(s_j, a_j) - target_j)^2
+    L_V   = mean_j |tau - 1(Qt(s_j, a_j) < V(s_j))| * (Qt(s_j, a_j) - V(s_j))^2,  Qt = min(Q1', Q2')
+    L_CQL = mean_j sum_i (logsumexp_a Q_i(s_j, a) - Q_i(s_j, a_j))
+    L     = L_BC + L_Q + L_V + cql_weight * L_CQL;  after each step Q' <- alpha Q + (1 - alpha) Q'
+
+Decoding samples from ``BC logits + beta * (min(Q1, Q2) - V)`` (``lmrl.finetune.guidance``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lmrl.finetune.common import bc_loss, cql_penalty, forward, last_state, masked_mean, shifted, taken
+from lmrl.finetune.heads import ValueHeads
+
+NAME = "ilql"
+EXTRACTION = "advantage"
+
+
+def make_heads(model: Any, settings: dict[str, Any]) -> ValueHeads:
+    config = model.config
+    return ValueHeads(config.hidden_size, config.vocab_size, double_q=True, value=True, targets=True)
+
+
+def next_values(v: torch.Tensor, v_final: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """V(s_{j+1}) for every position j: the next position's V inside an action, and the next turn's
+    V (times ``bootstrap``) after the action's last token."""
+    following = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=1)
+    rows = torch.arange(v.shape[0], device=v.device)
+    last = batch["last_action"] - 1  # in shifted positions
+    following = following.clone()
+    following[rows, last] = v_final * batch["bootstrap"]
+    return following
+
+
+def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings: dict[str, Any]):
+    out = forward(model, batch, hidden=True)
+    h = heads(out.hidden)
+    q1, q2 = taken(h["q1"], out.targets), taken(h["q2"], out.targets)
+    q_target = torch.minimum(taken(h["target_q1"], out.targets), taken(h["target_q2"], out.targets))
+    v = h["v"].squeeze(-1)
+    with torch.no_grad():
+        final = last_state(model, batch["next_ids"], batch["next_mask"], batch["next_last"])
+        v_final = heads(final)["v"].squeeze(-1)
+    target = shifted(batch, "rewards") + shifted(batch, "discounts") * next_values(v.detach(), v_final, batch)
+    q_loss = masked_mean((q1 - target) ** 2 + (q2 - target) ** 2, out.mask)
+    diff = q_target.detach() - v
+    tau = settings.get("tau", 0.7)
+    v_loss = masked_mean((tau - (diff < 0).float()).abs() * diff**2, out.mask)
+    bc = bc_loss(out)
+    total = bc + q_loss + v_loss
+    metrics = {"bc": float(bc.detach()), "q": float(q_loss.detach()), "v": float(v_loss.detach())}
+    if settings.get("cql_weight", 0.0):
+        cql = cql_penalty(h["q1"], out.targets, out.mask) + cql_penalty(h["q2"], out.targets, out.mask)
+        total = total + settings["cql_weight"] * cql
+        metrics["cql"] = float(cql.detach())
+    return total, metrics
+
+
+def after_step(heads: ValueHeads, settings: dict[str, Any]) -> None:
+    heads.polyak_update(settings.get("polyak", 0.005))

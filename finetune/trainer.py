@@ -1,0 +1,316 @@
+"""The one training loop every offline algorithm runs on (``lmrl train``).
+
+Built on ``accelerate``: ``accelerate launch lmrl train ...`` gives DDP (or FSDP/DeepSpeed through its
+config) with no code change; a plain ``lmrl train`` is one process. An algorithm is a module with
+``NAME``, ``EXTRACTION`` (``None``, ``"q"`` or ``"advantage"``), ``make_heads(model, settings)``,
+``loss(model, heads, batch, settings) -> (loss, metrics)`` and optionally ``after_step(heads,
+settings)`` (``bc``, ``filtered_bc``, ``mc_returns``, ``ilql``).
+
+The output directory is a checkpoint the harness plays as ``local/<out>`` (weights, tokenizer, and for
+MC/ILQL ``value_heads.*`` with beta), plus ``train_config.json``, ``train_log.jsonl`` (losses, tokens/s,
+evaluations), ``train_log.png``, ``evals/step-N/`` (ordinary run directories of the periodic
+evaluations) and ``state/`` (what a killed run resumes from: rerun the same command).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
+# Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "maze-fo": {"gamma": 0.99, "beta": 8.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
+    "maze-po": {"gamma": 0.99, "beta": 8.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 512},
+    "textnav-fo": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
+    "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
+    "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
+}
+GENERIC_DEFAULTS: dict[str, Any] = {
+    "gamma": 0.99,
+    "beta": 4.0,
+    "tau": 0.7,
+    "cql_weight": 0.01,
+    "max_length": 1024,
+}
+
+
+class TrainError(ValueError):
+    """Bad training input (an unknown algorithm or option, no data, a model that does not load)."""
+
+
+@dataclass
+class TrainConfig:
+    algo: str
+    data: list[str]
+    out: Path
+    base: str = "tiny"
+    epochs: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    lr: float | None = None  # default: 3e-4 from scratch, 2e-5 from a pretrained checkpoint
+    batch_size: int = 32
+    gamma: float | None = None
+    discount: str = "per_turn"
+    beta: float | None = None
+    tau: float | None = None
+    cql_weight: float | None = None
+    polyak: float = 0.005
+    max_length: int | None = None
+    filter: str = "success"  # filtered BC: success or top:FRACTION
+    allow_mixed: bool = False
+    lora: dict[str, Any] | None = None
+    eval_every: int | None = None
+    eval_episodes: int = 25
+    eval_seed: int = 1000  # evaluation episodes come from seeds the training data never used
+    save_every: int = 50
+    log_every: int = 10
+    settings: dict[str, Any] = field(default_factory=dict)  # resolved hyper-parameters
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it continues."""
+        record = asdict(self)
+        # settings are derived (task defaults + the fields above); the rest may change on a rerun
+        volatile = ("out", "max_steps", "eval_every", "eval_episodes", "save_every", "log_every", "settings")
+        for name in volatile:
+            record.pop(name)
+        return record
+
+
+def algorithm(name: str) -> Any:
+    if name not in ALGORITHMS:
+        raise TrainError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+    return importlib.import_module(f"lmrl.finetune.{ALGORITHMS[name]}")
+
+
+def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
+    settings = dict(GENERIC_DEFAULTS)
+    settings.update(TASK_DEFAULTS.get(task, {}))
+    for name in ("gamma", "beta", "tau", "cql_weight", "max_length", "lr"):
+        value = getattr(config, name)
+        if value is not None:
+            settings[name] = value
+    settings.setdefault("lr", 2e-5 if pretrained else 3e-4)
+    settings["polyak"] = config.polyak
+    if config.discount not in ("per_turn", "per_token"):
+        raise TrainError(f"--discount must be per_turn or per_token, not {config.discount!r}")
+    return settings
+
+
+def _data(config: TrainConfig) -> tuple[list[Any], str]:
+    from lmrl.finetune.data import DatasetError, filter_episodes, load_dataset
+
+    try:
+        episodes = load_dataset(config.data, config.allow_mixed)
+        if config.algo == "filtered-bc":
+            kind, _, fraction = config.filter.partition(":")
+            if kind == "success" and not fraction:
+                episodes = filter_episodes(episodes, success_only=True)
+            elif kind == "top" and fraction:
+                episodes = filter_episodes(episodes, top_fraction=float(fraction))
+            else:
+                raise DatasetError(f"--filter must be success or top:FRACTION, not {config.filter!r}")
+    except (DatasetError, ValueError) as error:
+        raise TrainError(str(error)) from None
+    return episodes, episodes[0].task
+
+
+def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Train, evaluate now and then, save; resume from ``out/state`` when it holds this run's state."""
+    import torch
+    from accelerate import Accelerator
+
+    from lmrl.finetune import models
+    from lmrl.finetune.data import collate, dataset_samples, shuffled_batches
+
+    algo = algorithm(config.algo)
+    episodes, task = _data(config)
+    out = config.out
+    state_dir = out / "state"
+    resumed = _read_state(state_dir, config)
+    try:
+        base_dir = models.prepare_base(config.base, task, out / "base", config.seed)
+        model, tokenizer = models.load(state_dir / "model" if resumed else base_dir, config.lora)
+    except models.ModelError as error:
+        raise TrainError(str(error)) from None
+    config.settings = resolve(config, task, pretrained=config.base not in models.SIZES)
+    settings = config.settings
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    samples = dataset_samples(
+        episodes,
+        tokenizer,
+        max_length=settings["max_length"],
+        gamma=settings["gamma"],
+        discount=config.discount,
+    )
+    heads = algo.make_heads(model, settings)
+    if heads is not None and resumed:
+        from lmrl.finetune.heads import ValueHeads
+
+        heads, _ = ValueHeads.load(state_dir / "model")
+    parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
+    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=settings["lr"])
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if heads is not None:
+        heads = accelerator.prepare(heads)
+    if resumed:
+        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+    per_epoch = math.ceil(len(samples) / config.batch_size)
+    total = config.max_steps or per_epoch * config.epochs
+    step = resumed["step"] if resumed else 0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+    log = (out / "train_log.jsonl").open("a")
+    pad = tokenizer.pad_token_id
+    window: list[dict] = []
+    tokens, started = 0, time.perf_counter()
+    bar = _Progress(total, step, enabled=progress and accelerator.is_main_process)
+    try:
+        while step < total:
+            epoch, skip = divmod(step, per_epoch)
+            for batch_samples in shuffled_batches(samples, config.batch_size, config.seed, epoch)[skip:]:
+                if step >= total:
+                    break
+                batch = {k: v.to(accelerator.device) for k, v in collate(batch_samples, pad).items()}
+                torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
+                model.train()
+                loss, metrics = algo.loss(model, heads, batch, settings)
+                optimizer.zero_grad()
+                accelerator.backward(loss)
+                optimizer.step()
+                if hasattr(algo, "after_step"):
+                    algo.after_step(accelerator.unwrap_model(heads), settings)
+                step += 1
+                tokens += int(batch["attention_mask"].sum())
+                window.append({"loss": float(loss.detach()), **metrics})
+                if step % config.log_every == 0 or step == total:
+                    record = _summary(window, step, epoch, tokens / (time.perf_counter() - started))
+                    window = []
+                    _write(log, record, on_log)
+                    bar.update(step, record)
+                if config.eval_every and step % config.eval_every == 0 and step < total:
+                    _write(
+                        log, _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step), on_log
+                    )
+                if step % config.save_every == 0 and step < total and accelerator.is_main_process:
+                    _save_state(
+                        state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo
+                    )
+        final = _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, final=True)
+        _write(log, final, on_log)
+    finally:
+        bar.close()
+        log.close()
+    if accelerator.is_main_process:
+        shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume
+        from lmrl.finetune.evaluation import plot_log
+
+        plot_log(out / "train_log.jsonl", out / "train_log.png")
+    return final
+
+
+def _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, final=False) -> dict:
+    """Save the weights (the output directory at the end, else ``evals/step-N/checkpoint``) and, when
+    asked for, play them through the harness."""
+    from lmrl.finetune.evaluation import evaluate
+
+    where = config.out if final else config.out / "evals" / f"step-{step}" / "checkpoint"
+    if accelerator.is_main_process:
+        _save_checkpoint(where, config, accelerator, model, heads, tokenizer, algo)
+    accelerator.wait_for_everyone()
+    record: dict[str, Any] = {"step": step, "checkpoint": str(where)}
+    if accelerator.is_main_process and config.eval_episodes:
+        run_dir = (config.out / "evals" / "final") if final else where.parent / "run"
+        record["eval"] = evaluate(where, task, config.eval_episodes, config.eval_seed, run_dir)
+    return record
+
+
+def _save_checkpoint(where: Path, config, accelerator, model, heads, tokenizer, algo) -> None:
+    from lmrl.finetune import models
+
+    models.save(accelerator.unwrap_model(model), tokenizer, where)
+    if heads is not None:
+        accelerator.unwrap_model(heads).save(
+            where,
+            beta=config.settings["beta"],
+            algo=config.algo,
+            extraction=algo.EXTRACTION,
+            gamma=config.settings["gamma"],
+        )
+
+
+def _save_state(state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo) -> None:
+    import torch
+
+    partial = state_dir.with_name("state.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    _save_checkpoint(partial / "model", config, accelerator, model, heads, tokenizer, algo)
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    (partial / "state.json").write_text(json.dumps({"step": step, "identity": _jsonable(config.identity())}))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
+
+
+def _read_state(state_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    path = state_dir / "state.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("identity") != _jsonable(config.identity()):
+        raise TrainError(f"{config.out} holds a different training run; use another --out")
+    return state
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(
+        json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value, default=str)
+    )
+
+
+def _summary(window: list[dict], step: int, epoch: int, tokens_per_s: float) -> dict:
+    keys = {k for record in window for k in record}
+    means = {k: sum(r[k] for r in window if k in r) / sum(k in r for r in window) for k in sorted(keys)}
+    return {"step": step, "epoch": epoch, **means, "tokens_per_s": tokens_per_s, "time": time.time()}
+
+
+def _write(log: Any, record: dict, on_log: Callable[[dict], None] | None) -> None:
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    if on_log:
+        on_log(record)
+
+
+class _Progress:
+    """A rich progress bar: step, loss, tokens/s, ETA."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.progress = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        )  # fmt: skip
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+
+    def update(self, step: int, record: dict) -> None:
+        if self.progress is not None:
+            info = f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s"
+            self.progress.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

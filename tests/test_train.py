@@ -1,0 +1,129 @@
+"""`lmrl train`: each algorithm's loss goes down, a checkpoint the harness plays, resume after a
+kill, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lmrl
+from lmrl.cli import main
+from lmrl.finetune import bc, ilql, mc_returns
+from lmrl.finetune.data import collate, dataset_samples, load_dataset
+from lmrl.finetune.models import load, prepare_base
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def maze_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "behavior"
+    lmrl.run("maze-fo", "scripted/behavior", episodes=25, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wordle_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "wordle"
+    lmrl.run("wordle", "scripted/behavior", episodes=5, out=out)
+    return out
+
+
+@pytest.mark.parametrize("algo", [bc, mc_returns, ilql])
+def test_one_step_lowers_each_loss(algo, maze_data, tmp_path) -> None:
+    torch.manual_seed(0)
+    model, tokenizer = load(prepare_base("tiny", "maze-fo", tmp_path / "base", seed=0))
+    samples = dataset_samples(load_dataset([maze_data])[:4], tokenizer, max_length=256, gamma=0.9)
+    batch = collate(samples[:16], tokenizer.pad_token_id)
+    settings = {"gamma": 0.9, "tau": 0.7, "cql_weight": 0.1, "polyak": 0.005}
+    heads = algo.make_heads(model, settings)
+    parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
+    optimizer = torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.05)
+    model.eval()  # no dropout: the same batch must score lower after the step
+    before, metrics = algo.loss(model, heads, batch, settings)
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    after, _ = algo.loss(model, heads, batch, settings)
+    assert float(after) < float(before), metrics
+
+
+def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys) -> None:
+    out = tmp_path / "mc"
+    args = ["train", "--algo", "mc", "--data", str(maze_data), "--out", str(out), "--max-steps", "6"]
+    assert main([*args, "--eval-episodes", "3", "--eval-every", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "3 evaluation episodes" in printed
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "value_heads.json", "train_log.png"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "value_heads.json").read_text())["beta"] == 8.0  # maze-fo's default
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval" in r] == [3, 6]
+    assert all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in log if "loss" in r)
+    assert not (out / "state").exists()  # finished: nothing left to resume
+    # The evaluation runs are ordinary run directories; the checkpoint plays through the CLI too.
+    assert len(lmrl.load_run(out / "evals" / "final")) == 3
+    played = tmp_path / "played"
+    run = ["run", "--task", "maze-fo", "--model", f"local/{out}", "--style", "text", "--episodes", "2"]
+    assert main([*run, "--local-option", "beta=0", "--out", str(played), "--no-progress"]) == 0
+    assert len(lmrl.load_run(played)) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algo", "bc", "--data", "/nonexistent/run"], "not an lmrl run directory"),
+        (["--algo", "bc", "--data", "{maze}", "--data", "{wordle}"], "mixes tasks"),
+        (["--algo", "bc", "--data", "{maze}", "--base", "/nonexistent/ckpt"], "not a checkpoint directory"),
+        (["--algo", "filtered-bc", "--data", "{maze}", "--filter", "best"], "--filter must be"),
+        (["--algo", "nope", "--data", "{maze}"], "invalid choice"),
+        (["--algo", "bc", "--data", "{maze}", "--lora", "rank=4"], "--lora"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
+    args = [a.format(maze=maze_data, wordle=wordle_data) for a in args]
+    out = tmp_path / "ckpt"
+    try:
+        code = main(["train", *args, "--out", str(out), "--max-steps", "1", "--no-progress"])
+    except SystemExit as exited:  # argparse's own errors (an unknown algorithm)
+        code = exited.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not (out / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "lmrl.cli", "train", "--algo", "bc", "--data", str(maze_data),
+                "--out", str(out), "--max-steps", "24", "--save-every", "4", "--batch-size", "8",
+                "--eval-episodes", "0", "--no-progress"]  # fmt: skip
+
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), check=True, capture_output=True, cwd=ROOT)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (killed / "state" / "state.json").exists() or (
+        json.loads((killed / "state" / "state.json").read_text())["step"] < 8
+    ):
+        assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    subprocess.run(command(killed), check=True, capture_output=True, cwd=ROOT)
+    a, b = load_file(straight / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
