@@ -20,7 +20,8 @@ Where each fact comes from:
 
 More hand-written facts (seaport, river, mountains, metro, sports and teams, industry, age, festival)
 are in ``cities_extra.json``, edited by hand and read at run time by
-``harness/tasks/guess_my_city/knowledge.py`` next to this file's output; ``null`` there means the oracle answers "not sure".
+``harness/tasks/guess_my_city/knowledge.py`` next to this file's output; ``null`` there means the
+oracle answers "not sure".
 """
 
 from __future__ import annotations
