@@ -33,7 +33,13 @@ class QGuidance(LogitsProcessor):
     """Adds ``beta * Q`` (or ``beta * (min(Q1, Q2) - V)``) from ``heads`` to every row's scores."""
 
     def __init__(
-        self, heads: ValueHeads, beta: float, extraction: str = "q", *, use_targets: bool = False
+        self,
+        heads: ValueHeads,
+        beta: float,
+        extraction: str = "q",
+        *,
+        use_targets: bool = False,
+        support: float = 0.0,
     ) -> None:
         if extraction not in EXTRACTIONS:
             raise ValueError(f"extraction must be one of {EXTRACTIONS}, not {extraction!r}")
@@ -42,6 +48,10 @@ class QGuidance(LogitsProcessor):
         if use_targets and heads.target_q1 is None:
             raise ValueError("use_targets needs target Q heads")
         self.heads = heads
+        # Tokens the BC policy gives less than ``support`` probability get no say: Q is only trusted
+        # where the data went (off the data, an undertrained Q can be anything, and beta * Q would pick
+        # garbage). 0 = the whole vocabulary, as the paper's formula.
+        self.support = float(support)
         self.beta = float(beta)
         self.extraction = extraction
         self.use_targets = use_targets
@@ -100,7 +110,12 @@ class QGuidance(LogitsProcessor):
             bonus = self.bonus(hidden)
         if bonus.shape[-1] != scores.shape[-1]:
             raise RuntimeError(f"QGuidance: Q covers {bonus.shape[-1]} tokens, the logits {scores.shape[-1]}")
-        return scores + self.beta * bonus.to(scores.dtype)
+        guided = scores + self.beta * bonus.to(scores.dtype)
+        if self.support <= 0:
+            return guided
+        probs = scores.float().softmax(dim=-1)
+        eligible = (probs >= self.support) | (probs == probs.max(dim=-1, keepdim=True).values)
+        return guided.masked_fill(~eligible, float("-inf"))
 
 
 def guidance_from(heads: ValueHeads, meta: dict[str, Any], beta: float | None = None) -> QGuidance | None:
@@ -109,8 +124,11 @@ def guidance_from(heads: ValueHeads, meta: dict[str, Any], beta: float | None = 
     used = float(meta["beta"] if beta is None else beta)
     if used == 0:
         return None
-    use_targets = meta.get("extra", {}).get("guide_with", "q") == "target"
-    return QGuidance(heads, used, meta["extraction"], use_targets=use_targets)
+    extra = meta.get("extra", {})
+    use_targets = extra.get("guide_with", "q") == "target"
+    return QGuidance(
+        heads, used, meta["extraction"], use_targets=use_targets, support=extra.get("support", 0.0)
+    )
 
 
 def load_guidance(

@@ -40,6 +40,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {
     "tau": 0.7,
     "cql_weight": 0.01,
     "max_length": 1024,
+    "support": 1e-3,  # decoding: Q re-ranks only tokens the BC policy gives at least this probability
 }
 
 
@@ -246,6 +247,7 @@ def _save_checkpoint(where: Path, config, accelerator, model, heads, tokenizer, 
             algo=config.algo,
             extraction=algo.EXTRACTION,
             gamma=config.settings["gamma"],
+            support=config.settings["support"],
         )
 
 

@@ -127,3 +127,12 @@ def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5), name
+
+
+def test_lora_trains_and_the_merged_checkpoint_loads(maze_data, tmp_path) -> None:
+    out = tmp_path / "lora"
+    args = ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "3"]
+    assert main([*args, "--lora", "r=4,alpha=8", "--eval-episodes", "2", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert "peft_config" not in config and (out / "model.safetensors").exists()  # adapters merged in
+    assert len(lmrl.load_run(out / "evals" / "final")) == 2
