@@ -182,7 +182,10 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             for batch_samples in shuffled_batches(samples, config.batch_size, config.seed, epoch)[skip:]:
                 if step >= total:
                     break
-                batch = {k: v.to(accelerator.device) for k, v in collate(batch_samples, pad).items()}
+                # Under `accelerate launch` each process takes its share of the batch; DDP averages the
+                # gradients, so a step sees the whole batch as one process would.
+                mine = batch_samples[accelerator.process_index :: accelerator.num_processes] or batch_samples
+                batch = {k: v.to(accelerator.device) for k, v in collate(mine, pad).items()}
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)

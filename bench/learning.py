@@ -1,0 +1,148 @@
+"""Learning results: offline RL from the behaviour datasets, next to the paper's Table 2.
+
+For each task: the paper's dataset policy (``scripted/behavior``) writes the training data (run seed 0);
+each algorithm trains from scratch (the tiny GPT-2, tokenizer learnt on the task's text) for every
+seed; every checkpoint is evaluated on the same episodes, drawn from a run seed the data never used
+(1000; maze: the paper's protocol, 32 episodes from each of the 25 starts). The table gives the
+normalized score (the paper's formula and anchors) as the mean over seeds with a 95% t-interval, the
+paper's number, and the CPU wall time per run; ``--out`` keeps every dataset, checkpoint and
+evaluation run, and ``learning.csv`` / ``learning.md`` beside them.
+
+    python bench/learning.py                                   # the full table (hours on a CPU)
+    python bench/learning.py --tasks maze-fo --algos bc,ilql --seeds 0 --max-steps 300   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import _common  # noqa: F401
+
+import lmrl
+from lmrl.finetune.trainer import TrainConfig, train
+from lmrl.reports.stats import t95
+
+PAPER_TABLE2 = {  # normalized scores, paper Table 2 (BC, filtered BC, MC returns, ILQL)
+    "maze-fo": {"bc": 58.2, "filtered-bc": 68.9, "mc": 75.0, "ilql": 99.9},
+    "maze-po": {"bc": 53.1, "filtered-bc": 50.1, "mc": 52.4, "ilql": 76.3},
+    "textnav-fo": {"bc": 53.7, "filtered-bc": 65.1, "mc": 71.9, "ilql": 91.8},
+    "textnav-po": {"bc": 49.7, "filtered-bc": 60.5, "mc": 71.6, "ilql": 83.7},
+    "wordle": {"bc": 79.9, "filtered-bc": 79.1, "mc": 94.9, "ilql": 97.7},
+}
+DATASET_EPISODES = {"maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000}
+EVAL_EPISODES = {"maze-fo": 800, "maze-po": 800}  # 32 x 25 starts; others: --eval-episodes
+EVAL_SEED = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", default="maze-fo,maze-po,textnav-fo,wordle")
+    parser.add_argument("--algos", default="bc,filtered-bc,mc,ilql")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-steps", type=int, default=2000, help="optimizer steps per run")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-episodes", type=int, default=200, help="tasks other than maze")
+    parser.add_argument(
+        "--dataset-scale", type=float, default=1.0, help="fraction of the paper's dataset size"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
+    args = parser.parse_args()
+    rows = []
+    for task in args.tasks.split(","):
+        data = args.out / task / "data"
+        episodes = max(25, round(DATASET_EPISODES.get(task, 1000) * args.dataset_scale))
+        lmrl.run(task, "scripted/behavior", episodes=episodes, out=data, seed=0, concurrency=64)
+        behaviour = _evaluate_scripted(task, args)
+        for algo in args.algos.split(","):
+            scores, times = [], []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                started = time.perf_counter()
+                final = train(
+                    TrainConfig(
+                        algo=algo,
+                        data=[str(data)],
+                        out=args.out / task / f"{algo}-s{seed}",
+                        seed=seed,
+                        max_steps=args.max_steps,
+                        batch_size=args.batch_size,
+                        eval_episodes=EVAL_EPISODES.get(task, args.eval_episodes),
+                        eval_seed=EVAL_SEED,
+                        save_every=max(args.max_steps, 1),
+                    ),
+                    progress=True,
+                )
+                times.append(time.perf_counter() - started)
+                scores.append(final["eval"]["normalized"])
+                print(
+                    f"{task} {algo} seed {seed}: normalized {scores[-1]:.1f} in {times[-1]:.0f} s", flush=True
+                )
+            rows.append(_row(task, algo, scores, times, behaviour, episodes, args))
+    _write(rows, args.out)
+
+
+def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
+    """The behaviour policy itself on the evaluation episodes (the dataset average anchor's policy)."""
+    out = args.out / task / "behavior-eval"
+    lmrl.run(
+        task,
+        "scripted/behavior",
+        episodes=EVAL_EPISODES.get(task, args.eval_episodes),
+        out=out,
+        seed=EVAL_SEED,
+    )
+    from lmrl.reports import episodes_frame, summarize
+    from lmrl.rundir import read_manifest
+
+    anchors = {name: t["anchors"] for name, t in read_manifest(out)["tasks"].items()}
+    return float(summarize(episodes_frame(lmrl.load_run(out)), anchors).iloc[0]["normalized"])
+
+
+def _row(task, algo, scores, times, behaviour, episodes, args) -> dict:
+    mean = statistics.fmean(scores)
+    half = (
+        t95(len(scores) - 1) * statistics.stdev(scores) / len(scores) ** 0.5
+        if len(scores) > 1
+        else float("nan")
+    )
+    return {
+        "task": task,
+        "algo": algo,
+        "seeds": len(scores),
+        "normalized": round(mean, 1),
+        "ci95": round(half, 1),
+        "per_seed": " ".join(f"{s:.1f}" for s in scores),
+        "paper": PAPER_TABLE2.get(task, {}).get(algo),
+        "behaviour_policy": round(behaviour, 1),
+        "dataset_episodes": episodes,
+        "max_steps": args.max_steps,
+        "cpu_minutes_per_run": round(statistics.fmean(times) / 60, 1),
+    }
+
+
+def _write(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "learning.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | paper Table 2 "
+        "| behaviour policy | data episodes | steps | CPU min/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} | {r['paper']} "
+            f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "
+            f"| {r['cpu_minutes_per_run']} |"
+        )
+    (out / "learning.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
