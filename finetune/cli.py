@@ -105,5 +105,8 @@ def run(args: argparse.Namespace) -> int:
             f"; {score['episodes']} evaluation episodes: mean return {score['mean_return']:.3g} "
             f"± {score['ci95']:.2g}, normalized {score['normalized']:.1f}, success {score['success']:.0%}"
         )
-    print(summary)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under accelerate launch, one line, not one per process
+        print(summary)
     return 0

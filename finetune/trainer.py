@@ -1,10 +1,14 @@
 """The one training loop every offline algorithm runs on (``lmrl train``).
 
-Built on ``accelerate``: ``accelerate launch lmrl train ...`` gives DDP (or FSDP/DeepSpeed through its
-config) with no code change; a plain ``lmrl train`` is one process. An algorithm is a module with
-``NAME``, ``EXTRACTION`` (``None``, ``"q"`` or ``"advantage"``), ``make_heads(model, settings)``,
-``loss(model, heads, batch, settings) -> (loss, metrics)`` and optionally ``after_step(heads,
-settings)`` (``bc``, ``filtered_bc``, ``mc_returns``, ``ilql``).
+Built on ``accelerate``: ``accelerate launch --multi_gpu --num_processes N -m lmrl.cli train ...`` gives
+DDP (or FSDP/DeepSpeed through its config) with no code change, each process taking its share of
+every batch (weighted by action tokens, so the update is the one-process update); a plain ``lmrl
+train`` is one process. (On a CPU-only machine ``--cpu --num_processes N`` starts several processes
+only through ``mpirun``; ``--multi_gpu`` starts them with torchrun on the CPU too.)
+
+An algorithm is a module with ``NAME``, ``EXTRACTION`` (``None``, ``"q"`` or ``"advantage"``),
+``make_heads(model, settings)``, ``loss(model, heads, batch, settings) -> (loss, metrics)`` and
+optionally ``after_step(heads, settings)`` (``bc``, ``filtered_bc``, ``mc_returns``, ``ilql``).
 
 The output directory is a checkpoint the harness plays as ``local/<out>`` (weights, tokenizer, and for
 MC/ILQL ``value_heads.*`` with beta), plus ``train_config.json``, ``train_log.jsonl`` (losses, tokens/s,
@@ -137,8 +141,10 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     out = config.out
     state_dir = out / "state"
     resumed = _read_state(state_dir, config)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     try:
-        base_dir = models.prepare_base(config.base, task, out / "base", config.seed)
+        with accelerator.main_process_first():  # one process builds a from-scratch base, the rest read it
+            base_dir = models.prepare_base(config.base, task, out / "base", config.seed)
         model, tokenizer = models.load(state_dir / "model" if resumed else base_dir, config.lora)
     except models.ModelError as error:
         raise TrainError(str(error)) from None
@@ -160,7 +166,6 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         heads, _ = ValueHeads.load(state_dir / "model")
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=settings["lr"])
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model, optimizer = accelerator.prepare(model, optimizer)
     if heads is not None:
         heads = accelerator.prepare(heads)
@@ -169,9 +174,11 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     per_epoch = math.ceil(len(samples) / config.batch_size)
     total = config.max_steps or per_epoch * config.epochs
     step = resumed["step"] if resumed else 0
+    main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
-    log = (out / "train_log.jsonl").open("a")
+    if main:
+        (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+    log = (out / "train_log.jsonl").open("a") if main else None
     pad = tokenizer.pad_token_id
     window: list[dict] = []
     tokens, started = 0, time.perf_counter()
@@ -184,13 +191,19 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                     break
                 # Under `accelerate launch` each process takes its share of the batch; DDP averages the
                 # gradients, so a step sees the whole batch as one process would.
-                mine = batch_samples[accelerator.process_index :: accelerator.num_processes] or batch_samples
-                batch = {k: v.to(accelerator.device) for k, v in collate(mine, pad).items()}
+                # Losses are means over action tokens: weigh each share by its tokens so that the
+                # averaged gradient is the whole batch's (a rank with no share contributes zero).
+                mine = batch_samples[accelerator.process_index :: accelerator.num_processes]
+                weight = sum(len(s.action_ids) for s in mine) / sum(len(s.action_ids) for s in batch_samples)
+                batch = {
+                    k: v.to(accelerator.device) for k, v in collate(mine or batch_samples[:1], pad).items()
+                }
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)
                 optimizer.zero_grad()
-                accelerator.backward(loss)
+                accelerator.backward(loss * (accelerator.num_processes * weight))
+                loss = accelerator.reduce(loss.detach() * weight, reduction="sum")  # the whole batch's loss
                 optimizer.step()
                 if hasattr(algo, "after_step"):
                     algo.after_step(accelerator.unwrap_model(heads), settings)
@@ -214,7 +227,8 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         _write(log, final, on_log)
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
     if accelerator.is_main_process:
         shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume
         from lmrl.finetune.evaluation import plot_log
@@ -289,6 +303,8 @@ def _summary(window: list[dict], step: int, epoch: int, tokens_per_s: float) -> 
 
 
 def _write(log: Any, record: dict, on_log: Callable[[dict], None] | None) -> None:
+    if log is None:  # not the main process: it does not log
+        return
     log.write(json.dumps(record) + "\n")
     log.flush()
     if on_log:
