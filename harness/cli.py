@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="any other local-agent option: top_k, max_batch_tokens, batch_window_ms, max_prompt_tokens, "
-        "share_prefixes, prefix_cache_mb (README, local checkpoints)",
+        "share_prefixes, prefix_cache_mb, beta (value-guided checkpoints; README, local checkpoints)",
     )
     partners = run.add_argument_group("partner roles and judges (never inherit the models' options)")
     partners.add_argument(
