@@ -19,6 +19,7 @@ with different batching settings) each read their own. ``attach(model)`` install
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,51 @@ def load_guidance(
     heads.check_fits(model, where=str(Path(directory) / HEADS_META))
     processor = guidance_from(heads, meta, beta)
     return (processor.attach(model) if processor is not None else None), meta
+
+
+def rank_actions(
+    model: Any,
+    prompt_ids: list[int],
+    candidates: list[list[int]],
+    guidance: QGuidance | None,
+    temperature: float,
+    rng: Any,
+) -> tuple[int, list[float]]:
+    """Pick one of a small set of complete actions (token ids after ``prompt_ids``) instead of
+    generating: each scores its BC log-likelihood plus, with ``guidance``, ``beta`` times its value
+    (``advantage``: the sum over its tokens of min(Q1, Q2) - V; ``q``: Q of its last token, the return
+    expected after the whole action). Greedy at temperature 0, else sampled from softmax(score / T)
+    with ``rng`` (a ``random.Random``). Returns the index and the chosen action's per-token BC
+    log-probabilities. The paper's re-ranker over the maze's four moves."""
+    device = next(model.parameters()).device
+    width = len(prompt_ids) + max(len(c) for c in candidates)
+    ids = torch.zeros((len(candidates), width), dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for row, candidate in enumerate(candidates):
+        sequence = prompt_ids + candidate
+        ids[row, : len(sequence)] = torch.tensor(sequence, device=device)
+        mask[row, : len(sequence)] = 1
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        logprobs = out.logits.float().log_softmax(dim=-1)
+        hidden = out.hidden_states[-1]
+        scores, chosen_logprobs = [], []
+        start = len(prompt_ids)
+        for row, candidate in enumerate(candidates):
+            positions = torch.arange(start - 1, start - 1 + len(candidate), device=device)
+            tokens = torch.tensor(candidate, device=device)
+            token_logprobs = logprobs[row, positions, tokens]
+            score = float(token_logprobs.sum())
+            if guidance is not None:
+                bonus = guidance.bonus(hidden[row, positions]).float().gather(-1, tokens[:, None]).squeeze(-1)
+                value = bonus.sum() if guidance.extraction == "advantage" else bonus[-1]
+                score += guidance.beta * float(value)
+            scores.append(score)
+            chosen_logprobs.append(token_logprobs.tolist())
+    if temperature <= 0:
+        best = max(range(len(scores)), key=scores.__getitem__)
+    else:
+        top = max(scores)
+        weights = [math.exp((s - top) / temperature) for s in scores]
+        best = rng.choices(range(len(scores)), weights=weights)[0]
+    return best, chosen_logprobs[best]

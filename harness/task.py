@@ -174,6 +174,11 @@ class Task(ABC):
     def parse(self, raw: str) -> Parsed:
         """The canonical action in free model output, or ``Invalid(reason)`` (``lmrl.parsing``)."""
 
+    def candidate_actions(self) -> list[str] | None:
+        """The whole action space now, when it is small and enumerable (maze's four moves): a
+        value-guided local agent with ``rerank`` ranks these instead of generating. ``None``: open."""
+        return None
+
     def final_line_instruction(self) -> str:
         """The answer format, worded the same way in every task's system prompt."""
         return f"End your reply with a final line of exactly this form:\n{self.answer_example}"

@@ -109,6 +109,7 @@ class LocalSettings:
     share_prefixes: bool = True
     prefix_cache_mb: float | None = None  # None: decided from the free memory at load
     beta: float | None = None  # value-guided decoding weight; None: the one saved with the heads
+    rerank: bool = False  # pick among the task's candidate actions (maze's four moves) instead of generating
 
     KEYS = (
         "device",
@@ -123,6 +124,7 @@ class LocalSettings:
         "share_prefixes",
         "prefix_cache_mb",
         "beta",
+        "rerank",
     )
 
     @classmethod
@@ -152,6 +154,8 @@ class LocalSettings:
             for key in ("max_batch_size", "max_batch_tokens", "max_prompt_tokens"):
                 if extra.get(key) is not None:
                     fields[key] = _nonneg_int(key, extra[key], minimum=1)
+            if extra.get("rerank") is not None:
+                fields["rerank"] = flag_option("rerank", extra["rerank"], error=ValueError)
             if extra.get("share_prefixes") is not None:
                 fields["share_prefixes"] = flag_option(
                     "share_prefixes", extra["share_prefixes"], error=ValueError
@@ -455,6 +459,7 @@ class LocalAgent(Agent):
         self.logits_processors = processors
         self.heads_meta = self._heads_meta()  # value_heads.json beside the weights, if any
         self.guidance: Any = None  # the QGuidance processor, once loaded (None: plain decoding)
+        self._rank_lock = threading.Lock()
         self.style = style  # settled at load: chat needs a chat template
         self._loaded: LoadedModel | None = None
         self.engine: Any = None  # the batching engine, once loaded
@@ -601,6 +606,9 @@ class LocalAgent(Agent):
     async def act(self, prompt: Prompt) -> Completion:
         await self._ensure_loaded()
         started = time.perf_counter()
+        candidates = prompt.task.candidate_actions() if self.settings.rerank else None
+        if candidates:
+            return await self._rank(prompt, candidates, started)
         result = await self.engine.generate(lambda: self.encode(prompt), self._generation)
         return Completion(
             text=result.text,
@@ -610,6 +618,33 @@ class LocalAgent(Agent):
             latency_s=time.perf_counter() - started,
             token_ids=result.token_ids,
             logprobs=result.logprobs,
+        )
+
+    async def _rank(self, prompt: Prompt, candidates: list[str], started: float) -> Completion:
+        """``rerank``: score the task's candidate actions (BC likelihood + beta * value) and say the
+        best (or a sample at temperature > 0) instead of generating."""
+        from lmrl.finetune.guidance import rank_actions
+
+        loaded = self._loaded
+        assert loaded is not None
+        tokenizer = loaded.tokenizer
+        texts = [prompt.task.format_action(c) + "\n" for c in candidates]
+        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        prompt_ids = self.encode(prompt)
+        temperature = 1.0 if self.options.temperature is None else float(self.options.temperature)
+
+        def rank() -> tuple[int, list[float]]:
+            with self._rank_lock:  # one forward at a time on the shared model, in a worker thread
+                return rank_actions(loaded.model, prompt_ids, encoded, self.guidance, temperature, prompt.rng)
+
+        index, logprobs = await anyio.to_thread.run_sync(rank)
+        return Completion(
+            text=candidates[index],
+            tokens_in=len(prompt_ids),
+            tokens_out=len(encoded[index]),
+            latency_s=time.perf_counter() - started,
+            token_ids=encoded[index],
+            logprobs=logprobs,
         )
 
     def _processors(self) -> tuple[Any, ...]:

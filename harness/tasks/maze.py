@@ -237,6 +237,9 @@ class Maze(Task):
             info["outcome"] = outcome
         return info
 
+    def candidate_actions(self) -> list[str] | None:
+        return list(ACTIONS)
+
     def parse(self, raw: str) -> Parsed:
         return read_action(raw, markers=_MARKERS, find=_find_moves, whole=_whole_move, max_chars=20_000)
 
