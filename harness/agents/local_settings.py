@@ -1,0 +1,112 @@
+"""The settings of a local checkpoint agent (``--local-option KEY=VALUE``), checked when the agent is
+made: device and dtype, sampling beyond temperature, batching, prefix reuse, value guidance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lmrl.agents.base import AgentConfigError
+from lmrl.options import flag_option
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+# --- settings ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LocalSettings:
+    device: str = "auto"
+    dtype: str = "auto"
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    max_batch_size: int = 64
+    max_batch_tokens: int = 65536
+    batch_window_ms: float = 10.0
+    max_prompt_tokens: int | None = None
+    share_prefixes: bool = True
+    prefix_cache_mb: float | None = None  # None: decided from the free memory at load
+    beta: float | None = None  # value-guided decoding weight; None: the one saved with the heads
+    rerank: bool = False  # pick among the task's candidate actions (maze's four moves) instead of generating
+
+    KEYS = (
+        "device",
+        "dtype",
+        "top_p",
+        "top_k",
+        "stop",
+        "max_batch_size",
+        "max_batch_tokens",
+        "batch_window_ms",
+        "max_prompt_tokens",
+        "share_prefixes",
+        "prefix_cache_mb",
+        "beta",
+        "rerank",
+    )
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> LocalSettings:
+        """Read the local-only keys of ``AgentOptions.extra`` (others belong to other agent kinds)."""
+        fields: dict[str, Any] = {}
+        try:
+            if "device" in extra and extra["device"] is not None:
+                fields["device"] = str(extra["device"]).strip().lower()
+            if "dtype" in extra and extra["dtype"] is not None:
+                name = str(extra["dtype"]).strip().lower().removeprefix("torch.")
+                if name != "auto" and name not in _DTYPES:
+                    raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {name!r}")
+                fields["dtype"] = _DTYPES.get(name, name)
+            if extra.get("top_p") is not None:
+                fields["top_p"] = float(extra["top_p"])
+                if not 0 < fields["top_p"] <= 1:
+                    raise ValueError(f"top_p must be in (0, 1], not {extra['top_p']}")
+            if extra.get("top_k") is not None:
+                fields["top_k"] = _nonneg_int("top_k", extra["top_k"])
+            if extra.get("stop") is not None:
+                stop = extra["stop"]
+                stops = [stop] if isinstance(stop, str) else list(stop)
+                if not all(isinstance(s, str) and s for s in stops):
+                    raise ValueError("stop must be a non-empty string or a list of them")
+                fields["stop"] = tuple(stops)
+            for key in ("max_batch_size", "max_batch_tokens", "max_prompt_tokens"):
+                if extra.get(key) is not None:
+                    fields[key] = _nonneg_int(key, extra[key], minimum=1)
+            if extra.get("rerank") is not None:
+                fields["rerank"] = flag_option("rerank", extra["rerank"], error=ValueError)
+            if extra.get("share_prefixes") is not None:
+                fields["share_prefixes"] = flag_option(
+                    "share_prefixes", extra["share_prefixes"], error=ValueError
+                )
+            if extra.get("prefix_cache_mb") is not None:
+                fields["prefix_cache_mb"] = float(extra["prefix_cache_mb"])
+                if fields["prefix_cache_mb"] < 0:
+                    raise ValueError("prefix_cache_mb must not be negative")
+            if extra.get("beta") is not None:
+                fields["beta"] = float(extra["beta"])
+                if not (math.isfinite(fields["beta"]) and fields["beta"] >= 0):
+                    raise ValueError(f"beta must be a number >= 0, not {extra['beta']!r}")
+            if extra.get("batch_window_ms") is not None:
+                fields["batch_window_ms"] = float(extra["batch_window_ms"])
+                if fields["batch_window_ms"] < 0:
+                    raise ValueError("batch_window_ms must not be negative")
+        except (TypeError, ValueError) as error:
+            raise AgentConfigError(f"local agent option: {error}") from None
+        return cls(**fields)
+
+
+def _nonneg_int(name: str, value: Any, minimum: int = 0) -> int:
+    number = int(value)
+    if number != float(value) or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return number
