@@ -43,6 +43,12 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
     parser.add_argument("--filter", default="success", help="filtered BC: success or top:FRACTION")
+    parser.add_argument(
+        "--style",
+        choices=["text", "chat"],
+        default="text",
+        help="text: the paper's raw rendering; chat: through the base model's chat template",
+    )
     parser.add_argument("--allow-mixed", action="store_true", help="train on runs of different tasks")
     parser.add_argument("--lora", metavar="r=16[,alpha=32]", help="train LoRA adapters (needs peft)")
     parser.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (and at the end)")
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,
+        style=args.style,
         allow_mixed=args.allow_mixed,
         lora=_lora(args.lora),
         eval_every=args.eval_every,

@@ -111,8 +111,10 @@ def episode_samples(
     max_length: int = 1024,
     gamma: float = 0.99,
     discount: Discount = "per_turn",
+    style: str = "text",
 ) -> list[Sample]:
-    """Every agent turn of ``episode`` (played on a task of ``task``'s class) as a ``Sample``."""
+    """Every agent turn of ``episode`` (played on a task of ``task``'s class) as a ``Sample``, in the
+    ``text`` rendering or (``style="chat"``) through the tokenizer's chat template."""
     task.reset(episode.seed, episode.index)  # the rendering may depend on the episode's start
     history = episode_history(task, episode)
     ends_with_newline = _newline_ids(tokenizer)
@@ -121,12 +123,14 @@ def episode_samples(
         upto = history[: 2 * t + 1]  # up to and including the turn's observation
         if turn.token_ids:
             action_ids = list(turn.token_ids)
+        elif style == "chat":
+            action_ids = _chat_reply_ids(task, upto, history[2 * t + 1], tokenizer, episode.key, t)
         else:
             text = task.format_action(turn.action) if turn.action is not None else turn.raw_output.strip()
             action_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + ends_with_newline
         budget = max(1, max_length - len(action_ids))
-        prompt_ids, cut = _fit(task, upto, tokenizer, budget)
-        next_ids, _ = _fit(task, history[: 2 * t + 3], tokenizer, max_length)
+        prompt_ids, cut = _fit(task, upto, tokenizer, budget, style)
+        next_ids, _ = _fit(task, history[: 2 * t + 3], tokenizer, max_length, style)
         last = t == len(episode.turns) - 1
         samples.append(
             Sample(
@@ -155,6 +159,7 @@ def dataset_samples(
     gamma: float = 0.99,
     discount: Discount = "per_turn",
     task_options: dict[str, dict[str, Any]] | None = None,
+    style: str = "text",
 ) -> list[Sample]:
     samples: list[Sample] = []
     tasks: dict[str, Task] = {}
@@ -162,7 +167,13 @@ def dataset_samples(
         if episode.task not in tasks:
             tasks[episode.task] = make_task(episode.task, **(task_options or {}).get(episode.task, {}))
         samples += episode_samples(
-            tasks[episode.task], episode, tokenizer, max_length=max_length, gamma=gamma, discount=discount
+            tasks[episode.task],
+            episode,
+            tokenizer,
+            max_length=max_length,
+            gamma=gamma,
+            discount=discount,
+            style=style,
         )
     return samples
 
@@ -172,13 +183,48 @@ def _newline_ids(tokenizer: Any) -> list[int]:
     return tokenizer("\n", add_special_tokens=False)["input_ids"]
 
 
-def _fit(task: Task, history: list[Segment], tokenizer: Any, budget: int) -> tuple[list[int], bool]:
-    """The ``text`` rendering of ``history`` within ``budget`` tokens: oldest whole turns dropped
-    first, and only when the last observation alone is too long, its oldest tokens."""
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=False
+    )
+    return list(ids)
+
+
+def _chat_reply_ids(
+    task: Task, upto: list[Segment], action: Segment, tokenizer: Any, key: str, turn: int
+) -> list[int]:
+    """The tokens the chat template adds for the assistant's reply: the conversation with the reply
+    minus the prompt. Exact only when the template renders the prompt as a prefix of the longer
+    conversation; otherwise a one-line error (train on the ``text`` rendering instead)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DatasetError("--style chat needs a tokenizer with a chat template; this one has none")
+    messages = task.render(upto, "chat")
+    assert isinstance(messages, list)
+    prompt = _chat_ids(tokenizer, messages, generation_prompt=True)
+    reply = action.raw if action.raw is not None else action.text
+    full = _chat_ids(tokenizer, [*messages, {"role": "assistant", "content": reply}], generation_prompt=False)
+    if full[: len(prompt)] != prompt:
+        raise DatasetError(
+            f"the chat template is not prefix-preserving (episode {key}, turn {turn}): the prompt is not "
+            "the start of the conversation with the reply; train with --style text"
+        )
+    return full[len(prompt) :]
+
+
+def _fit(
+    task: Task, history: list[Segment], tokenizer: Any, budget: int, style: str = "text"
+) -> tuple[list[int], bool]:
+    """The rendering of ``history`` within ``budget`` tokens: oldest whole turns dropped first, and
+    only when the last observation alone is too long, its oldest tokens."""
     segments = list(history)
     cut = False
     while True:
-        ids = tokenizer(task.render(segments, "text"), add_special_tokens=True)["input_ids"]
+        if style == "chat":
+            messages = task.render(segments, "chat")
+            assert isinstance(messages, list)
+            ids = _chat_ids(tokenizer, messages, generation_prompt=True)
+        else:
+            ids = tokenizer(task.render(segments, "text"), add_special_tokens=True)["input_ids"]
         if len(ids) <= budget:
             return ids, cut
         if len(segments) <= 1:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 
-def evaluate(checkpoint: Path, task: str, episodes: int, seed: int, run_dir: Path) -> dict[str, Any]:
+def evaluate(
+    checkpoint: Path, task: str, episodes: int, seed: int, run_dir: Path, style: str = "text"
+) -> dict[str, Any]:
     """Mean return (95% CI), normalized score and success rate of ``local/<checkpoint>`` on ``episodes``
-    episodes of ``task`` (``text`` style, run seed ``seed``)."""
+    episodes of ``task`` (in the ``style`` it was trained on, run seed ``seed``)."""
     from lmrl.reports import episodes_frame, summarize
     from lmrl.rollout import run_sync
     from lmrl.rundir import load_episodes, read_manifest
@@ -19,7 +21,7 @@ def evaluate(checkpoint: Path, task: str, episodes: int, seed: int, run_dir: Pat
     spec = f"local/{checkpoint.resolve()}"
     config = RunConfig(
         out=run_dir, tasks=[task], models=[spec], episodes=episodes, concurrency=min(64, episodes),
-        seed=seed, style="text",
+        seed=seed, style=style,
     )  # fmt: skip
     run_sync(Runner(config).run)
     manifest = read_manifest(run_dir)

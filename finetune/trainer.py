@@ -65,6 +65,7 @@ class TrainConfig:
     batch_size: int = 32
     gamma: float | None = None
     discount: str = "per_turn"
+    style: str = "text"  # chat: through the tokenizer's chat template (must be prefix-preserving)
     beta: float | None = None
     tau: float | None = None
     cql_weight: float | None = None
@@ -105,6 +106,8 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
             settings[name] = value
     settings.setdefault("lr", 2e-5 if pretrained else 3e-4)
     settings["polyak"] = config.polyak
+    if config.style not in ("text", "chat"):
+        raise TrainError(f"--style must be text or chat, not {config.style!r}")
     if config.discount not in ("per_turn", "per_token"):
         raise TrainError(f"--discount must be per_turn or per_token, not {config.discount!r}")
     return settings
@@ -134,7 +137,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     from accelerate import Accelerator
 
     from lmrl.finetune import models
-    from lmrl.finetune.data import collate, dataset_samples, shuffled_batches
+    from lmrl.finetune.data import DatasetError, collate, dataset_samples, shuffled_batches
 
     algo = algorithm(config.algo)
     episodes, task = _data(config)
@@ -152,13 +155,17 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     settings = config.settings
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    samples = dataset_samples(
-        episodes,
-        tokenizer,
-        max_length=settings["max_length"],
-        gamma=settings["gamma"],
-        discount=config.discount,
-    )
+    try:  # a chat template that is not prefix-preserving is found here, before anything is written
+        samples = dataset_samples(
+            episodes,
+            tokenizer,
+            max_length=settings["max_length"],
+            gamma=settings["gamma"],
+            discount=config.discount,
+            style=config.style,
+        )
+    except DatasetError as error:
+        raise TrainError(str(error)) from None
     heads = algo.make_heads(model, settings)
     if heads is not None and resumed:
         from lmrl.finetune.heads import ValueHeads
@@ -249,7 +256,7 @@ def _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, fi
     record: dict[str, Any] = {"step": step, "checkpoint": str(where)}
     if accelerator.is_main_process and config.eval_episodes:
         run_dir = (config.out / "evals" / "final") if final else where.parent / "run"
-        record["eval"] = evaluate(where, task, config.eval_episodes, config.eval_seed, run_dir)
+        record["eval"] = evaluate(where, task, config.eval_episodes, config.eval_seed, run_dir, config.style)
     return record
 
 

@@ -8,7 +8,7 @@ import pytest
 from lmrl.agents import ScriptedAgent
 from lmrl.finetune.data import DatasetError, collate, episode_samples, filter_episodes
 from lmrl.models.tiny import build_tiny_model
-from lmrl.rollout import rollout, run_sync
+from lmrl.rollout import episode_history, rollout, run_sync
 from lmrl.task import Segment
 from lmrl.tasks import make_task
 from lmrl.tasks.maze import DISTANCE, START_CELLS
@@ -107,3 +107,31 @@ def test_filters_keep_successes_or_the_top_fraction() -> None:
     assert all(e in top for e in episodes if e.return_ >= threshold)
     with pytest.raises(DatasetError):
         filter_episodes([e for e in episodes if not e.success], success_only=True)
+
+
+def test_chat_samples_go_through_the_template_exactly(tokenizer) -> None:
+    episode = play("maze-fo", "optimal", three_moves_from_goal())
+    task = make_task("maze-fo")
+    samples = episode_samples(task, episode, tokenizer, style="chat")
+    history = episode_history(task, episode)
+    for t, sample in enumerate(samples):
+        messages = task.render(history[: 2 * t + 1], "chat")
+        reply = {"role": "assistant", "content": episode.turns[t].raw_output}
+        full = tokenizer.apply_chat_template([*messages, reply], tokenize=True, return_dict=False)
+        assert sample.prompt_ids + sample.action_ids == list(full)  # the template's own tokens, split
+        assert tokenizer.decode(sample.action_ids).startswith(episode.turns[t].raw_output)
+
+
+def test_a_template_that_rewrites_the_prompt_is_a_one_line_error(tokenizer) -> None:
+    import copy
+
+    odd = copy.deepcopy(tokenizer)
+    # marks the last user message: the prompt is then not a prefix of the conversation with the reply
+    odd.chat_template = (
+        "{% for m in messages %}{% if loop.last and m['role'] == 'user' %}<|user|>LAST {{ m['content'] }}"
+        "{% else %}<|{{ m['role'] }}|>{{ m['content'] }}{% endif %}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    episode = play("maze-fo", "optimal", three_moves_from_goal())
+    with pytest.raises(DatasetError, match="not prefix-preserving"):
+        episode_samples(make_task("maze-fo"), episode, odd, style="chat")

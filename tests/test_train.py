@@ -136,3 +136,11 @@ def test_lora_trains_and_the_merged_checkpoint_loads(maze_data, tmp_path) -> Non
     config = json.loads((out / "config.json").read_text())
     assert "peft_config" not in config and (out / "model.safetensors").exists()  # adapters merged in
     assert len(lmrl.load_run(out / "evals" / "final")) == 2
+
+
+def test_chat_style_trains_and_plays_in_chat(maze_data, tmp_path) -> None:
+    out = tmp_path / "chat"
+    args = ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "2"]
+    assert main([*args, "--style", "chat", "--eval-episodes", "2", "--no-progress"]) == 0
+    evaluated = json.loads((out / "evals" / "final" / "manifest.json").read_text())
+    assert evaluated["config"]["style"] == "chat" and len(lmrl.load_run(out / "evals" / "final")) == 2
