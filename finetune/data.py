@@ -214,23 +214,36 @@ def _chat_reply_ids(
 def _fit(
     task: Task, history: list[Segment], tokenizer: Any, budget: int, style: str = "text"
 ) -> tuple[list[int], bool]:
-    """The rendering of ``history`` within ``budget`` tokens: oldest whole turns dropped first, and
-    only when the last observation alone is too long, its oldest tokens."""
-    segments = list(history)
-    cut = False
-    while True:
+    """The rendering of ``history`` within ``budget`` tokens: oldest whole turns dropped first (the
+    fewest that make it fit, found by bisection: rendering is re-tokenized per try), and only when the
+    last observation alone is too long, its oldest tokens."""
+
+    def ids_from(start: int) -> list[int]:
+        segments = history[start:]
         if style == "chat":
             messages = task.render(segments, "chat")
             assert isinstance(messages, list)
-            ids = _chat_ids(tokenizer, messages, generation_prompt=True)
-        else:
-            ids = tokenizer(task.render(segments, "text"), add_special_tokens=True)["input_ids"]
+            return _chat_ids(tokenizer, messages, generation_prompt=True)
+        return tokenizer(task.render(segments, "text"), add_special_tokens=True)["input_ids"]
+
+    full = ids_from(0)
+    if len(full) <= budget:
+        return full, False
+    # Turn boundaries: each observation after the first starts a shorter history that still makes sense.
+    starts = [i for i, s in enumerate(history) if s.kind == "observation" and i > 0]
+    low, high = 0, len(starts) - 1  # find the first start whose rendering fits
+    best: list[int] | None = None
+    while low <= high:
+        middle = (low + high) // 2
+        ids = ids_from(starts[middle])
         if len(ids) <= budget:
-            return ids, cut
-        if len(segments) <= 1:
-            return ids[-budget:], True
-        segments = segments[2:] if segments[0].kind == "observation" and len(segments) > 2 else segments[1:]
-        cut = True
+            best, high = ids, middle - 1
+        else:
+            low = middle + 1
+    if best is not None:
+        return best, True
+    last = ids_from(starts[-1]) if starts else full
+    return last[-budget:], True
 
 
 def _fill_returns(samples: list[Sample], gamma: float, discount: Discount) -> None:

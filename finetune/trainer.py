@@ -105,6 +105,8 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
         if value is not None:
             settings[name] = value
     settings.setdefault("lr", 2e-5 if pretrained else 3e-4)
+    if config.style == "chat" and config.max_length is None:  # a system prompt and chat markup on top
+        settings["max_length"] = max(settings["max_length"], 2048)
     settings["polyak"] = config.polyak
     if config.style not in ("text", "chat"):
         raise TrainError(f"--style must be text or chat, not {config.style!r}")

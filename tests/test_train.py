@@ -138,9 +138,14 @@ def test_lora_trains_and_the_merged_checkpoint_loads(maze_data, tmp_path) -> Non
     assert len(lmrl.load_run(out / "evals" / "final")) == 2
 
 
-def test_chat_style_trains_and_plays_in_chat(maze_data, tmp_path) -> None:
+def test_chat_style_trains_and_plays_in_chat(tmp_path) -> None:
+    data = tmp_path / "data"  # short episodes: chat prompts hold the whole history
+    lmrl.run("maze-fo", "scripted/behavior", episodes=3, max_turns=6, out=data, style="chat")
     out = tmp_path / "chat"
-    args = ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "2"]
-    assert main([*args, "--style", "chat", "--eval-episodes", "2", "--no-progress"]) == 0
-    evaluated = json.loads((out / "evals" / "final" / "manifest.json").read_text())
-    assert evaluated["config"]["style"] == "chat" and len(lmrl.load_run(out / "evals" / "final")) == 2
+    args = ["train", "--algo", "bc", "--data", str(data), "--out", str(out), "--max-steps", "2"]
+    assert main([*args, "--style", "chat", "--eval-episodes", "0", "--no-progress"]) == 0
+    assert json.loads((out / "train_config.json").read_text())["style"] == "chat"
+    played = tmp_path / "played"
+    run = ["run", "--task", "maze-fo", "--model", f"local/{out}", "--style", "chat", "--episodes", "2"]
+    assert main([*run, "--max-turns", "2", "--max-tokens", "8", "--out", str(played), "--no-progress"]) == 0
+    assert len(lmrl.load_run(played)) == 2
