@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,16 @@ def load_guidance(
     return (processor.attach(model) if processor is not None else None), meta
 
 
+@dataclass
+class RankRequest:
+    """One choice among complete actions: ``candidates`` are token ids that follow ``prompt_ids``."""
+
+    prompt_ids: list[int]
+    candidates: list[list[int]]
+    temperature: float
+    rng: Any  # a random.Random (used only at temperature > 0)
+
+
 def rank_actions(
     model: Any,
     prompt_ids: list[int],
@@ -152,41 +163,56 @@ def rank_actions(
     temperature: float,
     rng: Any,
 ) -> tuple[int, list[float]]:
-    """Pick one of a small set of complete actions (token ids after ``prompt_ids``) instead of
-    generating: each scores its BC log-likelihood plus, with ``guidance``, ``beta`` times its value
-    (``advantage``: the sum over its tokens of min(Q1, Q2) - V; ``q``: Q of its last token, the return
-    expected after the whole action). Greedy at temperature 0, else sampled from softmax(score / T)
-    with ``rng`` (a ``random.Random``). Returns the index and the chosen action's per-token BC
-    log-probabilities. The paper's re-ranker over the maze's four moves."""
+    """``rank_batch`` for one request: the chosen index and its per-token BC log-probabilities."""
+    return rank_batch(model, [RankRequest(prompt_ids, candidates, temperature, rng)], guidance)[0]
+
+
+def rank_batch(
+    model: Any, requests: list[RankRequest], guidance: QGuidance | None
+) -> list[tuple[int, list[float]]]:
+    """Pick one of a small set of complete actions per request, instead of generating (the paper's
+    re-ranker over the maze's four moves). Each candidate scores its BC log-likelihood plus, with
+    ``guidance``, ``beta`` times its value (``advantage``: the sum over its tokens of min(Q1, Q2) - V;
+    ``q``: Q of its last token, the return expected after the whole action). Greedy at temperature 0,
+    else sampled from softmax(score / T) with the request's ``rng``. Every candidate of every request
+    is one row of a single forward (many episodes' choices share it). Returns, per request, the chosen
+    index and that action's per-token BC log-probabilities."""
     device = next(model.parameters()).device
-    width = len(prompt_ids) + max(len(c) for c in candidates)
-    ids = torch.zeros((len(candidates), width), dtype=torch.long, device=device)
+    rows = [(r, request.prompt_ids + c) for r, request in enumerate(requests) for c in request.candidates]
+    width = max(len(sequence) for _, sequence in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     mask = torch.zeros_like(ids)
-    for row, candidate in enumerate(candidates):
-        sequence = prompt_ids + candidate
+    for row, (_, sequence) in enumerate(rows):  # right padding: real tokens keep positions 0..n-1
         ids[row, : len(sequence)] = torch.tensor(sequence, device=device)
         mask[row, : len(sequence)] = 1
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
         logprobs = out.logits.float().log_softmax(dim=-1)
         hidden = out.hidden_states[-1]
-        scores, chosen_logprobs = [], []
-        start = len(prompt_ids)
-        for row, candidate in enumerate(candidates):
+    chosen: list[tuple[int, list[float]]] = []
+    row = 0
+    for request in requests:
+        start = len(request.prompt_ids)
+        scores, candidate_logprobs = [], []
+        for candidate in request.candidates:
             positions = torch.arange(start - 1, start - 1 + len(candidate), device=device)
             tokens = torch.tensor(candidate, device=device)
             token_logprobs = logprobs[row, positions, tokens]
             score = float(token_logprobs.sum())
             if guidance is not None:
-                bonus = guidance.bonus(hidden[row, positions]).float().gather(-1, tokens[:, None]).squeeze(-1)
+                with torch.no_grad():
+                    bonus = guidance.bonus(hidden[row, positions]).float()
+                bonus = bonus.gather(-1, tokens[:, None]).squeeze(-1)
                 value = bonus.sum() if guidance.extraction == "advantage" else bonus[-1]
                 score += guidance.beta * float(value)
             scores.append(score)
-            chosen_logprobs.append(token_logprobs.tolist())
-    if temperature <= 0:
-        best = max(range(len(scores)), key=scores.__getitem__)
-    else:
-        top = max(scores)
-        weights = [math.exp((s - top) / temperature) for s in scores]
-        best = rng.choices(range(len(scores)), weights=weights)[0]
-    return best, chosen_logprobs[best]
+            candidate_logprobs.append(token_logprobs.tolist())
+            row += 1
+        if request.temperature <= 0:
+            best = max(range(len(scores)), key=scores.__getitem__)
+        else:
+            top = max(scores)
+            weights = [math.exp((s - top) / request.temperature) for s in scores]
+            best = request.rng.choices(range(len(scores)), weights=weights)[0]
+        chosen.append((best, candidate_logprobs[best]))
+    return chosen

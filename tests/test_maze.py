@@ -16,6 +16,7 @@ from lmrl.tasks.maze import (
     OPTIMAL_MOVE,
     START_CELLS,
     SUBMAZE,
+    SUBMAZE_CELLS,
     Maze,
     MazeFO,
     MazePO,
@@ -243,14 +244,21 @@ def test_behavior_policy_short_horizon_near_dataset_rate() -> None:
     assert 0.03 <= rate <= 0.30
 
 
-def test_behavior_policy_stays_in_its_submaze() -> None:
+def test_behavior_policy_stays_in_its_submaze_and_far_walks_meet_the_goal_submaze() -> None:
+    # Stitching needs shared states: far walks step onto their junction with row 5, and goal-sub-maze
+    # walks start from and pass through the same cell.
     task = MazeFO()
-    for index in range(25):
+    junction_visits = {"left": 0, "right": 0}
+    for index in range(100):
         task.reset(index, index)
         rng = random.Random(index)
         home = SUBMAZE[task.start]
         for _ in range(task.max_steps):
             result = task.step(task.parse(task.policies["behavior"](task, rng)))
-            assert SUBMAZE[task.position] == home
+            assert task.position in SUBMAZE_CELLS[home]
+            if home != "goal" and SUBMAZE[task.position] == "goal":
+                junction_visits[home] += 1
             if result.done:
                 break
+    assert junction_visits["left"] > 0 and junction_visits["right"] > 0
+    assert SUBMAZE_CELLS["left"] & SUBMAZE_CELLS["goal"] == {(5, 3)}

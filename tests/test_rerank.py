@@ -75,3 +75,60 @@ def test_greedy_bc_reranking_is_the_most_likely_move(tiny_dir) -> None:  # noqa:
             totals.append(sum(float(logits[len(prompt_ids) - 1 + k, t]) for k, t in enumerate(move)))
     assert best == max(range(2), key=totals.__getitem__)
     assert sum(logprobs) == pytest.approx(totals[best], abs=1e-4)
+
+
+def test_one_batched_forward_scores_like_one_request_at_a_time(tiny_dir, tmp_path) -> None:  # noqa: F811
+    # Concurrent episodes share one forward (right-padded rows of different lengths): every request's
+    # choice and log-probabilities must be what it gets alone.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    right_last = tokenizer("move right\n", add_special_tokens=False)["input_ids"][-2]
+    path = with_heads(
+        tiny_dir, tmp_path / "ilql", favouring(right_last, value=True), beta=0.5, extraction="advantage"
+    )
+    model = AutoModelForCausalLM.from_pretrained(path)
+    guidance, _ = load_guidance(path, model)
+    moves = [tokenizer(f"{m}\n", add_special_tokens=False)["input_ids"] for m in ("move up", "move right")]
+    prompts = [tokenizer(maze_prompt(i, "text").text)["input_ids"] for i in (0, 7, 24)]
+    prompts.append(prompts[0][:-3])  # a shorter row: padding must not change its scores
+    requests = [RankRequest(p, moves, 0.0, random.Random(0)) for p in prompts]
+    together = rank_batch(model, requests, guidance)
+    for request, (best, logprobs) in zip(requests, together, strict=True):
+        alone_best, alone_logprobs = rank_actions(model, request.prompt_ids, moves, guidance, 0.0, None)
+        assert best == alone_best
+        assert logprobs == pytest.approx(alone_logprobs, abs=1e-5)
+
+
+def test_concurrent_episodes_rank_in_shared_batches(tiny_dir) -> None:  # noqa: F811
+    player = agent(tiny_dir)
+    batch_sizes: list[int] = []
+    from lmrl.finetune import guidance as guidance_module
+
+    original = guidance_module.rank_batch
+
+    def counting(model, requests, guidance):
+        batch_sizes.append(len(requests))
+        return original(model, requests, guidance)
+
+    async def play() -> list:
+        guidance_module.rank_batch = counting
+        try:
+            results: list = [None] * 16
+            async with anyio.create_task_group() as group:
+                for i in range(16):
+
+                    async def one(i: int = i) -> None:
+                        results[i] = await player.act(maze_prompt(i, "text"))
+
+                    group.start_soon(one)
+            return results
+        finally:
+            guidance_module.rank_batch = original
+            await player.aclose()
+
+    completions = anyio.run(play)
+    assert all(c.text.startswith("move ") for c in completions)
+    assert sum(batch_sizes) == 16 and max(batch_sizes) > 1  # some requests shared a forward

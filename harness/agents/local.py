@@ -358,7 +358,7 @@ class LocalAgent(Agent):
         self.logits_processors = processors
         self.heads_meta = self._heads_meta()  # value_heads.json beside the weights, if any
         self.guidance: Any = None  # the QGuidance processor, once loaded (None: plain decoding)
-        self._rank_lock = threading.Lock()
+        self._ranker = _RankBatcher(self)
         self.style = style  # settled at load: chat needs a chat template
         self._loaded: LoadedModel | None = None
         self.engine: Any = None  # the batching engine, once loaded
@@ -522,7 +522,7 @@ class LocalAgent(Agent):
     async def _rank(self, prompt: Prompt, candidates: list[str], started: float) -> Completion:
         """``rerank``: score the task's candidate actions (BC likelihood + beta * value) and say the
         best (or a sample at temperature > 0) instead of generating."""
-        from lmrl.finetune.guidance import rank_actions
+        from lmrl.finetune.guidance import RankRequest
 
         loaded = self._loaded
         assert loaded is not None
@@ -531,12 +531,7 @@ class LocalAgent(Agent):
         encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         prompt_ids = self.encode(prompt)
         temperature = 1.0 if self.options.temperature is None else float(self.options.temperature)
-
-        def rank() -> tuple[int, list[float]]:
-            with self._rank_lock:  # one forward at a time on the shared model, in a worker thread
-                return rank_actions(loaded.model, prompt_ids, encoded, self.guidance, temperature, prompt.rng)
-
-        index, logprobs = await anyio.to_thread.run_sync(rank)
+        index, logprobs = await self._ranker.rank(RankRequest(prompt_ids, encoded, temperature, prompt.rng))
         return Completion(
             text=candidates[index],
             tokens_in=len(prompt_ids),
@@ -604,3 +599,36 @@ class LocalAgent(Agent):
                 batching=self.engine.describe(),
             )
         return info
+
+
+class _RankBatcher:
+    """Gathers the re-ranking requests of concurrent episodes into one forward: a request joins the
+    queue, and whoever holds the lock next scores everything queued (its own request and the ones
+    that arrived while the previous batch ran), so the batch grows with the load."""
+
+    def __init__(self, agent: LocalAgent) -> None:
+        self.agent = agent
+        self.queue: list[list[Any]] = []  # [request, result] pairs
+        self.lock = anyio.Lock()
+
+    async def rank(self, request: Any) -> tuple[int, list[float]]:
+        from lmrl.finetune.guidance import rank_batch
+
+        slot: list[Any] = [request, None]
+        self.queue.append(slot)
+        async with self.lock:
+            if slot[1] is None:
+                batch, self.queue = self.queue, []
+                loaded = self.agent._loaded
+                assert loaded is not None
+                try:
+                    results: list[Any] = await anyio.to_thread.run_sync(
+                        rank_batch, loaded.model, [s[0] for s in batch], self.agent.guidance
+                    )
+                except Exception as error:  # every request of the batch fails the same way
+                    results = [error] * len(batch)
+                for pending, result in zip(batch, results, strict=True):
+                    pending[1] = result
+        if isinstance(slot[1], Exception):
+            raise slot[1]
+        return slot[1]

@@ -64,12 +64,22 @@ _WALL_ORDER: tuple[tuple[str, Cell], ...] = (
 )
 
 # The maze is three T shapes, one dataset sub-maze each (paper C.1: each dataset trajectory stays in
-# its start's sub-maze, so only starts in the goal's sub-maze can succeed):
+# its start's sub-maze, so only starts in the goal's sub-maze can succeed, and no trajectory goes from
+# a far start to the goal):
 #   "left":  row 1 cols 1-5 plus the column-3 corridor rows 2-4   (8 cells)
 #   "right": row 1 cols 7-11 plus the column-9 corridor rows 2-4  (8 cells)
 #   "goal":  row 5 cols 3-9 plus the column-6 stem rows 6-8        (10 cells, holds the goal)
+# ``SUBMAZE`` is a start cell's home. A far sub-maze's walk may also step onto the junction cell
+# where its corridor meets row 5 ((5, 3) or (5, 9), both in the goal's sub-maze): the paper's data
+# "forces stitching", which needs the far trajectories to share states with the successful ones.
 SUBMAZE: dict[Cell, str] = {
     cell: "goal" if cell[0] >= 5 else ("left" if cell[1] <= 5 else "right") for cell in FREE
+}
+JUNCTIONS: dict[str, Cell] = {"left": (5, 3), "right": (5, 9)}
+SUBMAZE_CELLS: dict[str, frozenset[Cell]] = {
+    name: frozenset(c for c in FREE if SUBMAZE[c] == name)
+    | ({JUNCTIONS[name]} if name in JUNCTIONS else set())
+    for name in ("left", "right", "goal")
 }
 
 
@@ -157,13 +167,14 @@ def behavior_policy(task: Maze, rng: random.Random) -> str:
     """The paper's dataset policy: 15% a sub-optimal solver, 85% random, confined to the start's sub-maze.
 
     The solver takes the shortest-path move unless it would leave the sub-maze; the random part picks
-    uniformly among moves that stay in the sub-maze (wall bumps included). Confinement means only
-    starts in the goal's sub-maze can ever succeed. Under the env's 100-move cap nearly all of those do
+    uniformly among moves that stay in the sub-maze (wall bumps included; a far sub-maze includes its
+    junction with row 5, ``SUBMAZE_CELLS``). Confinement means only starts in the goal's sub-maze can
+    ever succeed. Under the env's 100-move cap nearly all of those do
     (overall ~0.35 = 9/25); the paper's dataset rate of 0.11 with mean length 19.7 implies its trajectories
     were cut at about 20 moves (a 20-move horizon here gives ~0.19).
     """
-    home = SUBMAZE[task.start]
-    allowed = [a for a in ACTIONS if SUBMAZE.get(move(task.position, a), home) == home]
+    cells = SUBMAZE_CELLS[SUBMAZE[task.start]]
+    allowed = [a for a in ACTIONS if move(task.position, a) in cells]
     if rng.random() < BEHAVIOR_SOLVER_P:
         best = OPTIMAL_MOVE[task.position]
         if best in allowed:
