@@ -3,7 +3,10 @@
 For each task: the paper's dataset policy (``scripted/behavior``) writes the training data (run seed 0);
 each algorithm trains from scratch (the tiny GPT-2, tokenizer learnt on the task's text) for every
 seed; every checkpoint is evaluated on the same episodes, drawn from a run seed the data never used
-(1000; maze: the paper's protocol, 32 episodes from each of the 25 starts). The table gives the
+(1000; maze: the paper's protocol, 32 episodes from each of the 25 starts, every algorithm through the
+paper's re-ranker over the four legal moves). MC and ILQL decode with ``logits + beta * value``; beta
+is chosen per run on validation episodes from another run seed (2000), never on the evaluation
+episodes. The table gives the
 normalized score (the paper's formula and anchors) as the mean over seeds with a 95% t-interval, the
 paper's number, and the CPU wall time per run; ``--out`` keeps every dataset, checkpoint and
 evaluation run, and ``learning.csv`` / ``learning.md`` beside them.
@@ -23,7 +26,8 @@ from pathlib import Path
 import _common  # noqa: F401
 
 import lmrl
-from lmrl.finetune.trainer import TrainConfig, train
+from lmrl.finetune.evaluation import evaluate
+from lmrl.finetune.trainer import TASK_EVAL_OPTIONS, TrainConfig, train
 from lmrl.reports.stats import t95
 
 PAPER_TABLE2 = {  # normalized scores, paper Table 2 (BC, filtered BC, MC returns, ILQL)
@@ -36,6 +40,8 @@ PAPER_TABLE2 = {  # normalized scores, paper Table 2 (BC, filtered BC, MC return
 DATASET_EPISODES = {"maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000}
 EVAL_EPISODES = {"maze-fo": 800, "maze-po": 800}  # 32 x 25 starts; others: --eval-episodes
 EVAL_SEED = 1000
+VALIDATION_SEED = 2000  # beta is tuned here, never on the evaluation seeds
+VALIDATION_EPISODES = {"maze-fo": 100, "maze-po": 100}  # 4 x 25 starts; others: --val-episodes
 
 
 def main() -> None:
@@ -46,6 +52,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000, help="optimizer steps per run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=200, help="tasks other than maze")
+    parser.add_argument("--val-episodes", type=int, default=50, help="beta tuning episodes, not maze")
+    parser.add_argument("--betas", default="0,1,4,16,64", help="MC/ILQL: the beta grid tried on validation")
     parser.add_argument(
         "--dataset-scale", type=float, default=1.0, help="fraction of the paper's dataset size"
     )
@@ -58,30 +66,55 @@ def main() -> None:
         lmrl.run(task, "scripted/behavior", episodes=episodes, out=data, seed=0, concurrency=64)
         behaviour = _evaluate_scripted(task, args)
         for algo in args.algos.split(","):
-            scores, times = [], []
+            scores, times, betas = [], [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 started = time.perf_counter()
-                final = train(
+                run = args.out / task / f"{algo}-s{seed}"
+                train(
                     TrainConfig(
                         algo=algo,
                         data=[str(data)],
-                        out=args.out / task / f"{algo}-s{seed}",
+                        out=run,
                         seed=seed,
                         max_steps=args.max_steps,
                         batch_size=args.batch_size,
-                        eval_episodes=EVAL_EPISODES.get(task, args.eval_episodes),
-                        eval_seed=EVAL_SEED,
+                        eval_episodes=0,
                         save_every=max(args.max_steps, 1),
                     ),
                     progress=True,
                 )
+                beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
+                final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval")
                 times.append(time.perf_counter() - started)
-                scores.append(final["eval"]["normalized"])
+                scores.append(final["normalized"])
+                betas.append(beta)
                 print(
-                    f"{task} {algo} seed {seed}: normalized {scores[-1]:.1f} in {times[-1]:.0f} s", flush=True
+                    f"{task} {algo} seed {seed}: normalized {scores[-1]:.1f} (beta {beta}) "
+                    f"in {times[-1]:.0f} s",
+                    flush=True,
                 )
-            rows.append(_row(task, algo, scores, times, behaviour, episodes, args))
+            rows.append(_row(task, algo, scores, times, betas, behaviour, episodes, args))
     _write(rows, args.out)
+
+
+def _play(checkpoint: Path, task: str, episodes: int, seed: int, beta: float | None, name: str) -> dict:
+    options = dict(TASK_EVAL_OPTIONS.get(task, {}))
+    if beta is not None:
+        options["beta"] = beta
+    return evaluate(checkpoint, task, episodes, seed, checkpoint / name, "text", options)
+
+
+def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
+    """The beta of the grid with the best mean normalized score on the validation episodes."""
+    episodes = VALIDATION_EPISODES.get(task, args.val_episodes)
+    scores = {
+        beta: _play(checkpoint, task, episodes, VALIDATION_SEED, beta, f"validation/beta-{beta:g}")[
+            "normalized"
+        ]
+        for beta in (float(b) for b in args.betas.split(","))
+    }
+    print("  validation: " + ", ".join(f"beta {b:g}: {v:.1f}" for b, v in scores.items()), flush=True)
+    return max(scores, key=scores.__getitem__)
 
 
 def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
@@ -101,7 +134,7 @@ def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     return float(summarize(episodes_frame(lmrl.load_run(out)), anchors).iloc[0]["normalized"])
 
 
-def _row(task, algo, scores, times, behaviour, episodes, args) -> dict:
+def _row(task, algo, scores, times, betas, behaviour, episodes, args) -> dict:
     mean = statistics.fmean(scores)
     half = (
         t95(len(scores) - 1) * statistics.stdev(scores) / len(scores) ** 0.5
@@ -115,6 +148,7 @@ def _row(task, algo, scores, times, behaviour, episodes, args) -> dict:
         "normalized": round(mean, 1),
         "ci95": round(half, 1),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
+        "beta": " ".join("-" if b is None else f"{b:g}" for b in betas),
         "paper": PAPER_TABLE2.get(task, {}).get(algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
@@ -130,13 +164,14 @@ def _write(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | paper Table 2 "
-        "| behaviour policy | data episodes | steps | CPU min/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | beta (validation) "
+        "| paper Table 2 | behaviour policy | data episodes | steps | CPU min/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} | {r['paper']} "
+            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} | {r['beta']} "
+            f"| {r['paper']} "
             f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "
             f"| {r['cpu_minutes_per_run']} |"
         )

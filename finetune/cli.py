@@ -56,6 +56,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "--eval-episodes", type=int, default=25, help="episodes per evaluation, 0 for none (25)"
     )
     parser.add_argument("--eval-seed", type=int, default=1000, help="run seed of the evaluations (1000)")
+    parser.add_argument(
+        "--eval-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a local agent option for the evaluations, as lmrl run's --local-option (maze: rerank=true "
+        "by default); repeat",
+    )
     parser.add_argument("--save-every", type=positive_int, default=50, help="resumable state every N steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -79,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
+    from lmrl.agents.local_settings import parse_local_options
+
+    try:
+        eval_options = parse_local_options(args.eval_option, "--eval-option")
+    except ValueError as error:
+        raise TrainError(str(error)) from None
     config = TrainConfig(
         algo=args.algo,
         data=[str(d) for d in args.data],
@@ -102,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed,
+        eval_options=eval_options,
         save_every=args.save_every,
     )
     final = train(config, progress=not args.no_progress)

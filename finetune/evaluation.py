@@ -9,10 +9,18 @@ from typing import Any
 
 
 def evaluate(
-    checkpoint: Path, task: str, episodes: int, seed: int, run_dir: Path, style: str = "text"
+    checkpoint: Path,
+    task: str,
+    episodes: int,
+    seed: int,
+    run_dir: Path,
+    style: str = "text",
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mean return (95% CI), normalized score and success rate of ``local/<checkpoint>`` on ``episodes``
-    episodes of ``task`` (in the ``style`` it was trained on, run seed ``seed``)."""
+    episodes of ``task`` (in the ``style`` it was trained on, run seed ``seed``), played with the local
+    agent ``options`` (``beta``, ``rerank``, ...)."""
+    from lmrl.agents import AgentOptions
     from lmrl.reports import episodes_frame, summarize
     from lmrl.rollout import run_sync
     from lmrl.rundir import load_episodes, read_manifest
@@ -21,7 +29,7 @@ def evaluate(
     spec = f"local/{checkpoint.resolve()}"
     config = RunConfig(
         out=run_dir, tasks=[task], models=[spec], episodes=episodes, concurrency=min(64, episodes),
-        seed=seed, style=style,
+        seed=seed, style=style, agent_options=AgentOptions(extra=dict(options or {})),
     )  # fmt: skip
     run_sync(Runner(config).run)
     manifest = read_manifest(run_dir)

@@ -38,6 +38,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
     "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
 }
+# How the periodic evaluations play the checkpoint (local agent options, ``--eval-option``): on the
+# maze, the paper's re-ranker over the four legal moves, for every algorithm alike.
+TASK_EVAL_OPTIONS: dict[str, dict[str, Any]] = {"maze-fo": {"rerank": True}, "maze-po": {"rerank": True}}
 GENERIC_DEFAULTS: dict[str, Any] = {
     "gamma": 0.99,
     "beta": 4.0,
@@ -77,6 +80,7 @@ class TrainConfig:
     eval_every: int | None = None
     eval_episodes: int = 25
     eval_seed: int = 1000  # evaluation episodes come from seeds the training data never used
+    eval_options: dict[str, Any] = field(default_factory=dict)  # local agent options (task defaults first)
     save_every: int = 50
     log_every: int = 10
     settings: dict[str, Any] = field(default_factory=dict)  # resolved hyper-parameters
@@ -85,7 +89,10 @@ class TrainConfig:
         """What a resumed run must share with the run it continues."""
         record = asdict(self)
         # settings are derived (task defaults + the fields above); the rest may change on a rerun
-        volatile = ("out", "max_steps", "eval_every", "eval_episodes", "save_every", "log_every", "settings")
+        volatile = (
+            "out", "max_steps", "eval_every", "eval_episodes", "eval_options", "save_every", "log_every",
+            "settings",
+        )  # fmt: skip
         for name in volatile:
             record.pop(name)
         return record
@@ -258,7 +265,10 @@ def _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, fi
     record: dict[str, Any] = {"step": step, "checkpoint": str(where)}
     if accelerator.is_main_process and config.eval_episodes:
         run_dir = (config.out / "evals" / "final") if final else where.parent / "run"
-        record["eval"] = evaluate(where, task, config.eval_episodes, config.eval_seed, run_dir, config.style)
+        options = {**TASK_EVAL_OPTIONS.get(task, {}), **config.eval_options}
+        record["eval"] = evaluate(
+            where, task, config.eval_episodes, config.eval_seed, run_dir, config.style, options
+        )
     return record
 
 

@@ -280,15 +280,12 @@ def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             extra[name] = value
-    from lmrl.agents.local import LocalSettings
+    from lmrl.agents.local_settings import parse_local_options
 
-    for item in args.local_option:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in LocalSettings.KEYS:
-            known = ", ".join(LocalSettings.KEYS)
-            raise UsageError(f"--local-option {item!r} is not KEY=VALUE with KEY one of: {known}")
-        extra[key] = _json_or_text(raw)
+    try:
+        extra.update(parse_local_options(args.local_option))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     for item in args.model_option:
         key, sep, raw = item.partition("=")
         if not sep or not re.fullmatch(r"\w+", key.strip()):

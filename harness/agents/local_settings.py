@@ -105,6 +105,29 @@ class LocalSettings:
         return cls(**fields)
 
 
+def parse_local_options(items: list[str], flag: str = "--local-option") -> dict[str, Any]:
+    """``KEY=VALUE`` items (a JSON value, else the text) as local agent options, checked the way the
+    agent will check them; ``ValueError`` (one line) for an unknown key or a bad value."""
+    import json
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in LocalSettings.KEYS:
+            known = ", ".join(LocalSettings.KEYS)
+            raise ValueError(f"{flag} {item!r} is not KEY=VALUE with KEY one of: {known}")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    try:
+        LocalSettings.from_extra(options)
+    except AgentConfigError as error:
+        raise ValueError(f"{flag}: {error}") from None
+    return options
+
+
 def _nonneg_int(name: str, value: Any, minimum: int = 0) -> int:
     number = int(value)
     if number != float(value) or number < minimum:
