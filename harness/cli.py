@@ -222,12 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a task option to build it with, e.g. opponent_depth=1 for chess",
     )
 
-    show = sub.add_parser("show", help="summary table of a run: returns, CI, normalized score, cost")
-    show.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
-    show.add_argument("--csv", type=Path, help="also write the table as CSV")
+    from lmrl.reports.cli import add_parsers as add_report_parsers
 
-    export = sub.add_parser("export", help="write episodes.parquet and turns.parquet for pandas")
-    export.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
+    add_report_parsers(sub, _positive_int)
     return parser
 
 
@@ -408,7 +405,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    _export(out, quiet=True)
+    _export(out)
     _print_summary(out)
     if not result.complete:
         print(f"lmrl: stopped early; rerun the same command to resume {out}", file=sys.stderr)
@@ -507,6 +504,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("lmrl: interrupted; scores so far are saved; rerun to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    _export(args.run_dir)  # the Parquet tables carry the new scores too
     print(
         f"scored {result.scored}, cached {result.cached}, errors {result.errors}, "
         f"not applicable {result.skipped}"
@@ -537,69 +535,16 @@ def _load(run_dir: Path):
     return manifest, episodes
 
 
-def _print_summary(run_dir: Path, csv: Path | None = None) -> None:
-    from rich.table import Table
+def _print_summary(run_dir: Path) -> None:
+    from lmrl.reports.cli import print_summary
 
-    from lmrl.reports import episodes_frame, summarize
-
-    manifest, episodes = _load(run_dir)
-    anchors = {name: t["anchors"] for name, t in manifest.get("tasks", {}).items()}
-    table_frame = summarize(episodes_frame(episodes), anchors)
-    if csv:
-        try:
-            table_frame.to_csv(csv, index=False)
-        except OSError as error:
-            raise UsageError(f"cannot write {csv}: {error.strerror or error}") from None
-
-    def fmt(value: Any, spec: str) -> str:
-        return "–" if value is None or value != value else format(value, spec)
-
-    table = Table(title=f"{run_dir}  ({len(episodes)} episodes)")
-    headers = [
-        "task",
-        "model",
-        "episodes",
-        "truncated",
-        "errors",
-        "mean return ± 95% CI",
-        "normalized",
-        "success",
-        "invalid",
-        "turns",
-        "tokens",
-        "cost $",
-    ]
-    judge_columns = [c for c in table_frame.columns if c.startswith("judge:")]
-    for header in headers + judge_columns:
-        table.add_column(header, justify="left" if header in ("task", "model") else "right")
-    for row in table_frame.to_dict("records"):
-        table.add_row(
-            row["task"],
-            row["model"],
-            str(row["episodes"]),
-            str(row["truncated"])
-            + (f" ({row['cut_by_max_turns']} by --max-turns)" if row["cut_by_max_turns"] else ""),
-            str(row["errors"]),
-            f"{fmt(row['mean_return'], '.3g')} ± {fmt(row['ci95'], '.2g')}",
-            fmt(row["normalized"], ".1f"),
-            fmt(row["success_rate"], ".1%"),
-            fmt(row["invalid_rate"], ".1%"),
-            fmt(row["mean_turns"], ".1f"),
-            f"{row['tokens']:,}",
-            fmt(row["cost_usd"], ".4f"),
-            *(fmt(row[c], ".3g") for c in judge_columns),
-        )
-    _console().print(table)
+    print_summary([run_dir], _console())
 
 
-def _export(run_dir: Path, quiet: bool = False) -> None:
-    from lmrl.reports import episodes_frame, turns_frame
+def _export(run_dir: Path) -> None:
+    from lmrl.reports.cli import export_run
 
-    _, episodes = _load(run_dir)
-    episodes_frame(episodes).to_parquet(run_dir / "episodes.parquet", index=False)
-    turns_frame(episodes).to_parquet(run_dir / "turns.parquet", index=False)
-    if not quiet:
-        print(f"wrote {run_dir / 'episodes.parquet'} and {run_dir / 'turns.parquet'}")
+    export_run(run_dir, quiet=True)
 
 
 def _version() -> str:
@@ -649,13 +594,18 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_train(args)
             except TrainError as error:
                 raise UsageError(str(error)) from None
-        if args.command == "show":
-            _print_summary(args.run_dir, args.csv)
-            return 0
-        if args.command == "export":
-            _export(args.run_dir)
-            return 0
+        if args.command in ("show", "export", "report"):
+            from lmrl.reports.cli import run as cmd_reports
+
+            return cmd_reports(args, _console)
     except UsageError as error:
+        print(f"lmrl: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:  # ReportInputError (lmrl.reports), raised by show/export/report
+        from lmrl.reports import ReportInputError
+
+        if not isinstance(error, ReportInputError):
+            raise
         print(f"lmrl: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
