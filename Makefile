@@ -51,6 +51,10 @@ demo: install
 	# A real LLM on the laptop CPU: SmolLM2-135M-Instruct (converted once into ~/.cache/lmrl), a short look.
 	$(BIN)/lmrl run --task maze-fo --task wordle --task twenty-questions --model local/smollm2 \
 		--episodes 4 --max-turns 4 --max-tokens 24 --temperature 0 --out runs/demo-smollm2
+	# Everything above in one report: leaderboard with CIs beside the paper's Table 2, paired tests,
+	# plots, learning curves of the trained checkpoints, transcripts (static HTML, opens from disk).
+	$(BIN)/lmrl report $$(for d in runs/demo-*; do [ -f $$d/manifest.json ] || [ -f $$d/train_log.jsonl ] && echo $$d; done) \
+		--out runs/demo-report
 
 test: install
 	$(BIN)/python -m pytest
