@@ -53,8 +53,9 @@ def _cut_v1(episode: Episode) -> bool:
     return episode.schema_version < 2 and bool(episode.info.get("truncated"))
 
 
-def episode_row(episode: Episode) -> dict[str, Any]:
-    """One episode as a flat row (the turns summarized: invalid counts by reason)."""
+def episode_row(episode: Episode, invalid_reasons: list[str | None] | None = None) -> dict[str, Any]:
+    """One episode as a flat row (the turns summarized: invalid counts by reason). ``invalid_reasons``
+    (one per invalid turn) stands in for the turns when the episode was read without them."""
     row: dict[str, Any] = {
         "run_id": episode.run_id,
         "key": episode.key,
@@ -88,10 +89,11 @@ def episode_row(episode: Episode) -> dict[str, Any]:
     for role, usage in episode.role_usage.items():
         row[f"cost_usd:{role}"] = float(usage.get("cost_usd") or 0.0)
         row[f"tokens:{role}"] = int((usage.get("tokens_in") or 0) + (usage.get("tokens_out") or 0))
-    for turn in episode.turns:
-        if turn.invalid:
-            name = f"invalid:{turn.invalid_reason or 'unspecified'}"
-            row[name] = row.get(name, 0) + 1
+    if invalid_reasons is None:
+        invalid_reasons = [turn.invalid_reason for turn in episode.turns if turn.invalid]
+    for reason in invalid_reasons:
+        name = f"invalid:{reason or 'unspecified'}"
+        row[name] = row.get(name, 0) + 1
     for name, entry in episode.judges.items():
         score = entry.get("score")
         row[f"judge:{name}"] = math.nan if score is None else float(score)

@@ -148,8 +148,12 @@ def _load_run(
     latest: dict[str, int] = {}  # key -> position in rows: a later record for a key replaces the earlier
     try:
         for line, record in iter_records(path / EPISODES):
+            # The row needs the turns only for their invalid reasons: building Turn objects for every
+            # turn is most of the loading time, so schema-2 records are read without them.
+            turns = record.get("turns") or []
+            full = record.get("schema_version", 1) < 2 or record.get("key") in rescored
             try:
-                episode = Episode.from_dict(record)
+                episode = Episode.from_dict(record if full else {**record, "turns": []})
             except (TypeError, ValueError, KeyError) as error:
                 raise ReportInputError(f"{path / EPISODES} line {line + 1}: {error}") from None
             if episode.key in rescored:
@@ -157,7 +161,8 @@ def _load_run(
                 for score in rescored[episode.key]:
                     if score.get("content_hash") == digest:
                         episode.judges[score["judge"]] = score["entry"]
-            row = episode_row(episode)
+            reasons = None if full else [t.get("invalid_reason") for t in turns if t.get("invalid")]
+            row = episode_row(episode, reasons)
             row["run"], row["line"] = number, line
             row["step_eval"] = training is not None and path.name != "final"
             if episode.key in latest:

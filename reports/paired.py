@@ -52,11 +52,13 @@ def paired_comparisons(frame: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT)
     if "step_eval" in ok:
         ok = ok[~ok["step_eval"]]
     for task, group in ok.groupby("task", sort=True):
-        models = sorted(group["model"].unique())
-        for model_a, model_b in itertools.combinations(models, 2):
-            pairs = shared_episodes(group, str(task), model_a, model_b)
-            if pairs.empty:
+        # episodes x models, once per task; a pair is then two columns with both values present
+        returns = group.pivot_table(index=EPISODE_ID, columns="model", values="return", aggfunc="first")
+        for model_a, model_b in itertools.combinations(sorted(returns.columns), 2):
+            both = returns[[model_a, model_b]].dropna()
+            if both.empty:
                 continue
+            pairs = both.set_axis(["return_a", "return_b"], axis=1).reset_index()
             rows.append(compare(pairs, str(task), model_a, model_b, seed, n_boot))
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 

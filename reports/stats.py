@@ -149,7 +149,9 @@ def sign_flip_test(
     count, done = 0, 0
     for start in range(0, n_perm, 2000):  # chunks bound the memory for many clusters
         size = min(2000, n_perm - start)
-        signs = rng.integers(0, 2, size=(size, len(sums)), dtype=np.int8) * 2 - 1
-        count += int((np.abs(signs @ sums) >= observed - 1e-12).sum())
+        # one random bit per sign: 8 signs from each random byte
+        bits = np.unpackbits(rng.integers(0, 256, size=(size, (len(sums) + 7) // 8), dtype=np.uint8), axis=1)
+        signs = bits[:, : len(sums)].astype(np.float64) * 2 - 1
+        count += int((np.abs(signs @ sums) >= observed - 1e-9 * max(1.0, observed)).sum())
         done += size
     return (count + 1) / (done + 1)  # the observed labelling counts as one permutation
