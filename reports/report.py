@@ -99,15 +99,15 @@ def _runs(loaded: Loaded) -> str:
             [
                 esc(run.path),
                 esc(status) + (f", {run.errors} errored" if run.errors else ""),
-                f"{run.finished}" + (f" / {run.planned}" if run.planned is not None else ""),
                 esc(", ".join(config.get("tasks", []))),
                 esc(", ".join(config.get("models", []))),
+                f"{run.finished}" + (f" / {run.planned}" if run.planned is not None else ""),
                 esc(config.get("seed", "")),
                 esc(run.manifest.get("git_revision") or ""),
             ]
         )
-    headers = ["run", "status", "episodes", "tasks", "models", "seed", "lmrl revision"]
-    return "<h2 id='runs'>Runs</h2>" + table(headers, rows, left=2)
+    headers = ["run", "status", "tasks", "models", "episodes", "seed", "lmrl revision"]
+    return "<h2 id='runs'>Runs</h2>" + table(headers, rows, left=4)
 
 
 def _link(task: str, model: str) -> str:
