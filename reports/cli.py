@@ -91,7 +91,8 @@ def print_summary(paths: list[Path], console: Any, csv: Path | None = None, seed
         return f"{fmt(row[name], spec)} [{fmt(row[low], spec)}, {fmt(row[high], spec)}]"
 
     title = ", ".join(str(p) for p in paths)
-    table = Table(title=f"{title}  ({len(loaded.episodes)} episodes)")
+    shown = int((~loaded.episodes["step_eval"]).sum())  # evaluations during training: `lmrl report` curves
+    table = Table(title=f"{title}  ({shown} episodes)")
     headers = ["task", "model", "episodes", "truncated", "errors", "mean return [95% CI]"]
     headers += ["normalized [95% CI]", "success", "invalid", "turns", "tokens", "cost $"]
     judges = [c for c in frame.columns if c.startswith("judge:")]

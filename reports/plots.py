@@ -88,7 +88,7 @@ def learning_curve(title: str, log: pd.DataFrame, curve: pd.DataFrame) -> str:
     figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 2.8))
     if "loss" in log and log["loss"].notna().any():
         losses = log[log["loss"].notna()]
-        left.plot(losses["step"], losses["loss"], color="tab:blue")
+        left.plot(losses["step"], losses["loss"], color="tab:blue", marker="." if len(losses) < 30 else None)
     left.set(xlabel="step", ylabel="loss", title=f"{title}: training loss")
     if not curve.empty:
         right.plot(curve["step"], curve["value"], marker="o", color="tab:green")
