@@ -131,6 +131,9 @@ def test_scripted_run_show_and_export(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "s.csv")
     assert table.set_index("task").loc["maze-fo", "normalized"] == pytest.approx(100.0)
     assert table.set_index("task").loc["maze-fo", "success_rate"] == 1.0
+    wordle = table.set_index("task").loc["wordle"]
+    assert wordle["ci_low"] <= wordle["mean_return"] <= wordle["ci_high"]  # bootstrap 95% interval
+    assert "info" not in frame and maze["info.start"].map(len).eq(2).all()  # typed, not JSON text
 
 
 def test_same_seed_reproduces_episodes(tmp_path):
