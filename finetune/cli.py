@@ -39,7 +39,8 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "--discount", choices=["per_turn", "per_token"], default="per_turn", help="discounting convention"
     )
     parser.add_argument("--beta", type=nonneg_float, help="MC/ILQL decoding: logits + beta * Q (saved)")
-    parser.add_argument("--tau", type=nonneg_float, help="ILQL expectile (0.7)")
+    parser.add_argument("--tau", type=nonneg_float, help="ILQL expectile (task default)")
+    parser.add_argument("--polyak", type=nonneg_float, help="ILQL target-Q update rate (task default)")
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
     parser.add_argument("--filter", default="success", help="filtered BC: success or top:FRACTION")
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         discount=args.discount,
         beta=args.beta,
         tau=args.tau,
+        polyak=args.polyak,
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,

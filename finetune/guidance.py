@@ -178,41 +178,54 @@ def rank_batch(
     is one row of a single forward (many episodes' choices share it). Returns, per request, the chosen
     index and that action's per-token BC log-probabilities."""
     device = next(model.parameters()).device
-    rows = [(r, request.prompt_ids + c) for r, request in enumerate(requests) for c in request.candidates]
-    width = max(len(sequence) for _, sequence in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for row, (_, sequence) in enumerate(rows):  # right padding: real tokens keep positions 0..n-1
-        ids[row, : len(sequence)] = torch.tensor(sequence, device=device)
-        mask[row, : len(sequence)] = 1
-    with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-        logprobs = out.logits.float().log_softmax(dim=-1)
-        hidden = out.hidden_states[-1]
-    chosen: list[tuple[int, list[float]]] = []
+    sequences = [request.prompt_ids + c for request in requests for c in request.candidates]
+    width = max(len(sequence) for sequence in sequences)
+    # right padding: real tokens keep positions 0..n-1
+    ids = torch.tensor([q + [0] * (width - len(q)) for q in sequences], device=device)
+    mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in sequences], device=device)
+    # One flat index over every candidate token: its row (= its candidate), the position predicting
+    # it (token j is predicted at position j - 1) and the token; ``last``: each candidate's last token.
+    rows: list[int] = []
+    positions: list[int] = []
+    tokens: list[int] = []
+    last: list[int] = []
     row = 0
     for request in requests:
         start = len(request.prompt_ids)
-        scores, candidate_logprobs = [], []
         for candidate in request.candidates:
-            positions = torch.arange(start - 1, start - 1 + len(candidate), device=device)
-            tokens = torch.tensor(candidate, device=device)
-            token_logprobs = logprobs[row, positions, tokens]
-            score = float(token_logprobs.sum())
-            if guidance is not None:
-                with torch.no_grad():
-                    bonus = guidance.bonus(hidden[row, positions]).float()
-                bonus = bonus.gather(-1, tokens[:, None]).squeeze(-1)
-                value = bonus.sum() if guidance.extraction == "advantage" else bonus[-1]
-                score += guidance.beta * float(value)
-            scores.append(score)
-            candidate_logprobs.append(token_logprobs.tolist())
+            rows += [row] * len(candidate)
+            positions += range(start - 1, start - 1 + len(candidate))
+            tokens += candidate
+            last.append(len(tokens) - 1)
             row += 1
+    rows_t, positions_t, tokens_t = (torch.tensor(x, device=device) for x in (rows, positions, tokens))
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        logits = out.logits[rows_t, positions_t].float()
+        token_logprobs = logits.log_softmax(dim=-1).gather(-1, tokens_t[:, None]).squeeze(-1)
+        scores = torch.zeros(len(sequences), device=device).index_add_(0, rows_t, token_logprobs)
+        if guidance is not None:
+            hidden = out.hidden_states[-1][rows_t, positions_t]
+            bonus = guidance.bonus(hidden).float().gather(-1, tokens_t[:, None]).squeeze(-1)
+            if guidance.extraction == "advantage":
+                value = torch.zeros_like(scores).index_add_(0, rows_t, bonus)
+            else:
+                value = bonus[torch.tensor(last, device=device)]
+            scores = scores + guidance.beta * value
+    flat_scores, flat_logprobs = scores.tolist(), token_logprobs.tolist()
+    chosen: list[tuple[int, list[float]]] = []
+    row, token = 0, 0
+    for request in requests:
+        count = len(request.candidates)
+        candidate_scores = flat_scores[row : row + count]
         if request.temperature <= 0:
-            best = max(range(len(scores)), key=scores.__getitem__)
+            best = max(range(count), key=candidate_scores.__getitem__)
         else:
-            top = max(scores)
-            weights = [math.exp((s - top) / request.temperature) for s in scores]
-            best = request.rng.choices(range(len(scores)), weights=weights)[0]
-        chosen.append((best, candidate_logprobs[best]))
+            top = max(candidate_scores)
+            weights = [math.exp((s - top) / request.temperature) for s in candidate_scores]
+            best = request.rng.choices(range(count), weights=weights)[0]
+        offset = token + sum(len(c) for c in request.candidates[:best])
+        chosen.append((best, flat_logprobs[offset : offset + len(request.candidates[best])]))
+        row += count
+        token += sum(len(c) for c in request.candidates)
     return chosen

@@ -32,8 +32,26 @@ from typing import Any
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "maze-fo": {"gamma": 0.99, "beta": 8.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
-    "maze-po": {"gamma": 0.99, "beta": 8.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 512},
+    # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move
+    # chain in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
+    "maze-fo": {
+        "gamma": 0.99,
+        "beta": 8.0,
+        "tau": 0.9,
+        "cql_weight": 0.01,
+        "max_length": 256,
+        "lr": 1e-3,
+        "polyak": 0.1,
+    },  # fmt: skip
+    "maze-po": {
+        "gamma": 0.99,
+        "beta": 8.0,
+        "tau": 0.9,
+        "cql_weight": 0.01,
+        "max_length": 512,
+        "lr": 1e-3,
+        "polyak": 0.1,
+    },  # fmt: skip
     "textnav-fo": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
     "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
     "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
@@ -47,6 +65,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {
     "tau": 0.7,
     "cql_weight": 0.01,
     "max_length": 1024,
+    "polyak": 0.005,
     "support": 1e-3,  # decoding: Q re-ranks only tokens the BC policy gives at least this probability
 }
 
@@ -64,7 +83,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None
     seed: int = 0
-    lr: float | None = None  # default: 3e-4 from scratch, 2e-5 from a pretrained checkpoint
+    lr: float | None = None  # default: the task's from scratch (else 3e-4), 2e-5 from a pretrained checkpoint
     batch_size: int = 32
     gamma: float | None = None
     discount: str = "per_turn"
@@ -72,7 +91,7 @@ class TrainConfig:
     beta: float | None = None
     tau: float | None = None
     cql_weight: float | None = None
-    polyak: float = 0.005
+    polyak: float | None = None  # ILQL target update rate (task default)
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     allow_mixed: bool = False
@@ -107,14 +126,14 @@ def algorithm(name: str) -> Any:
 def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
     settings = dict(GENERIC_DEFAULTS)
     settings.update(TASK_DEFAULTS.get(task, {}))
-    for name in ("gamma", "beta", "tau", "cql_weight", "max_length", "lr"):
+    scratch_lr = settings.pop("lr", 3e-4)  # a task's lr is for from-scratch models
+    settings["lr"] = 2e-5 if pretrained else scratch_lr
+    for name in ("gamma", "beta", "tau", "cql_weight", "max_length", "lr", "polyak"):
         value = getattr(config, name)
         if value is not None:
             settings[name] = value
-    settings.setdefault("lr", 2e-5 if pretrained else 3e-4)
     if config.style == "chat" and config.max_length is None:  # a system prompt and chat markup on top
         settings["max_length"] = max(settings["max_length"], 2048)
-    settings["polyak"] = config.polyak
     if config.style not in ("text", "chat"):
         raise TrainError(f"--style must be text or chat, not {config.style!r}")
     if config.discount not in ("per_turn", "per_token"):
