@@ -70,7 +70,11 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in log if "loss" in r)
     assert not (out / "state").exists()  # finished: nothing left to resume
     # The evaluation runs are ordinary run directories; the checkpoint plays through the CLI too.
-    assert len(lmrl.load_run(out / "evals" / "final")) == 3
+    final = lmrl.load_run(out / "evals" / "final")
+    assert len(final) == 3
+    # Maze evaluations pick among the four moves (the paper's re-ranker): a 6-step model that would
+    # generate garbage makes no invalid move.
+    assert all(turn.action is not None and not turn.invalid for e in final for turn in e.turns)
     played = tmp_path / "played"
     run = ["run", "--task", "maze-fo", "--model", f"local/{out}", "--style", "text", "--episodes", "2"]
     assert main([*run, "--local-option", "beta=0", "--out", str(played), "--no-progress"]) == 0
@@ -86,6 +90,8 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
         (["--algo", "filtered-bc", "--data", "{maze}", "--filter", "best"], "--filter must be"),
         (["--algo", "nope", "--data", "{maze}"], "invalid choice"),
         (["--algo", "bc", "--data", "{maze}", "--lora", "rank=4"], "--lora"),
+        (["--algo", "bc", "--data", "{maze}", "--eval-option", "colour=blue"], "--eval-option 'colour=blue'"),
+        (["--algo", "bc", "--data", "{maze}", "--eval-option", "beta=-1"], "beta must be"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
@@ -149,3 +155,15 @@ def test_chat_style_trains_and_plays_in_chat(tmp_path) -> None:
     run = ["run", "--task", "maze-fo", "--model", f"local/{out}", "--style", "chat", "--episodes", "2"]
     assert main([*run, "--max-turns", "2", "--max-tokens", "8", "--out", str(played), "--no-progress"]) == 0
     assert len(lmrl.load_run(played)) == 2
+
+
+def test_task_defaults_and_explicit_settings() -> None:
+    from lmrl.finetune.trainer import TrainConfig, resolve
+
+    def settings(pretrained: bool = False, **fields):
+        return resolve(TrainConfig(algo="ilql", data=[], out=Path("x"), **fields), "maze-fo", pretrained)
+
+    assert settings()["lr"] == 1e-3 and settings()["polyak"] == 0.1  # maze, from scratch
+    assert settings(pretrained=True)["lr"] == 2e-5  # a task's lr is for from-scratch models only
+    assert settings(lr=5e-4)["lr"] == 5e-4 and settings(polyak=0.005)["polyak"] == 0.005
+    assert resolve(TrainConfig(algo="bc", data=[], out=Path("x")), "chess", False)["lr"] == 3e-4
