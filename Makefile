@@ -43,11 +43,14 @@ demo: install
 	# The whole loop, small: the paper's behaviour data on maze-fo -> BC and ILQL on the tiny from-scratch
 	# model -> both checkpoints played by the harness beside the behaviour policy (short training: a look
 	# at the loop, not a result; bench/learning.py has the real runs).
-	$(BIN)/lmrl run --task maze-fo --model scripted/behavior --episodes 200 --no-progress --out runs/demo-train-data
+	# The data is cut at 20 moves as the paper's (Table 1: mean length 19.7); the checkpoints are played
+	# through the paper's re-ranker over the four legal moves, as bench/learning.py evaluates them.
+	$(BIN)/lmrl run --task maze-fo --model scripted/behavior --episodes 250 --max-turns 20 --no-progress \
+		--out runs/demo-train-data
 	$(BIN)/lmrl train --algo bc --data runs/demo-train-data --out runs/demo-bc --max-steps 300 --eval-episodes 0
 	$(BIN)/lmrl train --algo ilql --data runs/demo-train-data --out runs/demo-ilql --max-steps 300 --eval-episodes 0
 	$(BIN)/lmrl run --task maze-fo --model scripted/behavior --model local/runs/demo-bc --model local/runs/demo-ilql \
-		--style text --episodes 50 --seed 1000 --out runs/demo-trained
+		--local-option rerank=true --style text --episodes 50 --seed 1000 --out runs/demo-trained
 	# A real LLM on the laptop CPU: SmolLM2-135M-Instruct (converted once into ~/.cache/lmrl), a short look.
 	$(BIN)/lmrl run --task maze-fo --task wordle --task twenty-questions --model local/smollm2 \
 		--episodes 4 --max-turns 4 --max-tokens 24 --temperature 0 --out runs/demo-smollm2
