@@ -208,13 +208,15 @@ TURN_COLUMNS = [
 ]
 
 
+def _ids(e: Episode) -> dict[str, Any]:
+    """The columns that name an episode's row in the turns and judges frames."""
+    return {"run_id": e.run_id, "key": e.key, "task": e.task, "model": e.models.get("agent", "")}
+
+
 def turns_frame(episodes: Iterable[Episode]) -> pd.DataFrame:
     rows = [
         {
-            "run_id": e.run_id,
-            "key": e.key,
-            "task": e.task,
-            "model": e.models.get("agent", ""),
+            **_ids(e),
             "index": e.index,
             "epoch": e.epoch,
             "seed": e.seed,
@@ -267,10 +269,7 @@ def judges_frame(episodes: Iterable[Episode]) -> pd.DataFrame:
     """One row per (episode, judge): the score, whether it failed, the rationale and the error."""
     rows = [
         {
-            "run_id": e.run_id,
-            "key": e.key,
-            "task": e.task,
-            "model": e.models.get("agent", ""),
+            **_ids(e),
             "judge": name,
             "judge_model": entry.get("model"),
             "score": math.nan if entry.get("score") is None else float(entry["score"]),

@@ -49,17 +49,7 @@ def _group_metrics(
     rows: list[dict[str, Any]] = []
 
     def add(metric: str, value: float, low: float = math.nan, high: float = math.nan, n: int = 0) -> None:
-        rows.append(
-            {
-                "task": task,
-                "model": model,
-                "metric": metric,
-                "value": value,
-                "ci_low": low,
-                "ci_high": high,
-                "n": n,
-            }
-        )
+        rows.append(_metric_row(task, model, metric, value, low, high, n))
 
     ok = group[~group["errored"]]
     n = len(ok)
@@ -140,17 +130,17 @@ def _subset_rows(
     sums, counts = cluster_sums(values, episode_clusters(episodes) if clustered else None)
     rng = np.random.default_rng(stable_seed(seed, task, model, metric))
     value, low, high = bootstrap_ratio(sums, counts, cluster_indices(len(sums), rng, n_boot))
-    return [
-        {
-            "task": task,
-            "model": model,
-            "metric": metric,
-            "value": value,
-            "ci_low": low,
-            "ci_high": high,
-            "n": len(values),
-        }
-    ]
+    return [_metric_row(task, model, metric, value, low, high, len(values))]
+
+
+def _metric_row(
+    task: str, model: str, metric: str, value: float, low: float, high: float, n: int
+) -> dict[str, Any]:
+    """One row of the tidy metrics table."""
+    return {
+        "task": task, "model": model, "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+        "n": n,
+    }  # fmt: skip
 
 
 def episode_clusters(episodes: pd.DataFrame) -> np.ndarray:
