@@ -55,7 +55,12 @@ def judge_model(text: str) -> str:
 
 
 def test_judging_during_a_run_records_scores_and_failures(fake_server, tmp_path):
+    import litellm
+
     good, garbage = judge_model("Score: 4 Rationale: fine"), judge_model("What a lovely game.")
+    for spec in (good, garbage):  # priced, so that the judge's cost is recorded (and shown in reports)
+        price = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+        litellm.register_model({spec.removeprefix("openai/"): {**price, "litellm_provider": "openai"}})
     out = tmp_path / "run"
     code = main(
         [
@@ -88,6 +93,9 @@ def test_judging_during_a_run_records_scores_and_failures(fake_server, tmp_path)
         assert episode.judges[f"agent-quality={good}"]["score"] == 4.0
         failed = episode.judges[f"agent-quality={garbage}"]
         assert failed["score"] is None and "no score" in failed["error"]
+        # Each judgment records what its call cost, a failed one too (the reply was paid for).
+        assert episode.judges[f"agent-quality={good}"]["cost_usd"] > 0 and failed["cost_usd"] > 0
+        assert "cost_usd" not in episode.judges["invalid-rate"]  # a rule judge costs nothing
 
 
 def test_lmrl_score_rescores_without_replaying_and_caches(fake_server, tmp_path, capsys):

@@ -15,6 +15,7 @@ from lmrl.secrets import one_line
 class JudgeScore:
     score: float | None
     rationale: str | None = None
+    cost_usd: float | None = None  # what an LLM judge's call cost (litellm's price map)
 
 
 class Judge(ABC):
@@ -60,6 +61,9 @@ def entry_for(result: JudgeScore | None, error: BaseException | None, judge: Jud
         entry["rationale"] = result.rationale
     if error is not None:
         entry["error"] = one_line(error)
+    cost = result.cost_usd if result is not None else getattr(error, "cost_usd", None)
+    if cost is not None:
+        entry["cost_usd"] = float(cost)
     return entry
 
 

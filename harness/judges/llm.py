@@ -18,6 +18,8 @@ _RATIONALE = re.compile(r"(?is)\brationale\b\s*[:\-]\s*(.+)")
 class JudgeParseError(ValueError):
     """The judge model's reply held no usable score."""
 
+    cost_usd: float | None = None
+
 
 def parse_score(reply: str, low: float, high: float) -> tuple[float, str | None]:
     """(score, rationale) from replies like ``Score: 4``, ``**Score:** 4/5``, ``I give it 3/5``."""
@@ -79,8 +81,12 @@ class LLMJudge(Judge):
         prompt.__dict__["messages"] = self.messages(episode)
         prompt.__dict__["text"] = "\n\n".join(m["content"] for m in prompt.__dict__["messages"])
         completion = await self.agent.act(prompt)
-        value, rationale = parse_score(completion.text, *self.scale)
-        return JudgeScore(value, rationale)
+        try:
+            value, rationale = parse_score(completion.text, *self.scale)
+        except JudgeParseError as error:
+            error.cost_usd = completion.cost_usd  # a reply without a score was still paid for
+            raise
+        return JudgeScore(value, rationale, completion.cost_usd)
 
     async def aclose(self) -> None:
         await self.agent.aclose()
