@@ -31,27 +31,12 @@ from typing import Any
 
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
+# Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
+# in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
+_MAZE = {"gamma": 0.99, "beta": 8.0, "tau": 0.9, "cql_weight": 0.01, "lr": 1e-3, "polyak": 0.1}
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move
-    # chain in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
-    "maze-fo": {
-        "gamma": 0.99,
-        "beta": 8.0,
-        "tau": 0.9,
-        "cql_weight": 0.01,
-        "max_length": 256,
-        "lr": 1e-3,
-        "polyak": 0.1,
-    },  # fmt: skip
-    "maze-po": {
-        "gamma": 0.99,
-        "beta": 8.0,
-        "tau": 0.9,
-        "cql_weight": 0.01,
-        "max_length": 512,
-        "lr": 1e-3,
-        "polyak": 0.1,
-    },  # fmt: skip
+    "maze-fo": {**_MAZE, "max_length": 256},
+    "maze-po": {**_MAZE, "max_length": 512},  # PO keeps a history
     "textnav-fo": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
     "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
     "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},

@@ -115,18 +115,24 @@ def flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
+def _with_columns(rows: list[dict[str, Any]], fixed: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``rows`` as a frame: the ``fixed`` columns first (added empty where no row has them), then the
+    rows' other columns, sorted; returns the frame and those other columns."""
+    frame = pd.DataFrame(rows)
+    for column in fixed:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    extra = sorted(c for c in frame.columns if c not in fixed)
+    return frame[fixed + extra], extra
+
+
 def episodes_frame(episodes: Iterable[Episode]) -> pd.DataFrame:
     return typed_episodes([episode_row(e) for e in episodes])
 
 
 def typed_episodes(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows from ``episode_row`` -> the typed frame (dynamic columns filled where an episode lacks them)."""
-    frame = pd.DataFrame(rows)
-    for column in EPISODE_COLUMNS:
-        if column not in frame:
-            frame[column] = pd.Series(dtype=object)
-    extra = sorted(c for c in frame.columns if c not in EPISODE_COLUMNS)
-    frame = frame[EPISODE_COLUMNS + extra]
+    frame, extra = _with_columns(rows, EPISODE_COLUMNS)
     frame[_INT] = frame[_INT].fillna(0).astype("int64")
     frame[_BOOL] = frame[_BOOL].fillna(False).astype(bool)
     frame[_FLOAT] = frame[_FLOAT].astype(float)
@@ -240,12 +246,7 @@ def turns_frame(episodes: Iterable[Episode]) -> pd.DataFrame:
         for e in episodes
         for i, t in enumerate(e.turns)
     ]
-    frame = pd.DataFrame(rows)
-    for column in TURN_COLUMNS:
-        if column not in frame:
-            frame[column] = pd.Series(dtype=object)
-    extra = sorted(c for c in frame.columns if c not in TURN_COLUMNS)
-    frame = frame[TURN_COLUMNS + extra]
+    frame, extra = _with_columns(rows, TURN_COLUMNS)
     for column in extra:
         frame[column] = settle(frame[column])
     return frame
