@@ -31,7 +31,7 @@ import _common  # noqa: F401
 
 import lmrl
 from lmrl.finetune.evaluation import evaluate
-from lmrl.finetune.trainer import TASK_EVAL_OPTIONS, TrainConfig, train
+from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 from lmrl.reports.paper import paper_table2
 from lmrl.reports.stats import t95
 
@@ -58,6 +58,12 @@ def main() -> None:
     parser.add_argument(
         "--dataset-scale", type=float, default=1.0, help="fraction of the paper's dataset size"
     )
+    parser.add_argument(
+        "--init",
+        choices=("bc", "scratch"),
+        default="bc",
+        help="MC/ILQL start from the same seed's BC checkpoint (the paper's protocol) or from scratch",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once, one thread each (2)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
@@ -72,10 +78,16 @@ def main() -> None:
         behaviour = _evaluate_scripted(task, args)
         algos = args.algos.split(",")
         seeds = [int(s) for s in args.seeds.split(",")]
-        jobs = [(task, algo, seed, data, args) for algo in algos for seed in seeds]
-        # Several runs at once, one thread each: on a small CPU that beats one run on every core.
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = dict(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
+        # The paper's protocol: value-based methods start from BC, so BC runs first (phase 0).
+        phases = [[a for a in algos if not _from_bc(a, args)], [a for a in algos if _from_bc(a, args)]]
+        if phases[1] and "bc" not in phases[0]:
+            phases[0].insert(0, "bc")
+        results: dict[tuple[str, int], dict] = {}
+        for phase in phases:
+            jobs = [(task, algo, seed, data, args) for algo in phase for seed in seeds]
+            # Several runs at once, one thread each: on a small CPU that beats one run on every core.
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results.update(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
         for algo in algos:
             runs = [results[algo, seed] for seed in seeds]
             rows.append(_row(task, algo, runs, behaviour, episodes, args))
@@ -89,7 +101,7 @@ def _one_run(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.jobs))
-    run = args.out / task / f"{algo}-s{seed}"
+    run = args.out / task / _run_name(algo, seed, args)
     done = run / "bench_result.json"
     if done.exists():
         result = json.loads(done.read_text())
@@ -98,12 +110,22 @@ def _one_run(job: tuple) -> dict:
             done.write_text(json.dumps(result))
         return result
     started = time.perf_counter()
+    start: dict = {}
+    if _from_bc(algo, args):
+        bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
+        started -= bc["seconds"]  # the CPU time of a run includes the BC run it starts from
+        # a from-scratch model's learning rate, not a pretrained checkpoint's
+        start = {
+            "base": str(args.out / task / f"bc-s{seed}"),
+            "lr": TASK_DEFAULTS.get(task, {}).get("lr", 3e-4),
+        }
     train(
         TrainConfig(
             algo=algo,
             data=[str(data)],
             out=run,
             seed=seed,
+            **start,
             max_steps=args.max_steps,
             batch_size=args.batch_size,
             eval_episodes=0,
@@ -119,6 +141,14 @@ def _one_run(job: tuple) -> dict:
           f"in {result['seconds']:.0f} s", flush=True)  # fmt: skip
     done.write_text(json.dumps(result))
     return result
+
+
+def _from_bc(algo: str, args: argparse.Namespace) -> bool:
+    return args.init == "bc" and algo in ("mc", "ilql")
+
+
+def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
+    return f"{algo}-from-bc-s{seed}" if _from_bc(algo, args) else f"{algo}-s{seed}"
 
 
 def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | None:
@@ -198,7 +228,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
-        "algo": algo,
+        "algo": f"{algo} (from BC)" if _from_bc(algo, args) else algo,
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(mean, 1),

@@ -1,4 +1,5 @@
-"""``lmrl train``: offline RL from logged episodes (the command line's half in ``lmrl.cli``)."""
+"""``lmrl train``: offline RL from logged episodes, online RL on live episodes (the command line's half
+in ``lmrl.cli``)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lmrl.finetune.online import ONLINE_ALGORITHMS, OnlineConfig, train_online
 from lmrl.finetune.trainer import ALGORITHMS, TrainConfig, TrainError, train
 
 
 def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser = sub.add_parser(
-        "train", help="train a checkpoint from logged episodes (BC, filtered BC, MC, ILQL)"
+        "train",
+        help="train a checkpoint: offline from logged episodes (BC, filtered BC, MC, ILQL) or online "
+        "on live episodes (PPO, online filtered BC, GRPO)",
     )
-    parser.add_argument("--algo", required=True, choices=list(ALGORITHMS), help="the algorithm")
     parser.add_argument(
-        "--data",
-        action="append",
-        required=True,
-        metavar="RUN_DIR",
-        help="a run directory of episodes; repeat",
+        "--algo", required=True, choices=[*ALGORITHMS, *ONLINE_ALGORITHMS], help="the algorithm"
+    )
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="RUN_DIR", help="offline: a run directory; repeat"
     )
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint directory to write")
     parser.add_argument(
@@ -52,7 +54,9 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     )
     parser.add_argument("--allow-mixed", action="store_true", help="train on runs of different tasks")
     parser.add_argument("--lora", metavar="r=16[,alpha=32]", help="train LoRA adapters (needs peft)")
-    parser.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (and at the end)")
+    parser.add_argument(
+        "--eval-every", type=positive_int, help="evaluate every N steps (offline; and at the end) or rounds"
+    )
     parser.add_argument(
         "--eval-episodes", type=int, default=25, help="episodes per evaluation, 0 for none (25)"
     )
@@ -67,6 +71,27 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     )
     parser.add_argument("--save-every", type=positive_int, default=50, help="resumable state every N steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    online = parser.add_argument_group("online (ppo, online-filtered-bc, grpo)")
+    online.add_argument("--task", help="the task the policy plays")
+    online.add_argument("--rounds", type=positive_int, default=10, help="rollout + update rounds (10)")
+    online.add_argument("--episodes-per-round", type=positive_int, default=64, help="episodes per round (64)")
+    online.add_argument("--group-size", type=positive_int, default=8, help="grpo: episodes per start (8)")
+    online.add_argument(
+        "--credit", choices=["turn", "episode"], default="turn", help="grpo: per-turn or per-episode credit"
+    )
+    online.add_argument("--scale", action="store_true", help="grpo: divide advantages by the group's std")
+    online.add_argument("--update-epochs", type=positive_int, help="passes over each round (ppo 4, else 1)")
+    online.add_argument("--kl-coef", type=nonneg_float, help="KL to the starting policy (ppo 0.001, else 0)")
+    online.add_argument("--kl-target", type=nonneg_float, help="ppo: adapt the KL coefficient toward this")
+    online.add_argument("--lam", type=nonneg_float, default=0.95, help="ppo: GAE lambda (0.95)")
+    online.add_argument("--clip", type=nonneg_float, default=0.2, help="ratio clip (0.2)")
+    online.add_argument("--bc-data", action="append", default=[], metavar="RUN_DIR", help="ppo: BC dataset")
+    online.add_argument("--bc-weight", type=nonneg_float, default=0.0, help="ppo: weight of the BC loss (0)")
+    online.add_argument(
+        "--role", action="append", default=[], metavar="ROLE=SPEC", help="fill a partner role; repeat"
+    )
+    online.add_argument("--concurrency", type=positive_int, default=64, help="episodes played at once (64)")
+    online.add_argument("--max-turns", type=positive_int, help="lower the task's step cap")
 
 
 def _lora(text: str | None) -> dict[str, Any] | None:
@@ -83,6 +108,10 @@ def _lora(text: str | None) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; one line and ``TrainError`` for bad input (the CLI turns it into exit 2)."""
+    if args.algo in ONLINE_ALGORITHMS:
+        return _run_online(args)
+    if not args.data:
+        raise TrainError(f"--algo {args.algo} trains offline: give --data RUN_DIR")
     for run_dir in args.data:
         if not (Path(run_dir) / "manifest.json").exists():
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
@@ -133,4 +162,64 @@ def run(args: argparse.Namespace) -> int:
 
     if PartialState().is_main_process:  # under accelerate launch, one line, not one per process
         print(summary)
+    return 0
+
+
+def _run_online(args: argparse.Namespace) -> int:
+    if not args.task:
+        raise TrainError(f"--algo {args.algo} trains online: give --task TASK")
+    if args.data:
+        raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
+    if args.eval_episodes < 0:
+        raise TrainError("--eval-episodes must not be negative")
+    from lmrl.agents.local_settings import parse_local_options
+
+    roles: dict[str, str] = {}
+    for item in args.role:
+        role, sep, spec = item.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise TrainError(f"--role {item!r} is not ROLE=SPEC")
+        roles[role.strip()] = spec.strip()
+    try:
+        eval_options = parse_local_options(args.eval_option, "--eval-option")
+    except ValueError as error:
+        raise TrainError(str(error)) from None
+    config = OnlineConfig(
+        algo=args.algo,
+        task=args.task,
+        out=args.out,
+        base=args.base,
+        rounds=args.rounds,
+        episodes_per_round=args.episodes_per_round,
+        group_size=args.group_size,
+        seed=args.seed,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        update_epochs=args.update_epochs,
+        gamma=args.gamma,
+        lam=args.lam,
+        discount=args.discount,
+        clip=args.clip,
+        kl_coef=args.kl_coef,
+        kl_target=args.kl_target,
+        credit=args.credit,
+        scale=args.scale,
+        filter=args.filter,
+        bc_data=[str(d) for d in args.bc_data],
+        bc_weight=args.bc_weight,
+        max_length=args.max_length,
+        style=args.style,
+        roles=roles,
+        concurrency=args.concurrency,
+        max_turns=args.max_turns,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes if args.eval_every else 0,
+        eval_seed=args.eval_seed,
+        eval_options=eval_options,
+    )
+    last = train_online(config, progress=not args.no_progress)
+    print(
+        f"wrote {config.out} (play it as local/{config.out}); last round: mean return "
+        f"{last.get('mean_return', float('nan')):.3g}, success {last.get('success', 0.0):.0%}"
+    )
     return 0

@@ -58,6 +58,7 @@ class Sample:
     turn: int = 0
     truncated_prompt: bool = False  # the prompt lost turns (or tokens) to fit the budget
     info: dict[str, Any] = field(default_factory=dict)
+    logprobs: list[float] | None = None  # of each action token, as sampled (local checkpoints' turns)
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -121,8 +122,11 @@ def episode_samples(
     samples: list[Sample] = []
     for t, turn in enumerate(episode.turns):
         upto = history[: 2 * t + 1]  # up to and including the turn's observation
+        logprobs = None
         if turn.token_ids:
             action_ids = list(turn.token_ids)
+            if turn.logprobs is not None and len(turn.logprobs) == len(action_ids):
+                logprobs = list(turn.logprobs)
         elif style == "chat":
             action_ids = _chat_reply_ids(task, upto, history[2 * t + 1], tokenizer, episode.key, t)
         else:
@@ -145,6 +149,7 @@ def episode_samples(
                 key=episode.key,
                 turn=t,
                 truncated_prompt=cut,
+                logprobs=logprobs,
             )
         )
     _fill_returns(samples, gamma, discount)

@@ -62,6 +62,7 @@ async def rollout(
     key: str | None = None,
     model_id: str | None = None,
     prompts: dict[str, str] | None = None,
+    agent_seed: int | None = None,
 ) -> Episode:
     """Play one episode to its end and return it. Never raises for task, agent or judge failures:
     they land in ``Episode.error`` (turns so far kept).
@@ -70,7 +71,8 @@ async def rollout(
     a mapping of role -> agent with ``"agent"`` and one entry per partner role of the task (roles
     left out get the task's default partner). The task's own end terminates the episode; its step cap
     or ``max_turns`` truncates it (``Episode.truncated``). ``prompts``, when given, collects the
-    system prompt (chat) or header (text) the episode showed, by ``Episode.prompt_id``."""
+    system prompt (chat) or header (text) the episode showed, by ``Episode.prompt_id``. ``agent_seed``
+    seeds the agent's own stream when it should differ from the task's (replays of one start)."""
     if isinstance(task, str):
         from lmrl.tasks import make_task
 
@@ -98,7 +100,7 @@ async def rollout(
     )
     started = time.perf_counter()
     try:
-        await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts)
+        await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts, agent_seed)
     finally:
         with anyio.CancelScope(shield=True):
             for partner in owned:
@@ -122,8 +124,9 @@ async def _play(
     max_turns: int | None,
     episode: Episode,
     prompts: dict[str, str] | None,
+    agent_seed: int | None = None,
 ) -> None:
-    rng = agent_rng(seed)
+    rng = agent_rng(seed if agent_seed is None else agent_seed)
     try:
         if task.roles:
             task.attach_partners(partners, seed)

@@ -64,6 +64,9 @@ class RunConfig:
     # partner role -> its own options (endpoint, sampling); roles never inherit the agent's options.
     role_options: dict[str, AgentOptions] = field(default_factory=dict)
     command: list[str] | None = None  # the command line that made it, a --config file merged in
+    # Every epoch replays epoch 0's start (the task's seed) with its own agent stream: the groups of
+    # episodes sharing an initial state that group-baseline RL (GRPO/RLOO) compares.
+    same_starts: bool = False
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -73,6 +76,7 @@ class RunConfig:
             "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)},
             "max_turns": self.max_turns,
             "roles": dict(sorted(self.roles.items())),
+            **({"same_starts": True} if self.same_starts else {}),
         }
 
 
@@ -98,6 +102,7 @@ class EpisodeSpec:
     index: int
     epoch: int
     seed: int
+    agent_seed: int | None = None  # the agent's stream when it is not the task's (``same_starts``)
 
     @property
     def key(self) -> str:
@@ -105,6 +110,17 @@ class EpisodeSpec:
 
 
 def plan(config: RunConfig) -> list[EpisodeSpec]:
+    if config.same_starts:
+        return [
+            EpisodeSpec(
+                task, model, index, epoch, derive_seed(config.seed, task, index, 0),
+                derive_seed(config.seed, task, index, epoch) if epoch else None,
+            )  # fmt: skip
+            for epoch in range(config.epochs)
+            for index in range(config.episodes)
+            for task in config.tasks
+            for model in config.models
+        ]
     return [
         EpisodeSpec(task, model, index, epoch, derive_seed(config.seed, task, index, epoch))
         for epoch in range(config.epochs)
@@ -339,6 +355,7 @@ class Runner:
                     epoch=spec.epoch,
                     key=spec.key,
                     prompts=shown,
+                    agent_seed=spec.agent_seed,
                 )
                 ledger.add(spec.task, spec.model, self.config.style, shown)
                 log.append(episode)

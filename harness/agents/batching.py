@@ -436,7 +436,7 @@ def generate_padded(
             attention_mask=attention_mask.to(device),
             max_new_tokens=options.max_new_tokens,
             **extra,
-            past_key_values=cache,
+            **{_CACHE_KWARG: cache},
             logits_processor=LogitsProcessorList(processors),
             stopping_criteria=stopping,
             eos_token_id=sorted(eos) or None,
@@ -464,6 +464,17 @@ def generate_padded(
         with torch.inference_mode():
             prefix_store.keep(cache, kept)
     return results
+
+
+def _cache_kwarg() -> str:
+    """``generate``'s name for a cache passed in: ``cache`` from transformers 5.24 (``past_key_values``,
+    deprecated there, before)."""
+    from transformers.generation import utils
+
+    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+
+
+_CACHE_KWARG = _cache_kwarg()
 
 
 def _new_cache(model: Any, rows: int, length: int) -> Any:

@@ -275,7 +275,7 @@ def loaded_models() -> list[LoadedModel]:
 def _load(path: Path, device: str, dtype: str) -> LoadedModel:
     _passive_omp_before_torch()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     started = time.perf_counter()
@@ -292,6 +292,26 @@ def _load(path: Path, device: str, dtype: str) -> LoadedModel:
     except Exception as error:
         raise AgentConfigError(f"{where} cannot be loaded as a causal LM ({one_line(error)})") from None
     model.eval()
+    return _loaded(path, model, tokenizer, device, dtype, time.perf_counter() - started)
+
+
+def share_model(path: Path, model: Any, tokenizer: Any, device: str, dtype: str) -> LoadedModel:
+    """Put a model that lives in memory (one being trained) in the registry as ``local/<path>`` on
+    ``device``/``dtype``, so agents of that spec play these very weights, updated in place, with no
+    reload. The caller holds one reference: pair with ``release_model``, after which the agents'
+    engines (and their key/value prefix caches, computed with older weights) are gone."""
+    key = (str(path), device, dtype)
+    with _models_lock:
+        if key in _models:
+            raise AgentConfigError(f"local/{path} is already loaded on {device} ({dtype})")
+        loaded = _models[key] = _loaded(path, model, tokenizer, device, dtype, 0.0)
+        loaded.refs = 1
+        return loaded
+
+
+def _loaded(path: Path, model: Any, tokenizer: Any, device: str, dtype: str, load_s: float) -> LoadedModel:
+    from transformers import GenerationConfig
+
     # Generation defaults shipped with a checkpoint (top_k=50, repetition penalties, ...) would change
     # what "temperature 1, no top-p" means; keep only the special token ids.
     shipped = model.generation_config
@@ -322,7 +342,7 @@ def _load(path: Path, device: str, dtype: str) -> LoadedModel:
         context=context,
         eos_token_ids=tuple(eos),
         pad_token_id=int(pad),
-        load_s=time.perf_counter() - started,
+        load_s=load_s,
         parameters=sum(p.numel() for p in model.parameters()),
     )
 

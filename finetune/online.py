@@ -1,0 +1,459 @@
+"""The one loop every online algorithm runs on (``lmrl train --algo ppo|online-filtered-bc|grpo``).
+
+Each round:
+
+1. **rollouts**: the harness plays ``episodes_per_round`` episodes of the task with the current policy
+   as a ``local/`` agent (batched across episodes, temperature 1, partners filled as in evaluation)
+   into an ordinary run directory, ``rounds/round-R/run``. The agent plays the very module being
+   trained (``share_model``: weights updated in place, never reloaded from disk); its spec names the
+   checkpoint holding those weights (``rounds/round-(R-1)/checkpoint``, the base for round 0). GRPO
+   plays ``group_size`` episodes from each start (``RunConfig.same_starts``).
+2. **samples**: every turn of every finished episode becomes a ``Sample`` built from the token ids the
+   policy sampled and their log-probabilities, as logged (never re-tokenized text).
+3. **update**: the algorithm turns the round's samples into training items (``prepare``: advantages,
+   filters) and the loop takes ``update_epochs`` passes of minibatch steps over them (``loss``).
+4. **save**: ``rounds/round-R/checkpoint`` (playable as ``local/``), one ``train_log.jsonl`` record,
+   and the resumable state; a killed run resumes from the last finished round (the half-played round's
+   finished episodes are kept by the runner's own resume).
+
+An algorithm is a module with ``NAME``, ``DEFAULTS``, ``prepare(ctx, episodes, samples) -> (items,
+stats)`` and ``loss(ctx, items) -> (loss, metrics)``; ``ctx`` (``Context``) holds the policy, the value
+head and the frozen reference policy when the algorithm asks for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmrl.finetune.data import Sample
+from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainError
+
+ONLINE_ALGORITHMS = {"ppo": "ppo", "online-filtered-bc": "online_filtered_bc", "grpo": "grpo"}
+ROUND_SEED = 1_000_000  # rollout run seeds start here: far from the evaluation (1000) and validation seeds
+
+
+@dataclass
+class OnlineConfig:
+    algo: str
+    task: str
+    out: Path
+    base: str = "tiny"
+    rounds: int = 10
+    episodes_per_round: int = 64
+    group_size: int = 8  # grpo: episodes per start
+    seed: int = 0
+    lr: float | None = None  # default: 3e-4 for models under 20M parameters (ours), else 1e-5
+    batch_size: int = 32  # turns per optimizer step
+    update_epochs: int | None = None  # passes over a round's items (algorithm default)
+    gamma: float | None = None
+    lam: float = 0.95
+    discount: str = "per_turn"
+    clip: float = 0.2
+    value_clip: float = 0.2
+    value_coef: float = 0.5
+    kl_coef: float | None = None  # algorithm default
+    kl_target: float | None = None  # adaptive KL (Ziegler) when set
+    kl_horizon: float = 10_000
+    credit: str = "turn"  # grpo: turn (per-turn returns against the group) or episode
+    scale: bool = False  # grpo: divide advantages by the group's return std
+    filter: str = "success"  # online filtered BC: success or top:FRACTION
+    bc_data: list[str] = field(default_factory=list)  # ppo: a fixed dataset for an extra BC loss
+    bc_weight: float = 0.0
+    max_length: int | None = None
+    style: str = "text"
+    roles: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 64
+    max_turns: int | None = None
+    eval_every: int | None = None  # rounds
+    eval_episodes: int = 0
+    eval_seed: int = 1000
+    eval_options: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        record = asdict(self)
+        for name in (
+            "out",
+            "rounds",
+            "eval_every",
+            "eval_episodes",
+            "eval_options",
+            "settings",
+            "concurrency",
+        ):
+            record.pop(name)
+        return record
+
+
+@dataclass
+class Context:
+    """What an algorithm's ``prepare`` and ``loss`` work with."""
+
+    model: Any
+    tokenizer: Any
+    settings: dict[str, Any]
+    device: Any
+    value_head: Any = None  # ppo: V(s) from the policy's hidden states
+    reference: Any = None  # the frozen starting policy (KL)
+    bc_samples: list[Sample] = field(default_factory=list)
+    kl_coef: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def online_algorithm(name: str) -> Any:
+    if name not in ONLINE_ALGORITHMS:
+        raise TrainError(f"unknown online algorithm {name!r}; known: {', '.join(ONLINE_ALGORITHMS)}")
+    return importlib.import_module(f"lmrl.finetune.{ONLINE_ALGORITHMS[name]}")
+
+
+def train_online(
+    config: OnlineConfig, progress: bool = True, on_log: Callable[[dict], None] | None = None
+) -> dict:
+    """Run the rounds; resume from ``out/state`` when it holds this run's state. Returns the last
+    round's log record."""
+    import torch
+
+    from lmrl.agents.local import release_model, share_model
+    from lmrl.finetune import models
+    from lmrl.finetune.advantages import KLController
+    from lmrl.tasks import resolve_task
+
+    algo = online_algorithm(config.algo)
+    try:
+        config.task = resolve_task(config.task)
+    except Exception as error:
+        raise TrainError(str(error).splitlines()[0]) from None
+    _check(config)
+    out = config.out
+    state_dir = out / "state"
+    state = _read_state(state_dir, config)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        base_dir = models.prepare_base(config.base, config.task, out / "base", config.seed).resolve()
+        model, tokenizer = models.load(state_dir / "model" if state else base_dir)
+    except models.ModelError as error:
+        raise TrainError(str(error)) from None
+    model.to(device)
+    settings = config.settings = _resolve(config, algo, model)
+    bc_samples = _bc_samples(config, tokenizer, settings) if config.bc_weight else []
+    torch.manual_seed(config.seed)
+    ctx = Context(model, tokenizer, settings, device, bc_samples=bc_samples, rng=random.Random(config.seed))
+    if getattr(algo, "VALUE_HEAD", False):
+        ctx.value_head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
+        torch.nn.init.zeros_(ctx.value_head.weight)  # zero-initialized, as the paper's PPO
+        torch.nn.init.zeros_(ctx.value_head.bias)
+        if state:
+            ctx.value_head.load_state_dict(torch.load(state_dir / "value_head.pt", weights_only=True))
+    if settings["kl_coef"] or settings.get("kl_target"):
+        ctx.reference = models.load(base_dir)[0].to(device).eval().requires_grad_(False)
+    parameters = list(model.parameters()) + (list(ctx.value_head.parameters()) if ctx.value_head else [])
+    optimizer = torch.optim.AdamW(parameters, lr=settings["lr"])
+    if state:
+        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+    kl = KLController(settings["kl_coef"], settings.get("kl_target"), config.kl_horizon)
+    if state:
+        kl.coef = state["kl_coef"]
+    first = state["round"] + 1 if state else 0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+    bar = _RoundProgress(config.rounds, first, enabled=progress)
+    record: dict[str, Any] = {}
+    try:
+        with (out / "train_log.jsonl").open("a") as log:
+            for round_index in range(first, config.rounds):
+                playing = base_dir if round_index == 0 else _checkpoint(out, round_index - 1)
+                model.eval()
+                loaded = share_model(playing.resolve(), model, tokenizer, device, "float32")
+                try:
+                    started = time.perf_counter()
+                    episodes = _rollouts(config, round_index, playing, device)
+                    rollout_s = time.perf_counter() - started
+                finally:
+                    release_model(loaded)
+                record = _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s)
+                where = _checkpoint(out, round_index)
+                models.save(model, tokenizer, where)
+                if config.eval_every and (round_index + 1) % config.eval_every == 0:
+                    record["eval"] = _evaluate(config, where, round_index)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if on_log:
+                    on_log(record)
+                _save_state(state_dir, model, tokenizer, ctx, optimizer, kl, round_index, config)
+                bar.update(round_index + 1, record)
+    finally:
+        bar.close()
+    models.save(model, tokenizer, out)  # the result: the last round's weights, playable as local/<out>
+    shutil.rmtree(state_dir, ignore_errors=True)
+    _plot(out)
+    return record
+
+
+def _check(config: OnlineConfig) -> None:
+    problems = [
+        (config.rounds >= 1, f"--rounds must be at least 1 (got {config.rounds})"),
+        (config.episodes_per_round >= 1, "--episodes-per-round must be at least 1"),
+        (config.algo != "grpo" or config.group_size >= 2, "--group-size must be at least 2 for grpo"),
+        (
+            config.algo != "grpo" or config.episodes_per_round % config.group_size == 0,
+            f"--episodes-per-round ({config.episodes_per_round}) must be a multiple of --group-size "
+            f"({config.group_size})",
+        ),
+        (config.credit in ("turn", "episode"), f"--credit must be turn or episode, not {config.credit!r}"),
+        (not config.bc_weight or bool(config.bc_data), "--bc-weight needs --bc-data RUN_DIR"),
+        (
+            _valid_filter(config.filter),
+            f"--filter must be success or top:FRACTION in (0, 1], not {config.filter!r}",
+        ),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise TrainError(message)
+    for run_dir in config.bc_data:
+        if not (Path(run_dir) / "manifest.json").exists():
+            raise TrainError(f"--bc-data {run_dir} is not an lmrl run directory")
+
+
+def _valid_filter(rule: str) -> bool:
+    if rule == "success":
+        return True
+    try:
+        return rule.startswith("top:") and 0 < float(rule[4:]) <= 1
+    except ValueError:
+        return False
+
+
+def _resolve(config: OnlineConfig, algo: Any, model: Any) -> dict[str, Any]:
+    task = TASK_DEFAULTS.get(config.task, {})
+    parameters = sum(p.numel() for p in model.parameters())
+    settings: dict[str, Any] = {
+        "gamma": task.get("gamma", 0.99),
+        "max_length": task.get("max_length", 1024),
+        "lr": 3e-4 if parameters < 20e6 else 1e-5,
+        **algo.DEFAULTS,
+    }
+    for name in ("gamma", "max_length", "lr", "kl_coef", "update_epochs"):
+        if getattr(config, name) is not None:
+            settings[name] = getattr(config, name)
+    for name in ("lam", "clip", "value_clip", "value_coef", "kl_target", "credit", "scale", "filter"):
+        settings[name] = getattr(config, name)
+    settings["bc_weight"] = config.bc_weight
+    settings["discount"] = config.discount
+    return settings
+
+
+def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str) -> list[Any]:
+    """Play one round with the shared policy; the finished episodes of its run directory."""
+    from lmrl.agents import AgentOptions
+    from lmrl.rollout import run_sync
+    from lmrl.rundir import load_episodes
+    from lmrl.runner import RunConfig, Runner
+
+    grouped = config.algo == "grpo"
+    run_dir = config.out / "rounds" / f"round-{round_index:03d}" / "run"
+    run = RunConfig(
+        out=run_dir,
+        tasks=[config.task],
+        models=[f"local/{playing.resolve()}"],
+        episodes=config.episodes_per_round // config.group_size if grouped else config.episodes_per_round,
+        epochs=config.group_size if grouped else 1,
+        same_starts=grouped,
+        concurrency=config.concurrency,
+        seed=ROUND_SEED + 1000 * config.seed + round_index,
+        style=config.style,
+        roles=dict(config.roles),
+        max_turns=config.max_turns,
+        # the policy itself: temperature 1, no value guidance (heads a base may carry), fp32 weights
+        agent_options=AgentOptions(
+            temperature=1.0, extra={"device": device, "dtype": "float32", "beta": 0.0}
+        ),
+    )
+    run_sync(Runner(run).run)
+    return [e for e in load_episodes(run_dir) if e.error is None and e.turns]
+
+
+def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list[Sample]]:
+    """Each episode's turns as samples from the logged token ids and log-probabilities."""
+    from lmrl.finetune.data import episode_samples
+    from lmrl.tasks import make_task
+
+    made = make_task(task)
+    return [
+        episode_samples(
+            made,
+            episode,
+            ctx.tokenizer,
+            max_length=ctx.settings["max_length"],
+            gamma=ctx.settings["gamma"],
+            discount=ctx.settings.get("discount", "per_turn"),
+        )
+        for episode in episodes
+    ]
+
+
+def _update(config, algo, ctx, kl, optimizer, episodes, round_index: int, rollout_s: float) -> dict:
+    import torch
+
+    started = time.perf_counter()
+    ctx.kl_coef = kl.coef
+    samples = round_samples(ctx, episodes, config.task)
+    items, stats = algo.prepare(ctx, episodes, samples)
+    ctx.model.train()
+    steps, tokens, window = 0, 0, []
+    for epoch in range(ctx.settings.get("update_epochs", 1)):
+        order = list(range(len(items)))
+        random.Random(f"{config.seed}/{round_index}/{epoch}").shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            batch = [items[i] for i in order[start : start + config.batch_size]]
+            torch.manual_seed(config.seed * 1_000_003 + round_index * 1009 + steps)
+            loss, metrics = algo.loss(ctx, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+            optimizer.step()
+            steps += 1
+            tokens += sum(len(item.sample.prompt_ids) + len(item.sample.action_ids) for item in batch)
+            window.append({"loss": float(loss.detach()), **metrics})
+    ctx.model.eval()
+    update_s = time.perf_counter() - started
+    if "kl" in stats:
+        kl.update(stats["kl"], len(episodes))
+    returns = [e.return_ for e in episodes]
+    means = {k: sum(w[k] for w in window if k in w) / max(1, sum(k in w for w in window)) for k in
+             sorted({k for w in window for k in w})}  # fmt: skip
+    return {
+        "round": round_index,
+        "episodes": len(episodes),
+        "mean_return": sum(returns) / max(1, len(returns)),
+        "success": sum(bool(e.success) for e in episodes) / max(1, len(episodes)),
+        **stats,
+        **means,
+        "kl_coef": ctx.kl_coef,
+        "items": len(items),
+        "steps": steps,
+        "rollout_s": rollout_s,
+        "update_s": update_s,
+        "episodes_per_s": len(episodes) / max(rollout_s, 1e-9),
+        "tokens_per_s": tokens / max(update_s, 1e-9),
+        "time": time.time(),
+    }
+
+
+def _evaluate(config: OnlineConfig, checkpoint: Path, round_index: int) -> dict:
+    from lmrl.finetune.evaluation import evaluate
+
+    options = {**TASK_EVAL_OPTIONS.get(config.task, {}), **config.eval_options}
+    run_dir = config.out / "rounds" / f"round-{round_index:03d}" / "eval"
+    return evaluate(
+        checkpoint, config.task, config.eval_episodes, config.eval_seed, run_dir, config.style, options
+    )
+
+
+def _bc_samples(config: OnlineConfig, tokenizer: Any, settings: dict[str, Any]) -> list[Sample]:
+    from lmrl.finetune.data import DatasetError, dataset_samples, load_dataset
+
+    try:
+        episodes = load_dataset(config.bc_data)
+    except DatasetError as error:
+        raise TrainError(str(error)) from None
+    return dataset_samples(episodes, tokenizer, max_length=settings["max_length"], gamma=settings["gamma"])
+
+
+def _checkpoint(out: Path, round_index: int) -> Path:
+    return out / "rounds" / f"round-{round_index:03d}" / "checkpoint"
+
+
+def _save_state(
+    state_dir: Path, model, tokenizer, ctx: Context, optimizer, kl, round_index: int, config
+) -> None:
+    import torch
+
+    from lmrl.finetune import models
+
+    partial = state_dir.with_name("state.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    models.save(model, tokenizer, partial / "model")
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    if ctx.value_head is not None:
+        torch.save(ctx.value_head.state_dict(), partial / "value_head.pt")
+    record = {"round": round_index, "kl_coef": kl.coef, "identity": _jsonable(config.identity())}
+    (partial / "state.json").write_text(json.dumps(record))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    partial.rename(state_dir)  # a kill leaves the old state or the new one, never half of one
+
+
+def _read_state(state_dir: Path, config: OnlineConfig) -> dict[str, Any] | None:
+    path = state_dir / "state.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("identity") != _jsonable(config.identity()):
+        raise TrainError(f"{config.out} holds a different training run; use another --out")
+    return state
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(
+        json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value, default=str)
+    )
+
+
+def _plot(out: Path) -> None:
+    """Mean return and success per round (``train_log.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [
+        json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()
+    ]
+    if not records:
+        return
+    rounds = [r["round"] for r in records]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(rounds, [r["mean_return"] for r in records], marker="o")
+    axes[0].set(xlabel="round", ylabel="mean return (rollouts)")
+    axes[1].plot(rounds, [r["success"] for r in records], marker="o")
+    axes[1].set(xlabel="round", ylabel="success (rollouts)")
+    figure.tight_layout()
+    figure.savefig(out / "train_log.png", dpi=100)
+    plt.close(figure)
+
+
+class _RoundProgress:
+    """A rich progress bar over rounds: mean return, success, KL, loss, episodes/s."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.progress = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        )  # fmt: skip
+        self.progress.start()
+        self.task = self.progress.add_task("rounds", total=total, completed=done, info="")
+
+    def update(self, done: int, record: dict) -> None:
+        if self.progress is not None:
+            info = (
+                f"return {record['mean_return']:.2f}  success {record['success']:.0%}  "
+                f"kl {record.get('kl', 0.0):.4f}  loss {record.get('loss', 0.0):.4f}  "
+                f"{record['episodes_per_s']:.1f} ep/s"
+            )
+            self.progress.update(self.task, completed=done, info=info)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
