@@ -31,6 +31,7 @@ import _common  # noqa: F401
 
 import lmrl
 from lmrl.finetune.evaluation import evaluate
+from lmrl.finetune.online import OnlineConfig, train_online
 from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 from lmrl.reports.paper import paper_table2
 from lmrl.reports.stats import t95
@@ -64,6 +65,16 @@ def main() -> None:
         default="bc",
         help="MC/ILQL start from the same seed's BC checkpoint (the paper's protocol) or from scratch",
     )
+    parser.add_argument(
+        "--online",
+        default="",
+        help="online algorithms from the same seed's BC checkpoint: ppo, grpo (per-turn credit), "
+        "grpo-episode (episode-level credit), online-filtered-bc; comma-separated",
+    )
+    parser.add_argument("--rounds", type=int, default=20, help="online: rounds per run")
+    parser.add_argument("--episodes-per-round", type=int, default=64, help="online: episodes per round")
+    parser.add_argument("--online-max-turns", type=int, default=30, help="online: rollouts cut here")
+    parser.add_argument("--online-lr", type=float, default=1e-4, help="online: learning rate")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once, one thread each (2)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
@@ -79,7 +90,11 @@ def main() -> None:
         algos = args.algos.split(",")
         seeds = [int(s) for s in args.seeds.split(",")]
         # The paper's protocol: value-based methods start from BC, so BC runs first (phase 0).
-        phases = [[a for a in algos if not _from_bc(a, args)], [a for a in algos if _from_bc(a, args)]]
+        online = [a for a in args.online.split(",") if a]
+        phases = [
+            [a for a in algos if not _from_bc(a, args)],
+            [a for a in algos if _from_bc(a, args)] + online,
+        ]
         if phases[1] and "bc" not in phases[0]:
             phases[0].insert(0, "bc")
         results: dict[tuple[str, int], dict] = {}
@@ -88,9 +103,11 @@ def main() -> None:
             # Several runs at once, one thread each: on a small CPU that beats one run on every core.
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 results.update(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
-        for algo in algos:
+        for algo in algos + online:
             runs = [results[algo, seed] for seed in seeds]
             rows.append(_row(task, algo, runs, behaviour, episodes, args))
+        if online:
+            _plot_online(task, {algo: [results[algo, seed] for seed in seeds] for algo in online}, args)
     _write(rows, args.out)
 
 
@@ -101,6 +118,8 @@ def _one_run(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.jobs))
+    if algo in ONLINE:
+        return _one_online_run(task, algo, seed, args)
     run = args.out / task / _run_name(algo, seed, args)
     done = run / "bench_result.json"
     if done.exists():
@@ -141,6 +160,81 @@ def _one_run(job: tuple) -> dict:
           f"in {result['seconds']:.0f} s", flush=True)  # fmt: skip
     done.write_text(json.dumps(result))
     return result
+
+
+ONLINE = {"ppo", "grpo", "grpo-episode", "online-filtered-bc"}
+
+
+def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
+    """Online RL from the same seed's BC checkpoint, then the same evaluation as every offline row. The
+    curve is each round's rollout mean return (on-policy, rollouts cut at ``--online-max-turns``)."""
+    run = args.out / task / f"{algo}-from-bc-s{seed}"
+    done = run / "bench_result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
+    started = time.perf_counter() - bc["seconds"]
+    log: list[dict] = []
+    train_online(
+        OnlineConfig(
+            algo="grpo" if algo.startswith("grpo") else algo,
+            credit="episode" if algo == "grpo-episode" else "turn",
+            task=task, out=run, base=str(args.out / task / f"bc-s{seed}"), seed=seed, rounds=args.rounds,
+            episodes_per_round=args.episodes_per_round, max_turns=args.online_max_turns, lr=args.online_lr,
+            update_epochs=2, batch_size=64,
+        ),
+        progress=False,
+        on_log=log.append,
+    )  # fmt: skip
+    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval")
+    result = {
+        "normalized": final["normalized"],
+        "seconds": time.perf_counter() - started,
+        "beta": None,
+        "move_accuracy": move_accuracy(run, task, None),
+        "curve": [r["mean_return"] for r in log],
+        "episodes_per_round": args.episodes_per_round,
+    }
+    print(
+        f"{task} {algo} seed {seed}: normalized {result['normalized']:.1f} in {result['seconds']:.0f} s",
+        flush=True,
+    )
+    done.write_text(json.dumps(result))
+    return result
+
+
+def episodes_to_90(curve: list[float], per_round: int) -> int | None:
+    """Episodes played until the rollout return first covers 90% of the way from the first round to
+    the final level (mean of the last three rounds); None when it never improved."""
+    final = statistics.fmean(curve[-3:])
+    if final <= curve[0]:
+        return None
+    bar = curve[0] + 0.9 * (final - curve[0])
+    return next(per_round * (i + 1) for i, value in enumerate(curve) if value >= bar)
+
+
+def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
+    """Rollout return per episode played, mean over seeds, one line per algorithm, with each seed's
+    episodes-to-90% in the legend (``online_<task>.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    for algo, results in runs.items():
+        curves = [r["curve"] for r in results]
+        length = min(map(len, curves))
+        mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+        per_round = results[0]["episodes_per_round"]
+        reach = [episodes_to_90(c, per_round) for c in curves]
+        label = f"{algo} (90% at {', '.join('-' if r is None else str(r) for r in reach)} episodes)"
+        axis.plot([per_round * (i + 1) for i in range(length)], mean, marker=".", label=label)
+    axis.set(xlabel="episodes played", ylabel="rollout mean return", title=f"{task}: online RL from BC")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(args.out / f"online_{task}.png", dpi=110)
+    plt.close(figure)
 
 
 def _from_bc(algo: str, args: argparse.Namespace) -> bool:
@@ -228,7 +322,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
-        "algo": f"{algo} (from BC)" if _from_bc(algo, args) else algo,
+        "algo": f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo,
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(mean, 1),
@@ -245,7 +339,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
 
 def _paper(task: str, algo: str) -> float | None:
     table = paper_table2()
-    return float(table.loc[task, algo]) if task in table.index else None
+    return float(table.loc[task, algo]) if task in table.index and algo in table.columns else None
 
 
 def _write(rows: list[dict], out: Path) -> None:

@@ -1,3 +1,4 @@
-"""Training: logged episodes -> token tensors -> offline (BC, filtered BC, MC returns, ILQL) and online
-(PPO, online filtered BC) runs that write new local checkpoints. Arrives with the training issues; it
-reads the same ``lmrl.episode.Episode`` records the harness writes."""
+"""Training: logged episodes -> token tensors -> offline runs (BC, filtered BC, MC returns, ILQL;
+``trainer.train``) and online runs on live episodes (PPO, online filtered BC, GRPO/RLOO;
+``online.train_online``) that write new local checkpoints. It reads the same ``lmrl.episode.Episode``
+records the harness writes."""

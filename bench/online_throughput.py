@@ -1,0 +1,74 @@
+"""Online RL throughput on a CPU with the tiny model: rollout episodes/s, training tokens/s, and the
+share of a round's wall time spent playing vs updating, for PPO, GRPO and online filtered BC side by
+side in one run (the same BC start, task and round size).
+
+The start is a tiny from-scratch model given a short BC run on maze-fo behaviour episodes, so that it
+says moves; each algorithm then plays ``--rounds`` rounds of ``--episodes`` episodes (cut at
+``--max-turns``) and updates on them. Figures are medians over the rounds.
+
+    python bench/online_throughput.py [--rounds 3] [--episodes 64] [--max-turns 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import _common  # noqa: F401
+
+import lmrl
+from lmrl.finetune.online import OnlineConfig, train_online
+from lmrl.finetune.trainer import TrainConfig, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--max-turns", type=int, default=20)
+    parser.add_argument("--bc-steps", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = root / "behavior"
+        lmrl.run("maze-fo", "scripted/behavior", episodes=200, out=data, max_turns=20)
+        start = root / "bc"
+        train(
+            TrainConfig(algo="bc", data=[str(data)], out=start, max_steps=args.bc_steps, eval_episodes=0),
+            progress=False,
+        )
+        rows = []
+        for algo in ("ppo", "grpo", "online-filtered-bc"):
+            log: list[dict] = []
+            config = OnlineConfig(
+                algo=algo, task="maze-fo", out=root / algo, base=str(start), rounds=args.rounds,
+                episodes_per_round=args.episodes, max_turns=args.max_turns, group_size=8,
+            )  # fmt: skip
+            train_online(config, progress=False, on_log=log.append)
+            rows.append(
+                {
+                    "algo": algo,
+                    "episodes/s": statistics.median(r["episodes_per_s"] for r in log),
+                    "train tokens/s": statistics.median(r["tokens_per_s"] for r in log),
+                    "rollout share": statistics.median(
+                        r["rollout_s"] / (r["rollout_s"] + r["update_s"]) for r in log
+                    ),
+                    "round s": statistics.median(r["rollout_s"] + r["update_s"] for r in log),
+                    "turns/round": statistics.median(r["items"] for r in log),
+                }
+            )
+    print(f"maze-fo, tiny model, {args.episodes} episodes/round (cut at {args.max_turns} turns), "
+          f"medians over {args.rounds} rounds")  # fmt: skip
+    print("| algorithm | rollout episodes/s | training tokens/s | rollout share | round s | turns trained |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['algo']} | {r['episodes/s']:.1f} | {r['train tokens/s']:,.0f} | {r['rollout share']:.0%} "
+            f"| {r['round s']:.1f} | {r['turns/round']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
