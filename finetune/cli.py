@@ -85,6 +85,9 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     online.add_argument("--kl-target", type=nonneg_float, help="ppo: adapt the KL coefficient toward this")
     online.add_argument("--lam", type=nonneg_float, default=0.95, help="ppo: GAE lambda (0.95)")
     online.add_argument("--clip", type=nonneg_float, default=0.2, help="ratio clip (0.2)")
+    online.add_argument(
+        "--value-trunk", action="store_true", help="ppo: the value loss trains the shared trunk too"
+    )
     online.add_argument("--bc-data", action="append", default=[], metavar="RUN_DIR", help="ppo: BC dataset")
     online.add_argument("--bc-weight", type=nonneg_float, default=0.0, help="ppo: weight of the BC loss (0)")
     online.add_argument(
@@ -200,6 +203,7 @@ def _run_online(args: argparse.Namespace) -> int:
         lam=args.lam,
         discount=args.discount,
         clip=args.clip,
+        value_trunk=args.value_trunk,
         kl_coef=args.kl_coef,
         kl_target=args.kl_target,
         credit=args.credit,
@@ -218,6 +222,10 @@ def _run_online(args: argparse.Namespace) -> int:
         eval_options=eval_options,
     )
     last = train_online(config, progress=not args.no_progress)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under accelerate launch, one line, not one per process
+        return 0
     print(
         f"wrote {config.out} (play it as local/{config.out}); last round: mean return "
         f"{last.get('mean_return', float('nan')):.3g}, success {last.get('success', 0.0):.0%}"

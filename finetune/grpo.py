@@ -50,7 +50,7 @@ def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[li
         reference = score(ctx.reference, flat, ctx.tokenizer.pad_token_id, ctx.device)[0]
     current: list[list[float]] = []
     if any(s.logprobs is None for s in flat) or reference:
-        current = score(ctx.model, flat, ctx.tokenizer.pad_token_id, ctx.device)[0]
+        current = score(ctx.policy, flat, ctx.tokenizer.pad_token_id, ctx.device)[0]
     items, kls, i = [], [], 0
     for position, turns in enumerate(samples):
         for t, sample in enumerate(turns):

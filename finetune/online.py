@@ -59,6 +59,7 @@ class OnlineConfig:
     clip: float = 0.2
     value_clip: float = 0.2
     value_coef: float = 0.5
+    value_trunk: bool = False  # ppo: the value loss trains the shared trunk too
     kl_coef: float | None = None  # algorithm default
     kl_target: float | None = None  # adaptive KL (Ziegler) when set
     kl_horizon: float = 10_000
@@ -95,7 +96,9 @@ class OnlineConfig:
 
 @dataclass
 class Context:
-    """What an algorithm's ``prepare`` and ``loss`` work with."""
+    """What an algorithm's ``prepare`` and ``loss`` work with. ``model``/``value_head`` are what the loss
+    runs through (DDP-wrapped under ``accelerate launch``); ``policy``/``value_module`` the plain
+    modules ``prepare`` scores with (the same objects in one process)."""
 
     model: Any
     tokenizer: Any
@@ -106,6 +109,15 @@ class Context:
     bc_samples: list[Sample] = field(default_factory=list)
     kl_coef: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    unwrap: Callable[[Any], Any] = field(default=lambda module: module)
+
+    @property
+    def policy(self) -> Any:
+        return self.unwrap(self.model)
+
+    @property
+    def value_module(self) -> Any:
+        return None if self.value_head is None else self.unwrap(self.value_head)
 
 
 def online_algorithm(name: str) -> Any:
@@ -120,6 +132,7 @@ def train_online(
     """Run the rounds; resume from ``out/state`` when it holds this run's state. Returns the last
     round's log record."""
     import torch
+    from accelerate import Accelerator
 
     from lmrl.agents.local import release_model, share_model
     from lmrl.finetune import models
@@ -135,9 +148,12 @@ def train_online(
     out = config.out
     state_dir = out / "state"
     state = _read_state(state_dir, config)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    main = accelerator.is_main_process
     try:
-        base_dir = models.prepare_base(config.base, config.task, out / "base", config.seed).resolve()
+        with accelerator.main_process_first():  # one process builds a from-scratch base, the rest read it
+            base_dir = models.prepare_base(config.base, config.task, out / "base", config.seed).resolve()
         model, tokenizer = models.load(state_dir / "model" if state else base_dir)
     except models.ModelError as error:
         raise TrainError(str(error)) from None
@@ -146,6 +162,7 @@ def train_online(
     bc_samples = _bc_samples(config, tokenizer, settings) if config.bc_weight else []
     torch.manual_seed(config.seed)
     ctx = Context(model, tokenizer, settings, device, bc_samples=bc_samples, rng=random.Random(config.seed))
+    ctx.unwrap = accelerator.unwrap_model
     if getattr(algo, "VALUE_HEAD", False):
         ctx.value_head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
         torch.nn.init.zeros_(ctx.value_head.weight)  # zero-initialized, as the paper's PPO
@@ -156,44 +173,56 @@ def train_online(
         ctx.reference = models.load(base_dir)[0].to(device).eval().requires_grad_(False)
     parameters = list(model.parameters()) + (list(ctx.value_head.parameters()) if ctx.value_head else [])
     optimizer = torch.optim.AdamW(parameters, lr=settings["lr"])
+    ctx.model, optimizer = accelerator.prepare(model, optimizer)
+    if ctx.value_head is not None:
+        ctx.value_head = accelerator.prepare(ctx.value_head)
     if state:
         optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
     kl = KLController(settings["kl_coef"], settings.get("kl_target"), config.kl_horizon)
     if state:
         kl.coef = state["kl_coef"]
     first = state["round"] + 1 if state else 0
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
-    bar = _RoundProgress(config.rounds, first, enabled=progress)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+    bar = _RoundProgress(config.rounds, first, enabled=progress and main)
     record: dict[str, Any] = {}
     try:
-        with (out / "train_log.jsonl").open("a") as log:
-            for round_index in range(first, config.rounds):
-                playing = base_dir if round_index == 0 else _checkpoint(out, round_index - 1)
+        for round_index in range(first, config.rounds):
+            playing = base_dir if round_index == 0 else _checkpoint(out, round_index - 1)
+            started = time.perf_counter()
+            if main:  # one process plays the round; every process then trains on all of it
                 model.eval()
-                loaded = share_model(playing.resolve(), model, tokenizer, device, "float32")
+                loaded = share_model(playing.resolve(), model, tokenizer, str(device), "float32")
                 try:
-                    started = time.perf_counter()
-                    episodes = _rollouts(config, round_index, playing, device)
-                    rollout_s = time.perf_counter() - started
+                    _rollouts(config, round_index, playing, str(device))
                 finally:
                     release_model(loaded)
-                record = _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s)
-                where = _checkpoint(out, round_index)
-                models.save(model, tokenizer, where)
+            accelerator.wait_for_everyone()
+            episodes = _round_episodes(config, round_index)
+            rollout_s = time.perf_counter() - started
+            record = _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, accelerator)
+            where = _checkpoint(out, round_index)
+            if main:
+                models.save(ctx.policy, tokenizer, where)
                 if config.eval_every and (round_index + 1) % config.eval_every == 0:
                     record["eval"] = _evaluate(config, where, round_index)
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                with (out / "train_log.jsonl").open("a") as log:
+                    log.write(json.dumps(record) + "\n")
                 if on_log:
                     on_log(record)
-                _save_state(state_dir, model, tokenizer, ctx, optimizer, kl, round_index, config)
-                bar.update(round_index + 1, record)
+                _save_state(state_dir, ctx.policy, tokenizer, ctx, optimizer, kl, round_index, config)
+            accelerator.wait_for_everyone()
+            bar.update(round_index + 1, record)
     finally:
         bar.close()
-    models.save(model, tokenizer, out)  # the result: the last round's weights, playable as local/<out>
-    shutil.rmtree(state_dir, ignore_errors=True)
-    _plot(out)
+    if main:
+        models.save(
+            ctx.policy, tokenizer, out
+        )  # the result: the last round's weights, playable as local/<out>
+        shutil.rmtree(state_dir, ignore_errors=True)
+        _plot(out)
+    accelerator.wait_for_everyone()
     return record
 
 
@@ -243,22 +272,42 @@ def _resolve(config: OnlineConfig, algo: Any, model: Any) -> dict[str, Any]:
     for name in ("gamma", "max_length", "lr", "kl_coef", "update_epochs"):
         if getattr(config, name) is not None:
             settings[name] = getattr(config, name)
-    for name in ("lam", "clip", "value_clip", "value_coef", "kl_target", "credit", "scale", "filter"):
+    for name in (
+        "lam",
+        "clip",
+        "value_clip",
+        "value_coef",
+        "value_trunk",
+        "kl_target",
+        "credit",
+        "scale",
+        "filter",
+    ):
         settings[name] = getattr(config, name)
     settings["bc_weight"] = config.bc_weight
     settings["discount"] = config.discount
     return settings
 
 
-def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str) -> list[Any]:
-    """Play one round with the shared policy; the finished episodes of its run directory."""
+def _round_dir(config: OnlineConfig, round_index: int) -> Path:
+    return config.out / "rounds" / f"round-{round_index:03d}" / "run"
+
+
+def _round_episodes(config: OnlineConfig, round_index: int) -> list[Any]:
+    """The finished episodes of a round's run directory."""
+    from lmrl.rundir import load_episodes
+
+    return [e for e in load_episodes(_round_dir(config, round_index)) if e.error is None and e.turns]
+
+
+def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str) -> None:
+    """Play one round with the shared policy into its run directory (a killed round resumes)."""
     from lmrl.agents import AgentOptions
     from lmrl.rollout import run_sync
-    from lmrl.rundir import load_episodes
     from lmrl.runner import RunConfig, Runner
 
     grouped = config.algo == "grpo"
-    run_dir = config.out / "rounds" / f"round-{round_index:03d}" / "run"
+    run_dir = _round_dir(config, round_index)
     run = RunConfig(
         out=run_dir,
         tasks=[config.task],
@@ -277,7 +326,6 @@ def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str
         ),
     )
     run_sync(Runner(run).run)
-    return [e for e in load_episodes(run_dir) if e.error is None and e.turns]
 
 
 def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list[Sample]]:
@@ -299,7 +347,10 @@ def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list
     ]
 
 
-def _update(config, algo, ctx, kl, optimizer, episodes, round_index: int, rollout_s: float) -> dict:
+def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, accelerator) -> dict:
+    """``update_epochs`` passes of minibatch steps over the round's items. Under ``accelerate launch``
+    each process takes every n-th item of each minibatch and its loss is weighed by its share of the
+    action tokens, so that DDP's averaged gradient is the whole minibatch's (as the offline loop)."""
     import torch
 
     started = time.perf_counter()
@@ -308,20 +359,26 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index: int, rollou
     items, stats = algo.prepare(ctx, episodes, samples)
     ctx.model.train()
     steps, tokens, window = 0, 0, []
+    rank, world = accelerator.process_index, accelerator.num_processes
     for epoch in range(ctx.settings.get("update_epochs", 1)):
         order = list(range(len(items)))
         random.Random(f"{config.seed}/{round_index}/{epoch}").shuffle(order)
         for start in range(0, len(order), config.batch_size):
             batch = [items[i] for i in order[start : start + config.batch_size]]
+            mine = batch[rank::world]
+            weight = sum(len(i.sample.action_ids) for i in mine) / sum(
+                len(i.sample.action_ids) for i in batch
+            )
             torch.manual_seed(config.seed * 1_000_003 + round_index * 1009 + steps)
-            loss, metrics = algo.loss(ctx, batch)
+            loss, metrics = algo.loss(ctx, mine or batch[:1])
             optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+            accelerator.backward(loss * (world * weight))
+            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
             optimizer.step()
+            loss = accelerator.reduce(loss.detach() * weight, reduction="sum")  # the whole minibatch's
             steps += 1
             tokens += sum(len(item.sample.prompt_ids) + len(item.sample.action_ids) for item in batch)
-            window.append({"loss": float(loss.detach()), **metrics})
+            window.append({"loss": float(loss), **metrics})
     ctx.model.eval()
     update_s = time.perf_counter() - started
     if "kl" in stats:
@@ -382,8 +439,8 @@ def _save_state(
     shutil.rmtree(partial, ignore_errors=True)
     models.save(model, tokenizer, partial / "model")
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    if ctx.value_head is not None:
-        torch.save(ctx.value_head.state_dict(), partial / "value_head.pt")
+    if ctx.value_module is not None:
+        torch.save(ctx.value_module.state_dict(), partial / "value_head.pt")
     record = {"round": round_index, "kl_coef": kl.coef, "identity": _jsonable(config.identity())}
     (partial / "state.json").write_text(json.dumps(record))
     shutil.rmtree(state_dir, ignore_errors=True)

@@ -52,9 +52,11 @@ def action_logprobs(out: Forward) -> torch.Tensor:
     return torch.log_softmax(out.logits.float(), dim=-1).gather(-1, out.targets.unsqueeze(-1)).squeeze(-1)
 
 
-def values_of(value_head: Any, out: Forward) -> torch.Tensor:
-    """V(s) before each token ([B, T-1])."""
-    return value_head(out.hidden).squeeze(-1)
+def values_of(value_head: Any, out: Forward, train_trunk: bool = True) -> torch.Tensor:
+    """V(s) before each token ([B, T-1]); with ``train_trunk`` false the value loss reaches only the
+    head, not the hidden states the policy shares."""
+    hidden = out.hidden if train_trunk else out.hidden.detach()
+    return value_head(hidden).squeeze(-1)
 
 
 @torch.no_grad()

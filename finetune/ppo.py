@@ -9,7 +9,10 @@ was cut in); advantages are whitened over the round. Then ``update_epochs`` pass
     L = E[max(-A r, -A clip(r, 1 - eps, 1 + eps))] + value_coef * 0.5 * E[max((V - R)^2, (V_clip - R)^2)]
         (+ bc_weight * BC loss on a fixed dataset)
 
-with r = pi / pi_old and V_clip = V_old + clip(V - V_old, -value_clip, value_clip). The KL coefficient
+with r = pi / pi_old and V_clip = V_old + clip(V - V_old, -value_clip, value_clip). The value head reads
+the policy's hidden states; by default its loss trains the head only (``value_trunk``: the trunk too,
+as the paper's code: on a small model from a BC start, a value loss of returns in the tens then
+outweighs the policy's gradient and the policy drifts off its moves). The KL coefficient
 is fixed or adapted each round toward ``kl_target`` (``KLController``).
 """
 
@@ -30,7 +33,7 @@ DEFAULTS: dict[str, Any] = {"kl_coef": 0.001, "update_epochs": 4}
 def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[list[Item], dict[str, float]]:
     flat = [s for turns in samples for s in turns]
     pad = ctx.tokenizer.pad_token_id
-    current, values, finals = score(ctx.model, flat, pad, ctx.device, value_head=ctx.value_head)
+    current, values, finals = score(ctx.policy, flat, pad, ctx.device, value_head=ctx.value_module)
     reference = score(ctx.reference, flat, pad, ctx.device)[0] if ctx.reference is not None else current
     items: list[Item] = []
     kls: list[float] = []
@@ -66,7 +69,7 @@ def loss(ctx: Any, items: list[Item]):
     batch = collate_items(items, ctx.tokenizer.pad_token_id, ctx.device)
     out = forward(ctx.model, batch, hidden=True)
     policy_loss, metrics = clipped_surrogate(action_logprobs(out), batch, out.mask, settings["clip"])
-    v = values_of(ctx.value_head, out)
+    v = values_of(ctx.value_head, out, settings.get("value_trunk", False))
     old_v, returns = shifted(batch, "old_values"), shifted(batch, "returns")
     clipped_v = old_v + (v - old_v).clamp(-settings["value_clip"], settings["value_clip"])
     value_loss = 0.5 * masked_mean(((v - returns) ** 2).maximum((clipped_v - returns) ** 2), out.mask)

@@ -184,3 +184,30 @@ def test_accelerate_cpu_flag_alone_starts_one_process(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(printed) == 1 and printed[0][1] == 1
+
+
+def test_online_rounds_under_two_processes_play_once_and_make_the_update_of_one(runs) -> None:
+    """Online: the main rank plays the round, both train on all of it. The one-process run trains on
+    the very episodes the two ranks played (its round directory copied in: the runner's resume finds
+    nothing left to play), so the two updates must agree."""
+    root, base = runs["root"], runs["base"]
+    args = ["--algo", "online-filtered-bc", "--task", "maze-fo", "--base", str(base), "--rounds", "1"]
+    args += ["--episodes-per-round", "6", "--max-turns", "3", "--filter", "top:0.5", "--lr", "3e-4"]
+    args += ["--batch-size", "7", "--no-progress"]
+    two_processes = [*LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())]
+    done, two = train(two_processes, root / "online-two", args)
+    assert [r["type"] for r in ranks(root / "online-two")] == ["DistributedType.MULTI_CPU"] * 2
+    played = two / "rounds" / "round-000" / "run"
+    assert len(lmrl.load_run(played)) == 6  # played once, by one rank
+    assert done.stdout.count("wrote ") == 1
+    one_dir = root / "online-one"
+    shutil.copytree(played, one_dir / "out" / "rounds" / "round-000" / "run")
+    script = one_dir / "train.py"
+    script.write_text(WRAPPER)
+    single = subprocess.run(
+        [sys.executable, str(script), "train", *args, "--out", str(one_dir / "out")],
+        cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert len(lmrl.load_run(one_dir / "out" / "rounds" / "round-000" / "run")) == 6  # nothing replayed
+    assert update_gap(one_dir / "out", two, base) < 1e-3
