@@ -126,6 +126,7 @@ class Episode:
     cost_usd: float = 0.0
     started_at: float = 0.0
     wall_s: float = 0.0
+    config_id: str | None = None  # the settings it was played with (manifest ``settings``), by id
     schema_version: int = SCHEMA_VERSION
 
     def add_turn(self, turn: Turn) -> None:

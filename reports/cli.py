@@ -5,6 +5,7 @@ stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,17 @@ def _partial_notes(loaded: Loaded) -> None:
             print(
                 f"note: {run.path}: {run.errors} episode(s) ended with an error (left out of the statistics)"
             )
+        if run.damaged:
+            print(
+                f"warning: {run.path}: {len(run.damaged)} line(s) of episodes.jsonl are not episodes, "
+                f"skipped (first: line {run.damaged[0] + 1}); `lmrl run` on it moves them to "
+                "episodes.quarantine.jsonl",
+                file=sys.stderr,
+            )
+        quarantine = run.path / "episodes.quarantine.jsonl"
+        if quarantine.exists():
+            count = quarantine.read_bytes().count(b"\n")
+            print(f"warning: {run.path}: {count} damaged line(s) are kept in {quarantine}", file=sys.stderr)
 
 
 def print_summary(paths: list[Path], console: Any, csv: Path | None = None, seed: int = 0) -> None:

@@ -39,6 +39,7 @@ class RunInfo:
     finished: int = 0
     errors: int = 0
     training: Path | None = None  # the training output directory this run evaluates, if any
+    damaged: list[int] = field(default_factory=list)  # 0-based lines of episodes.jsonl that are not episodes
 
     @property
     def partial(self) -> bool:
@@ -62,9 +63,12 @@ class Loaded:
     prompts: dict[str, str]  # prompt id -> system prompt (chat) or header (text)
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every complete line of a JSON-lines log; a torn or garbled tail (a
-    run still being written, or a crash mid-write) ends the log, as the harness's reader does."""
+def iter_records(
+    path: Path, damaged: list[int] | None = None, key: bool = True
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every complete line of a JSON-lines log that holds a JSON object (with a
+    ``key``: an episode, unless ``key`` is false); a torn last line (a run still being written, or a
+    crash mid-write) is left out silently, any other line is skipped and its number added to ``damaged``."""
     if not path.exists():
         return
     with path.open("rb") as handle:
@@ -72,9 +76,13 @@ def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.endswith(b"\n"):
                 return
             try:
-                yield number, json.loads(line)
+                record = json.loads(line)
             except ValueError:
-                return
+                record = None
+            if isinstance(record, dict) and (not key or isinstance(record.get("key"), str)):
+                yield number, record
+            elif damaged is not None:
+                damaged.append(number)
 
 
 def kind_of(path: Path) -> str:
@@ -147,15 +155,18 @@ def _load_run(
         rescored.setdefault(score.get("key", ""), []).append(score)
     latest: dict[str, int] = {}  # key -> position in rows: a later record for a key replaces the earlier
     try:
-        for line, record in iter_records(path / EPISODES):
+        for line, record in iter_records(path / EPISODES, run.damaged):
             # The row needs the turns only for their invalid reasons: building Turn objects for every
             # turn is most of the loading time, so schema-2 records are read without them.
             turns = record.get("turns") or []
             full = record.get("schema_version", 1) < 2 or record.get("key") in rescored
             try:
                 episode = Episode.from_dict(record if full else {**record, "turns": []})
-            except (TypeError, ValueError, KeyError) as error:
-                raise ReportInputError(f"{path / EPISODES} line {line + 1}: {error}") from None
+            except (TypeError, ValueError, KeyError, AttributeError) as error:
+                if "newer than this lmrl" in str(error):
+                    raise ReportInputError(f"{path / EPISODES} line {line + 1}: {error}") from None
+                run.damaged.append(line)  # a record that is not an episode: skipped, counted, warned of
+                continue
             if episode.key in rescored:
                 digest = episode.content_hash()
                 for score in rescored[episode.key]:
@@ -177,7 +188,7 @@ def _load_run(
 
 
 def _load_training(path: Path) -> TrainInfo:
-    records = [r for _, r in iter_records(path / TRAIN_LOG)]
+    records = [r for _, r in iter_records(path / TRAIN_LOG, key=False)]
     log = pd.DataFrame([flatten(r, "") for r in records])
     for column in log.columns:
         log[column] = settle(log[column])
@@ -201,7 +212,7 @@ def _eval_runs(path: Path) -> list[tuple[int, Path]]:
                 found.append((int(match.group(1)), child / "run"))
     found.sort()
     if (evals / "final" / MANIFEST).is_file():
-        last = [r for _, r in iter_records(path / TRAIN_LOG) if "checkpoint" in r]
+        last = [r for _, r in iter_records(path / TRAIN_LOG, key=False) if "checkpoint" in r]
         step = int(last[-1]["step"]) if last else (found[-1][0] + 1 if found else 0)
         found.append((step, evals / "final"))
     return found

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import anyio
 import pytest
@@ -11,7 +14,16 @@ import pytest
 from lmrl.episode import SCHEMA_VERSION, Episode, Turn
 from lmrl.reports.normalize import normalized_score
 from lmrl.reports.stats import mean_ci95, t95
-from lmrl.rundir import EpisodeLog, read_records, repair_log
+from lmrl.rundir import (
+    EpisodeLog,
+    Repair,
+    RunLock,
+    RunLockHeld,
+    health_warning,
+    log_health,
+    read_records,
+    repair_log,
+)
 
 
 def make_episode(key: str = "maze-fo/scripted/random/0/0", reward: float = -1.0) -> Episode:
@@ -68,10 +80,63 @@ def test_repair_drops_only_a_torn_tail(tmp_path):
     path = tmp_path / "episodes.jsonl"
     good = [make_episode(key=f"k{i}").to_json() for i in range(3)]
     path.write_text("\n".join(good) + "\n" + good[0][:40])
-    assert repair_log(path) == 40
+    assert repair_log(path) == Repair(torn_bytes=40, quarantined=0)
     assert [r["key"] for r in read_records(path)] == ["k0", "k1", "k2"]
     assert path.read_text().endswith("\n")
-    assert repair_log(path) == 0  # idempotent
+    assert repair_log(path) == Repair()  # idempotent
+    assert not (tmp_path / "episodes.quarantine.jsonl").exists()  # a torn tail is repaired silently
+
+
+def test_lines_that_are_not_episodes_are_quarantined_and_every_good_line_kept(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    good = [make_episode(key=f"k{i}").to_json() for i in range(4)]
+    lines = [good[0], "{garbled", good[1], '{"valid": "json, no key"}', "[1, 2]", good[2], good[3]]
+    path.write_text("\n".join(lines) + "\n" + good[0][:10])
+    # readers skip the damage (they used to stop at the first bad line) and count it
+    assert [r["key"] for r in read_records(path)] == ["k0", "k1", "k2", "k3"]
+    assert log_health(tmp_path) == (3, 0)
+    assert "3 line(s)" in health_warning(tmp_path)
+    assert repair_log(path) == Repair(torn_bytes=10, quarantined=3)
+    assert path.read_text().splitlines() == good
+    kept = [json.loads(line) for line in (tmp_path / "episodes.quarantine.jsonl").read_text().splitlines()]
+    assert [(k["line"], k["text"]) for k in kept] == [
+        (2, "{garbled"), (4, '{"valid": "json, no key"}'), (5, "[1, 2]")
+    ]  # fmt: skip
+    assert log_health(tmp_path) == (0, 3)
+    assert "moved to" in health_warning(tmp_path)
+    assert repair_log(path) == Repair()
+
+
+HOLD_LOCK = """
+import pathlib, sys, time
+from lmrl.rundir import RunLock
+lock = RunLock(pathlib.Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_one_process_at_a_time_holds_a_run_directory(tmp_path):
+    first = RunLock(tmp_path / "run")
+    first.acquire()
+    with pytest.raises(RunLockHeld, match=f"pid {os.getpid()}"):
+        RunLock(tmp_path / "run").acquire()
+    first.release()
+    with RunLock(tmp_path / "run"):  # released: the next one gets it
+        pass
+    # a lock left by a process that died (here: SIGKILLed while holding it) is taken over
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunLockHeld, match=f"pid {holder.pid}"):
+        RunLock(tmp_path / "run").acquire()
+    holder.kill()
+    holder.wait()
+    with RunLock(tmp_path / "run"):
+        pass
 
 
 def test_later_record_for_a_key_replaces_the_earlier(tmp_path):

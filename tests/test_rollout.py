@@ -71,7 +71,7 @@ def test_rollout_gives_the_runners_episode(tmp_path) -> None:
             )
         )
         assert logged.seed == derive_seed(0, "twenty-questions", logged.index, 0)
-        strip = ("started_at", "wall_s", "run_id")
+        strip = ("started_at", "wall_s", "run_id", "config_id")  # the runner names its settings
         assert {k: v for k, v in again.to_dict().items() if k not in strip} == {
             k: v for k, v in logged.to_dict().items() if k not in strip
         }
