@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="score each finished episode with a judge (`lmrl judges` lists them)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--cache", action="store_true", help="answer API calls from the on-disk response cache (`lmrl cache`)"
+    )
+    run.add_argument("--cache-dir", type=Path, help="the response cache's directory (implies --cache)")
 
     score = sub.add_parser("score", help="judge a finished run again, without replaying episodes")
     score.add_argument("run_dir", type=Path, help="a run directory written by `lmrl run`")
@@ -225,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lmrl.reports.cli import add_parsers as add_report_parsers
 
     add_report_parsers(sub, _positive_int)
+
+    from lmrl.cache_cli import add_parser as add_cache_parser
+
+    add_cache_parser(sub)
     return parser
 
 
@@ -343,6 +351,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
     from lmrl.agents import AgentConfigError, AgentOptions
+    from lmrl.cache_cli import run_cache_dir
     from lmrl.runner import RunConfig, RunConfigError, Runner
     from lmrl.task import InvalidTaskOption
     from lmrl.tasks import resolve_task
@@ -381,6 +390,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         command=["lmrl", *getattr(args, "argv", [])],
         roles=_roles(args.role),
         role_options=_agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
+        cache=run_cache_dir(args),
     )
     try:
         judges = _judges(args.judge, args.judge_option, AgentOptions())
@@ -407,6 +417,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     _export(out)
     _print_summary(out)
+    if runner.cache is not None:
+        hits, new = runner.cache.hits, runner.cache.stored
+        print(f"lmrl: response cache {runner.cache.path}: {hits} hit(s), {new} new", file=sys.stderr)
     if not result.complete:
         print(f"lmrl: stopped early; rerun the same command to resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -586,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_judges()
         if args.command == "check-task":
             return cmd_check_task(args)
+        if args.command == "cache":
+            from lmrl.cache_cli import run as cmd_cache
+
+            return cmd_cache(args)
         if args.command == "train":
             from lmrl.finetune.cli import run as cmd_train
             from lmrl.finetune.trainer import TrainError

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from lmrl.cache import episode_scope
 from lmrl.episode import Episode, Turn, episode_key
 from lmrl.parsing import Invalid
 from lmrl.secrets import one_line
@@ -99,17 +100,20 @@ async def rollout(
         started_at=time.time(),
     )
     started = time.perf_counter()
-    try:
-        await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts, agent_seed)
-    finally:
-        with anyio.CancelScope(shield=True):
-            for partner in owned:
-                with contextlib.suppress(Exception):
-                    await partner.aclose()
-    if judges and episode.error is None:
-        from lmrl.judges import score_episode
+    with episode_scope(seed, epoch) as cached:  # with --cache, model calls are keyed on this episode
+        try:
+            await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts, agent_seed)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for partner in owned:
+                    with contextlib.suppress(Exception):
+                        await partner.aclose()
+        if judges and episode.error is None:
+            from lmrl.judges import score_episode
 
-        await score_episode(episode, judges)
+            await score_episode(episode, judges)
+    if cached is not None and cached.hits:
+        episode.info["cache_hits"] = cached.hits
     episode.wall_s = time.perf_counter() - started
     return episode
 

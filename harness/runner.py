@@ -23,6 +23,7 @@ import anyio
 import lmrl
 from lmrl.agents import Agent, AgentOptions, make_agent
 from lmrl.agents.base import check_options
+from lmrl.cache import CacheError, ResponseCache, use_cache
 from lmrl.episode import Episode, episode_key
 from lmrl.judges import Judge
 from lmrl.rollout import derive_seed, rollout
@@ -67,6 +68,7 @@ class RunConfig:
     # Every epoch replays epoch 0's start (the task's seed) with its own agent stream: the groups of
     # episodes sharing an initial state that group-baseline RL (GRPO/RLOO) compares.
     same_starts: bool = False
+    cache: Path | None = None  # the response cache's directory (``--cache``); None: every call is made
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -188,6 +190,8 @@ def build_manifest(
 class Runner:
     """Validates everything before touching disk, then plays the pending episodes."""
 
+    cache: ResponseCache | None = None  # open while a run with ``config.cache`` plays (hit counts after)
+
     def __init__(self, config: RunConfig, judges: list[Judge] | None = None) -> None:
         self.config = config
         self.judges = judges or []
@@ -307,6 +311,10 @@ class Runner:
                         shared[name] = await resources.enter_async_context(opener)
                     except TaskUnavailable as error:
                         raise RunConfigError(str(error)) from None
+                try:  # --cache: API calls found on disk make no request
+                    self.cache = resources.enter_context(use_cache(self.config.cache))
+                except CacheError as error:
+                    raise RunConfigError(str(error)) from None
                 manifest = build_manifest(self.config, self.agents, self.templates, self.partner_agents)
                 manifest["judges"] = [judge.key for judge in self.judges]
                 write_manifest(self.config.out, manifest)

@@ -25,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from lmrl import cache as response_cache
 from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
 from lmrl.agents.openai_http import OpenAIHTTPClient
 from lmrl.secrets import one_line
@@ -242,6 +243,33 @@ class LiteLLMAgent(Agent):
             raise AgentConfigError(f"{self.model} needs {missing} set in the environment")
 
     async def act(self, prompt: Prompt) -> Completion:
+        cache = response_cache.current()
+        if cache is None:
+            return await self._request(prompt)
+        key = response_cache.request_key(self._cache_request(prompt), prompt.role)
+        started = time.perf_counter()
+        hit = await cache.aget(key)
+        if hit is not None:
+            hit.latency_s = time.perf_counter() - started
+            return hit
+        completion = await self._request(prompt)
+        await cache.aput(key, self.model, prompt.role, completion)
+        return completion
+
+    def _cache_request(self, prompt: Prompt) -> dict[str, Any]:
+        """What makes this call's reply what it is (the transport does not: both send the same)."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "endpoint": response_cache.public_endpoint(self.options.api_base),
+            "options": self.sent,
+        }
+        if self.style == "text":
+            request["prompt"] = prompt.text
+        else:
+            request["messages"] = prompt.messages
+        return request
+
+    async def _request(self, prompt: Prompt) -> Completion:
         litellm = _litellm()
         async with self._limiter:
             started = time.perf_counter()
