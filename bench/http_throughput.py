@@ -4,15 +4,20 @@
 64 and 256, alternating lmrl and the bare loop so both see the same machine state; then the
 latency-bound case: the server answers after 500 ms, 256 episodes x 20 turns at concurrency 64, wall
 time against the ideal 4 rounds x 20 turns x 0.5 s = 40 s. Targets: >= 95% of the bare loop, >= 90% of ideal.
+Then a 429 storm: the server answers in 50 ms but allows only K calls in flight and answers 429 beyond
+(no Retry-After, then Retry-After: 1); the adaptive per-endpoint limit against a fixed limit at the
+same starting concurrency, alternating, with the default retry policy (6 retries, 1 s base backoff).
 
-    python bench/http_throughput.py [--repeats 3] [--skip-latency]
+    python bench/http_throughput.py [--repeats 3] [--skip-latency] [--skip-storm | --storm-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +28,7 @@ from _common import fake_server, median
 
 from lmrl.agents import AgentOptions
 from lmrl.agents.litellm_agent import _litellm
+from lmrl.rundir import read_manifest
 from lmrl.runner import RunConfig, Runner
 from lmrl.tasks import make_task
 
@@ -93,13 +99,77 @@ def lmrl_run(
         return result.turns / result.wall_s, result.wall_s
 
 
+def storm_run(api_base: str, cap: int, retry: str, episodes: int, concurrency: int, adaptive: bool) -> dict:
+    """One maze-fo run against a server allowing ``cap`` calls in flight; turns/s, 429s, limits."""
+    model = f"openai/say@delay=0.05@cap={cap}{retry}@id={uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        options = AgentOptions(api_base=api_base, concurrency=concurrency, adaptive_concurrency=adaptive)
+        config = RunConfig(
+            out=Path(tmp) / "run",
+            tasks=["maze-fo"],
+            models=[model],
+            episodes=episodes,
+            concurrency=episodes,
+            max_turns=TURNS,
+            agent_options=options,
+        )
+        result = anyio.run(Runner(config).run)
+        (limits,) = read_manifest(config.out)["endpoint_limits"].values()
+    with urllib.request.urlopen(api_base.removesuffix("/v1") + "/requests") as response:
+        seen = [r for r in json.load(response) if r["model"] == model.removeprefix("openai/")]
+    return {
+        "turns_s": result.turns / result.wall_s,
+        "wall_s": result.wall_s,
+        "turns": result.turns,
+        "errors": result.errors,
+        "requests": len(seen),
+        "429s": sum(r.get("status") == 429 for r in seen),
+        "limits": limits,
+    }
+
+
+def storm(api_base: str, repeats: int) -> None:
+    cap, episodes, concurrency = 8, 64, 32
+    print(
+        f"429 storm: {episodes} maze-fo episodes x {TURNS} turns in flight together, 50 ms replies, the "
+        f"server allows {cap} calls in flight (ideal {cap / 0.05:.0f} turns/s); model concurrency "
+        f"{concurrency} at the start; medians of {repeats}"
+    )
+    print("| server's 429 | limit | turns/s | wall | 429s | 429s per turn | errored episodes | limit range |")
+    print("|---|---|---|---|---|---|---|---|")
+    for retry, label in (("", "no Retry-After"), ("@retry=1", "Retry-After: 1")):
+        runs: dict[bool, list[dict]] = {True: [], False: []}
+        for _ in range(repeats):
+            for adaptive in (True, False):
+                runs[adaptive].append(storm_run(api_base, cap, retry, episodes, concurrency, adaptive))
+        for adaptive in (True, False):
+            rows = runs[adaptive]
+
+            def med(key: str, rows: list[dict] = rows) -> float:
+                return median([row[key] for row in rows])
+
+            low, high = min(r["limits"]["min"] for r in rows), max(r["limits"]["max"] for r in rows)
+            print(
+                f"| {label} | {'adaptive' if adaptive else 'fixed'} {concurrency} | {med('turns_s'):,.1f} "
+                f"| {med('wall_s'):.1f} s | {med('429s'):,.0f} "
+                f"| {median([r['429s'] / max(r['turns'], 1) for r in rows]):.2f} "
+                f"| {med('errors'):.0f} | {low}-{high} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-storm", action="store_true")
+    parser.add_argument("--storm-only", action="store_true")
     args = parser.parse_args()
     with fake_server() as api_base:
+        if args.storm_only:
+            storm(api_base, args.repeats)
+            return
         model = f"openai/say@id={uuid.uuid4().hex[:6]}"  # always "move up": never reaches the goal
         anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
         print(f"{args.episodes} episodes x {TURNS} turns, instant server, median of {args.repeats}")
@@ -140,6 +210,8 @@ def main() -> None:
             for transport in ("litellm", "direct"):
                 _, wall = lmrl_run(api_base, slow, 256, 64, transport)
                 print(f"| lmrl, {transport} transport | {wall:.1f} s | {ideal / wall:.1%} of ideal |")
+        if not args.skip_storm:
+            storm(api_base, args.repeats)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
     group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
-    group.add_argument("--model-concurrency", type=_positive_int, help="calls in flight per model")
+    group.add_argument(
+        "--model-concurrency",
+        type=_positive_int,
+        help="calls in flight per API endpoint at the start; halves on 429, grows while calls succeed",
+    )
+    group.add_argument(
+        "--max-model-concurrency", type=_positive_int, help="ceiling of that limit (4x --model-concurrency)"
+    )
+    group.add_argument(
+        "--fixed-model-concurrency", action="store_true", help="keep the limit at --model-concurrency"
+    )
     group.add_argument(
         "--transport",
         choices=["auto", "litellm", "direct"],
@@ -383,6 +393,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             request_timeout=args.timeout,
             max_retries=args.max_retries,
             concurrency=args.model_concurrency or args.concurrency,
+            max_concurrency=args.max_model_concurrency,
+            adaptive_concurrency=not args.fixed_model_concurrency,
             extra=_extra_options(args),
         ),
         retry_errors=args.retry_errors,

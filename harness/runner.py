@@ -23,6 +23,7 @@ import anyio
 import lmrl
 from lmrl.agents import Agent, AgentOptions, make_agent
 from lmrl.agents.base import check_options
+from lmrl.agents.endpoint_limits import endpoint_limits
 from lmrl.cache import CacheError, ResponseCache, use_cache
 from lmrl.episode import Episode, episode_key
 from lmrl.judges import Judge
@@ -184,6 +185,8 @@ def build_manifest(
         },
         "models": {spec: agent.describe() for spec, agent in agents.items()},
         "roles": {f"{role}={spec}": agent.describe() for (role, spec), agent in (partners or {}).items()},
+        # API endpoints' adaptive concurrency limits; the runner rewrites it with the history at the end
+        "endpoint_limits": endpoint_limits([*agents.values(), *(partners or {}).values()]),
     }
 
 
@@ -320,7 +323,11 @@ class Runner:
                 write_manifest(self.config.out, manifest)
                 if on_start:
                     on_start(result.planned, result.skipped)
-                await self._play(pending, shared, result, on_progress)
+                try:
+                    await self._play(pending, shared, result, on_progress)
+                finally:  # the limits' history is complete only now (Ctrl-C included); judges' too
+                    manifest["endpoint_limits"] = endpoint_limits(self._all_agents())
+                    write_manifest(self.config.out, manifest)
         finally:
             result.wall_s = time.perf_counter() - started
             with anyio.CancelScope(shield=True):

@@ -8,11 +8,14 @@ brains   maze     shortest-path mover for maze-fo (reads the position from the l
          say      always answers the text of option ``text`` (default ``move up``)
 options  delay=S        answer after S seconds
          fail=CODExN    the first N requests for this exact model name get HTTP CODE
-         retry=S        with fail=429: send ``Retry-After: S``
+         retry=S        with fail=429 or cap: send ``Retry-After: S``
+         cap=K[xN]      a rate limiter: a request arriving while K requests of this model name are
+                        in flight gets HTTP 429 at once (only among the first N requests, if given)
          malformed=N    the first N requests get a 200 whose body is not JSON
 
 ``GET /requests`` returns every request seen (model, first user message, message count, and the
-other body fields as ``params``: temperature, top_p, stop, provider extras...);
+other body fields as ``params``: temperature, top_p, stop, provider extras...; ``status: 429`` on the
+ones ``cap`` turned away);
 ``POST /reset`` forgets them. Run: ``python tests/fake_openai.py [--port P] [--port-file F]``.
 """
 
@@ -76,6 +79,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.counts: dict[str, int] = defaultdict(int)
+        self.in_flight: dict[str, int] = defaultdict(int)
         self.authorization = ""
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -92,20 +96,29 @@ class FakeOpenAI:
         self, body: dict[str, Any], messages: list[dict[str, Any]], chat: bool
     ) -> web.StreamResponse:
         model = body.get("model", "")
-        brain, options = parse_model(model)
+        options = parse_model(model)[1]
         self.counts[model] += 1
         n = self.counts[model]
         first_user = next((m["content"] for m in messages if m.get("role") == "user"), "")
         params = {k: v for k, v in body.items() if k not in ("model", "messages", "prompt")}
-        self.requests.append(
-            {
-                "model": model,
-                "first_user": first_user,
-                "messages": len(messages),
-                "params": params,
-                "t": time.time(),
-            }
-        )
+        record: dict[str, Any] = {"model": model, "first_user": first_user, "messages": len(messages)}
+        record.update(params=params, t=time.time())
+        self.requests.append(record)
+        if "cap" in options:
+            limit, _, first = options["cap"].partition("x")
+            if self.in_flight[model] >= int(limit) and (not first or n <= int(first)):
+                record["status"] = 429
+                headers = {"Retry-After": options["retry"]} if "retry" in options else {}
+                error = {"error": {"message": "rate limited", "type": "rate_limit_error", "code": "429"}}
+                return web.json_response(error, status=429, headers=headers)
+        self.in_flight[model] += 1
+        try:
+            return await self._reply(model, n, messages, chat)
+        finally:
+            self.in_flight[model] -= 1
+
+    async def _reply(self, model: str, n: int, messages: list[dict[str, Any]], chat: bool) -> web.Response:
+        brain, options = parse_model(model)
         if "delay" in options:
             await asyncio.sleep(float(options["delay"]))
         if "fail" in options:

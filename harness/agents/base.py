@@ -34,7 +34,11 @@ class AgentOptions:
     api_base: str | None = None
     request_timeout: float = 120.0
     max_retries: int = 6
-    concurrency: int = 64  # per model: at most this many calls in flight
+    concurrency: int = 64  # calls in flight per endpoint at the start (API models: adaptive, see below)
+    # API models share one limit per endpoint that grows while calls succeed and halves on 429, up to
+    # this ceiling (None: 4x ``concurrency``); ``adaptive_concurrency=False`` keeps it at ``concurrency``.
+    max_concurrency: int | None = None
+    adaptive_concurrency: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def given(self) -> list[str]:
@@ -55,6 +59,8 @@ class AgentOptions:
             "request_timeout": self.request_timeout,
             "max_retries": self.max_retries,
             "concurrency": self.concurrency,
+            "max_concurrency": self.max_concurrency,
+            "adaptive_concurrency": self.adaptive_concurrency,
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -133,7 +139,17 @@ class Agent(ABC):
 
 # Keys of ``--role-option ROLE.KEY=VALUE`` / ``--judge-option NAME.KEY=VALUE`` that are fields of
 # ``AgentOptions``; local-checkpoint keys go to ``extra`` and anything else is a provider extra.
-_FIELDS = {"temperature", "max_tokens", "seed", "api_base", "timeout", "max_retries", "concurrency"}
+_FIELDS = {
+    "temperature",
+    "max_tokens",
+    "seed",
+    "api_base",
+    "timeout",
+    "max_retries",
+    "concurrency",
+    "max_concurrency",
+    "adaptive_concurrency",
+}
 
 
 def options_from_settings(settings: dict[str, Any], local_keys: tuple[str, ...] = ()) -> AgentOptions:
@@ -155,8 +171,10 @@ def options_from_settings(settings: dict[str, Any], local_keys: tuple[str, ...] 
                 fields["request_timeout"] = _number(key, value, low=0.0)
             elif key == "max_retries":
                 fields["max_retries"] = _integer(key, value, low=0)
-            elif key == "concurrency":
-                fields["concurrency"] = _integer(key, value, low=1)
+            elif key in ("concurrency", "max_concurrency"):
+                fields[key] = _integer(key, value, low=1)
+            elif key == "adaptive_concurrency":
+                fields[key] = _boolean(key, value)
             elif key == "top_p":
                 extra["top_p"] = _number(key, value, low=0.0, high=1.0)
             elif key == "stop":
@@ -180,6 +198,16 @@ def _number(name: str, value: Any, low: float | None, high: float | None = None)
     if (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], not {value!r}")
     return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes", "on"):
+        return True
+    if str(value).lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def _integer(name: str, value: Any, low: int | None) -> int:

@@ -2,7 +2,8 @@
 
 Keys come only from the environment (litellm reads them itself). Retries are ours (tenacity), not
 litellm's: exponential backoff with jitter on rate limits, 5xx, timeouts, connection errors and
-malformed bodies, honouring ``Retry-After``. A per-model ``CapacityLimiter`` bounds calls in flight.
+malformed bodies, honouring ``Retry-After``. Calls in flight are bounded by one adaptive limit per
+endpoint, shared with every other agent on it (``endpoint_limits``): it halves on 429 and grows back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tenacity import (
 
 from lmrl import cache as response_cache
 from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
+from lmrl.agents.endpoint_limits import CEILING_FACTOR, endpoint_key, endpoint_limiter
 from lmrl.agents.openai_http import OpenAIHTTPClient
 from lmrl.secrets import one_line
 from lmrl.task import Prompt
@@ -125,6 +127,11 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, litellm.APIError | ValueError)
 
 
+def _rate_limited(litellm: Any, error: BaseException) -> bool:
+    """HTTP 429 only: the one answer that says we are too many (5xx says the server is broken)."""
+    return isinstance(error, litellm.RateLimitError) or getattr(error, "status_code", None) == 429
+
+
 def retry_after_seconds(error: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if it did."""
     if error is None:
@@ -178,7 +185,6 @@ class LiteLLMAgent(Agent):
         self.model = model
         self.options = options
         self.style = style
-        self._limiter = anyio.CapacityLimiter(options.concurrency)
         self._base_delay = float(options.extra.get("retry_base_delay", 1.0))
         litellm = _litellm()
         try:
@@ -187,6 +193,14 @@ class LiteLLMAgent(Agent):
             raise AgentConfigError(
                 f"unknown model {model!r}: litellm cannot tell its provider (use e.g. openai/gpt-4o-mini)"
             ) from error
+        # Rate limits belong to the endpoint: the agent, partners and judges calling it share this.
+        self._ceiling = options.max_concurrency or options.concurrency * CEILING_FACTOR
+        self.limiter = endpoint_limiter(
+            endpoint_key(self.provider, options.api_base),
+            options.concurrency,
+            self._ceiling,
+            options.adaptive_concurrency,
+        )
         self._fixed: dict[str, Any] = {"model": model, "timeout": options.request_timeout, "num_retries": 0}
         if options.api_base:
             self._fixed["api_base"] = options.api_base
@@ -215,7 +229,7 @@ class LiteLLMAgent(Agent):
         if self.transport == "direct":
             assert options.api_base is not None
             key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
-            self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, options.concurrency)
+            self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, self._ceiling)
             self._body = dict(self.sent)
             self._body["model"] = model.split("/", 1)[1]
             self._price = _price_per_token(litellm, model)
@@ -271,23 +285,31 @@ class LiteLLMAgent(Agent):
 
     async def _request(self, prompt: Prompt) -> Completion:
         litellm = _litellm()
-        async with self._limiter:
-            started = time.perf_counter()
-            try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self.options.max_retries + 1),
-                    wait=_WaitRetryAfterOrBackoff(self._base_delay),
-                    retry=retry_if_exception(_retryable),
-                    reraise=True,
-                ):
-                    with attempt:
-                        if self._http is not None:
-                            completion = await self._call_direct(prompt)
-                        else:
-                            completion = await self._call_litellm(litellm, prompt)
-            except Exception as error:
-                raise AgentCallError(one_line(error)) from None
-            completion.latency_s = time.perf_counter() - started
+        started: float | None = None
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.options.max_retries + 1),
+                wait=_WaitRetryAfterOrBackoff(self._base_delay),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    # A slot per attempt: a call sleeping before its retry holds none.
+                    async with self.limiter.slot() as slot:
+                        started = started or time.perf_counter()
+                        try:
+                            if self._http is not None:
+                                completion = await self._call_direct(prompt)
+                            else:
+                                completion = await self._call_litellm(litellm, prompt)
+                        except Exception as error:
+                            if _rate_limited(litellm, error):
+                                slot.rate_limited(retry_after_seconds(error))
+                            raise
+                        slot.succeeded()
+        except Exception as error:
+            raise AgentCallError(one_line(error)) from None
+        completion.latency_s = time.perf_counter() - (started or 0.0)
         return completion
 
     async def _call_litellm(self, litellm: Any, prompt: Prompt) -> Completion:
@@ -343,6 +365,9 @@ class LiteLLMAgent(Agent):
             "request_timeout": self.options.request_timeout,
             "max_retries": self.options.max_retries,
             "concurrency": self.options.concurrency,
+            "max_concurrency": self._ceiling,
+            "adaptive_concurrency": self.options.adaptive_concurrency,
+            "endpoint": self.limiter.key,
         }
 
 
