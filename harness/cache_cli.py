@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument(
         "--cache-dir", type=Path, help=f"the cache's directory (default $LMRL_CACHE, else {default_dir()})"
     )
-    actions = cache.add_subparsers(dest="cache_command", required=True, parser_class=type(cache))
+    actions = cache.add_subparsers(
+        dest="cache_command", required=True, parser_class=type(cache), help="list, clear or prune"
+    )
     actions.add_parser("list", parents=[where], help="entries, size on disk and entries per model")
     actions.add_parser("clear", parents=[where], help="delete every entry")
     prune = actions.add_parser("prune", parents=[where], help="delete the entries older than a duration")

@@ -13,6 +13,7 @@ from lmrl.runfile import RunFileError, with_run_file
 
 EXIT_FAILED = 1  # the run finished, but every episode it played ended with an error
 EXIT_USAGE = 2
+EXIT_BUDGET = 3  # a budget (--max-cost, --fail-on-error) stopped the run; the rerun continues it
 EXIT_INTERRUPTED = 130
 
 
@@ -99,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="chat: system prompt + messages (API/instruct models); text: the paper's raw text",
     )
     run.add_argument("--max-turns", type=_positive_int, help="cap agent turns below the task's own cap")
+    budgets = run.add_argument_group("budgets (a run stopped by one resumes when rerun)")
+    budgets.add_argument(
+        "--max-cost", type=float, metavar="USD", help="stop the run (all invocations) at this spend"
+    )
+    budgets.add_argument(
+        "--max-episode-tokens", type=_positive_int, help="cut an episode (truncated) past this many tokens"
+    )
+    budgets.add_argument(
+        "--max-episode-seconds", type=float, help="cut an episode (truncated) past this wall time"
+    )
+    budgets.add_argument(
+        "--fail-on-error",
+        type=_count_or_fraction,
+        metavar="N|FRACTION",
+        help="stop after N errored episodes, or when more than FRACTION of them errored (after 10)",
+    )
     run.add_argument(
         "--task-option",
         action="append",
@@ -362,7 +379,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lmrl.agents import AgentConfigError, AgentOptions
     from lmrl.cache_cli import run_cache_dir
-    from lmrl.runner import RunConfig, RunConfigError, Runner
+    from lmrl.runner import BudgetSpent, RunConfig, RunConfigError, Runner
     from lmrl.task import InvalidTaskOption
     from lmrl.tasks import resolve_task
 
@@ -399,6 +416,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ),
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,
+        max_cost=args.max_cost,
+        max_episode_tokens=args.max_episode_tokens,
+        max_episode_seconds=args.max_episode_seconds,
+        fail_on_error=args.fail_on_error,
         command=["lmrl", *getattr(args, "argv", [])],
         roles=_roles(args.role),
         role_options=_agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
@@ -416,10 +437,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress:
             result = anyio.run(runner.run, progress.update, progress.start)
+    except BudgetSpent as error:
+        print(f"lmrl: stopped: {error}", file=sys.stderr)
+        return EXIT_BUDGET
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:  # the run directory could not be created or written
+        import errno
+
         where = getattr(error, "filename", None) or out
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise UsageError(
+                f"stopped: no space to write {out} ({error.strerror}); episodes.jsonl is intact: "
+                "free some space and rerun the same command to continue"
+            ) from None
         raise UsageError(f"cannot write the run directory {where}: {error.strerror or error}") from None
     except KeyboardInterrupt:
         print(
@@ -427,11 +458,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if result.quarantined:
+        print(
+            f"lmrl: warning: {result.quarantined} line(s) of {out / 'episodes.jsonl'} were not episodes; "
+            f"moved to {out / 'episodes.quarantine.jsonl'} (every good episode kept)",
+            file=sys.stderr,
+        )
     _export(out)
     _print_summary(out)
     if runner.cache is not None:
         hits, new = runner.cache.hits, runner.cache.stored
         print(f"lmrl: response cache {runner.cache.path}: {hits} hit(s), {new} new", file=sys.stderr)
+    if result.stopped_by:
+        print(f"lmrl: stopped by {result.stopped_by}; rerun to continue {out}", file=sys.stderr)
+        return EXIT_BUDGET
     if not result.complete:
         print(f"lmrl: stopped early; rerun the same command to resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -569,7 +609,13 @@ def _print_summary(run_dir: Path) -> None:
 def _export(run_dir: Path) -> None:
     from lmrl.reports.cli import export_run
 
-    export_run(run_dir, quiet=True)
+    try:
+        export_run(run_dir, quiet=True)
+    except OSError as error:  # the episodes are safe in episodes.jsonl; the Parquet copy can wait
+        print(
+            f"lmrl: warning: could not write the Parquet export of {run_dir}: {error.strerror}",
+            file=sys.stderr,
+        )
 
 
 def _version() -> str:
@@ -587,7 +633,37 @@ _CLI_ENVIRONMENT = {
 }
 
 
+def _count_or_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count or a fraction") from None
+    if value <= 0 or (value > 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count (1, 2, ...) or a fraction in (0, 1)")
+    return value
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends like Ctrl-C: cleanly, exit 130, whatever it interrupts
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a run installs its own handler while it plays
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C outside the commands' own handling (start-up, imports)
+        print("lmrl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     import os
 
     for name, value in _CLI_ENVIRONMENT.items():

@@ -49,6 +49,30 @@ def agent_rng(seed: int) -> random.Random:
     return random.Random(seed ^ 0x5EED)
 
 
+class BudgetReached(BaseException):
+    """The run's money is spent: the episode stops where it is and is not logged (a BaseException, so
+    that no "one broken episode never stops the run" handler swallows it)."""
+
+
+class Budget:
+    """What a run may spend (USD, agent + partners + judges), shared by its episodes: checked before
+    every agent and partner call, charged after. ``spent`` starts at what earlier invocations spent."""
+
+    def __init__(self, limit: float | None, spent: float = 0.0) -> None:
+        self.limit, self.spent = limit, spent
+
+    @property
+    def reached(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+    def check(self) -> None:
+        if self.reached:
+            raise BudgetReached
+
+    def charge(self, cost_usd: float) -> None:
+        self.spent += cost_usd
+
+
 async def rollout(
     task: Task | str,
     agents: Agent | Mapping[str, Agent],
@@ -64,6 +88,9 @@ async def rollout(
     model_id: str | None = None,
     prompts: dict[str, str] | None = None,
     agent_seed: int | None = None,
+    budget: Budget | None = None,
+    max_episode_tokens: int | None = None,
+    max_episode_seconds: float | None = None,
 ) -> Episode:
     """Play one episode to its end and return it. Never raises for task, agent or judge failures:
     they land in ``Episode.error`` (turns so far kept).
@@ -73,7 +100,10 @@ async def rollout(
     left out get the task's default partner). The task's own end terminates the episode; its step cap
     or ``max_turns`` truncates it (``Episode.truncated``). ``prompts``, when given, collects the
     system prompt (chat) or header (text) the episode showed, by ``Episode.prompt_id``. ``agent_seed``
-    seeds the agent's own stream when it should differ from the task's (replays of one start)."""
+    seeds the agent's own stream when it should differ from the task's (replays of one start).
+    ``budget``: the run's money, checked before every call (``BudgetReached`` ends the episode
+    unlogged). ``max_episode_tokens`` (agent tokens in + out) and ``max_episode_seconds`` cut an
+    episode short: truncated, ``info.cut_by`` naming the limit."""
     if isinstance(task, str):
         from lmrl.tasks import make_task
 
@@ -100,9 +130,18 @@ async def rollout(
         started_at=time.time(),
     )
     started = time.perf_counter()
+    task.budget = budget
+    limits = (max_episode_tokens, max_episode_seconds)
     with episode_scope(seed, epoch) as cached:  # with --cache, model calls are keyed on this episode
         try:
-            await _play(task, agent, partners, seed, index, style, max_turns, episode, prompts, agent_seed)
+            with anyio.move_on_after(max_episode_seconds or float("inf")) as clock:
+                await _play(
+                    task, agent, partners, seed, index, style, max_turns, episode, prompts, agent_seed, limits
+                )  # fmt: skip
+            if clock.cancelled_caught and not episode.error:  # out of time mid-call: the turns so far stand
+                _cut(episode, "max_episode_seconds")
+                if not episode.final_observation and episode.turns:
+                    episode.final_observation = episode.turns[-1].observation
         finally:
             with anyio.CancelScope(shield=True):
                 for partner in owned:
@@ -112,6 +151,8 @@ async def rollout(
             from lmrl.judges import score_episode
 
             await score_episode(episode, judges)
+            if budget is not None:
+                budget.charge(sum(float(j.get("cost_usd") or 0.0) for j in episode.judges.values()))
     if cached is not None and cached.hits:
         episode.info["cache_hits"] = cached.hits
     episode.wall_s = time.perf_counter() - started
@@ -129,6 +170,7 @@ async def _play(
     episode: Episode,
     prompts: dict[str, str] | None,
     agent_seed: int | None = None,
+    limits: tuple[int | None, float | None] = (None, None),
 ) -> None:
     rng = agent_rng(seed if agent_seed is None else agent_seed)
     try:
@@ -142,8 +184,13 @@ async def _play(
         if prompts is not None:
             prompts[episode.prompt_id] = text
         cap = task.max_steps if max_turns is None else min(task.max_steps, max_turns)
+        budget: Budget | None = getattr(task, "budget", None)
         for turn in range(1, cap + 1):
+            if budget is not None:
+                budget.check()
             completion = await agent.act(Prompt(task, history, style, rng))  # type: ignore[arg-type]
+            if budget is not None:
+                budget.charge(completion.cost_usd)
             parsed = task.parse(completion.text)
             action = action_of(parsed)
             result = await task.astep(action)
@@ -179,6 +226,10 @@ async def _play(
                 episode.info["cut_by"] = "max_turns"
             if result.done or truncated:
                 break
+            if limits[0] is not None and episode.tokens_in + episode.tokens_out >= limits[0]:
+                episode.final_observation = observation
+                _cut(episode, "max_episode_tokens")
+                break
             history += next_segments(task, episode.turns[-1], observation)
         episode.final_observation = observation
         episode.success = task.success
@@ -194,6 +245,15 @@ async def _play(
                 await task.aclose()
             except Exception as error:
                 episode.error = episode.error or one_line(error)
+
+
+def _cut(episode: Episode, limit: str) -> None:
+    """End an episode the task did not end at a per-episode limit: truncated, the limit named."""
+    episode.truncated, episode.terminated = True, False
+    if episode.turns:
+        last = episode.turns[-1]
+        last.truncated, last.done = True, True
+    episode.info["cut_by"] = limit
 
 
 def next_segments(task: Task, turn: Turn, observation: str) -> list[Segment]:

@@ -289,11 +289,14 @@ def git_revision() -> str | None:
 
 
 class DurableLog:
-    """Appends JSON lines durably (group commit). ``append`` never blocks; ``run`` is the writer task."""
+    """Appends JSON lines durably (group commit). ``append`` never blocks; ``run`` is the writer task.
+
+    A write that fails (disk full, a file-size limit) is cut back to where the file ended before it,
+    so the log never keeps a torn line, and the error goes up: the run stops and a rerun continues."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in run()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._pending: list[str] = []
         self._wake = anyio.Event()
         self.written = 0
@@ -304,11 +307,20 @@ class DurableLog:
         self._wake.set()
 
     def _write(self, lines: list[str]) -> None:
-        if lines:
-            self._handle.write("".join(lines))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self.written += len(lines)
+        if not lines or self._fd < 0:
+            return
+        data = memoryview("".join(lines).encode("utf-8"))
+        size = os.fstat(self._fd).st_size
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)  # nothing half-written stays behind
+                os.fsync(self._fd)
+            raise
+        self.written += len(lines)
 
     async def run(self) -> None:
         try:
@@ -321,8 +333,11 @@ class DurableLog:
         finally:
             # On cancellation (Ctrl-C, end of run) whatever is still queued goes to disk now.
             batch, self._pending = self._pending, []
-            self._write(batch)
-            self._handle.close()
+            try:
+                self._write(batch)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
 
 EpisodeLog = DurableLog  # the episodes log is the main use

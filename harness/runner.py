@@ -9,9 +9,13 @@ goes on; Ctrl-C cancels the workers and everything finished so far is already on
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import platform
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +24,9 @@ from typing import Any
 
 import anyio
 
+if sys.version_info < (3, 11):  # anyio's dependency there
+    from exceptiongroup import BaseExceptionGroup
+
 import lmrl
 from lmrl.agents import Agent, AgentOptions, make_agent
 from lmrl.agents.base import check_options
@@ -27,13 +34,17 @@ from lmrl.agents.endpoint_limits import endpoint_limits
 from lmrl.cache import CacheError, ResponseCache, use_cache
 from lmrl.episode import Episode, episode_key
 from lmrl.judges import Judge
-from lmrl.rollout import derive_seed, rollout
+from lmrl.rollout import Budget, BudgetReached, derive_seed, rollout
 from lmrl.rundir import (
     EPISODES,
+    LOCK,
+    MANIFEST,
     PROMPTS,
     EpisodeLog,
     PromptLedger,
     RunDirError,
+    RunLock,
+    RunLockHeld,
     git_revision,
     read_manifest,
     read_records,
@@ -46,6 +57,10 @@ from lmrl.tasks import make_task, resolve_task, task_class, task_source
 
 class RunConfigError(ValueError):
     """Bad run configuration; the CLI prints it as one line and exits 2."""
+
+
+class BudgetSpent(RunConfigError):
+    """The run has already spent its ``max_cost``: nothing is played (the CLI exits 3)."""
 
 
 @dataclass
@@ -70,6 +85,10 @@ class RunConfig:
     # episodes sharing an initial state that group-baseline RL (GRPO/RLOO) compares.
     same_starts: bool = False
     cache: Path | None = None  # the response cache's directory (``--cache``); None: every call is made
+    max_cost: float | None = None  # USD for the whole run (every invocation), agent + partners + judges
+    max_episode_tokens: int | None = None  # agent tokens in + out; beyond, the episode is cut (truncated)
+    max_episode_seconds: float | None = None  # wall time of one episode; beyond, it is cut (truncated)
+    fail_on_error: float | None = None  # stop after N errored episodes (N >= 1) or a fraction above (0, 1)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same directory to continue rather than clash."""
@@ -83,11 +102,34 @@ class RunConfig:
         }
 
 
+# Agent options that change how calls are made, not what a model says: a rerun may change them freely.
+_TRANSPORT_OPTIONS = frozenset(
+    {
+        "transport", "retry_base_delay", "max_batch_size", "max_batch_tokens", "batch_window_ms",
+        "share_prefixes", "prefix_cache_mb", "device",
+    }
+)  # fmt: skip
+
+
+def generation_settings(options: AgentOptions) -> dict[str, Any]:
+    """What decides a model's replies, from its options: a run keeps one value of each per model."""
+    settings = {"temperature": options.temperature, "max_tokens": options.max_tokens, "seed": options.seed}
+    settings.update({k: v for k, v in sorted(options.extra.items()) if k not in _TRANSPORT_OPTIONS})
+    return json.loads(json.dumps(settings, default=str))
+
+
+def config_id(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass
 class RunResult:
     run_dir: Path
     planned: int
     skipped: int
+    quarantined: int = 0  # lines of episodes.jsonl that were not episodes, moved aside on resume
+    stopped_by: str | None = None  # the budget (--max-cost, --fail-on-error) that stopped the run early
+    spent_usd: float = 0.0  # what this invocation spent (agent, partners, judges)
     finished: int = 0
     errors: int = 0
     wall_s: float = 0.0
@@ -112,25 +154,42 @@ class EpisodeSpec:
         return episode_key(self.task, self.model, self.index, self.epoch)
 
 
+MAX_PLANNED = 10_000_000  # episodes one run may plan: beyond, split the work into several runs
+
+
+def planned_count(config: RunConfig) -> int:
+    return config.episodes * config.epochs * len(config.tasks) * len(config.models)
+
+
 def plan(config: RunConfig) -> list[EpisodeSpec]:
+    return list(iter_plan(config))
+
+
+def iter_plan(config: RunConfig) -> Iterator[EpisodeSpec]:
+    """The run's episodes in order, made one at a time: a large run never holds its plan in memory."""
     if config.same_starts:
-        return [
+        yield from (
             EpisodeSpec(
-                task, model, index, epoch, derive_seed(config.seed, task, index, 0),
+                task,
+                model,
+                index,
+                epoch,
+                derive_seed(config.seed, task, index, 0),
                 derive_seed(config.seed, task, index, epoch) if epoch else None,
             )  # fmt: skip
             for epoch in range(config.epochs)
             for index in range(config.episodes)
             for task in config.tasks
             for model in config.models
-        ]
-    return [
+        )
+        return
+    yield from (
         EpisodeSpec(task, model, index, epoch, derive_seed(config.seed, task, index, epoch))
         for epoch in range(config.epochs)
         for index in range(config.episodes)
         for task in config.tasks
         for model in config.models
-    ]
+    )
 
 
 def build_manifest(
@@ -249,6 +308,21 @@ class Runner:
         checks = [
             (c.episodes >= 1, f"--episodes must be at least 1 (got {c.episodes})"),
             (c.epochs >= 1, f"--epochs must be at least 1 (got {c.epochs})"),
+            (c.max_cost is None or c.max_cost > 0, f"--max-cost must be positive (got {c.max_cost})"),
+            (
+                c.max_episode_tokens is None or c.max_episode_tokens >= 1,
+                "--max-episode-tokens must be at least 1",
+            ),
+            (
+                c.max_episode_seconds is None or c.max_episode_seconds > 0,
+                "--max-episode-seconds must be positive",
+            ),
+            (c.fail_on_error is None or c.fail_on_error > 0, "--fail-on-error must be a count or a fraction"),
+            (
+                planned_count(c) <= MAX_PLANNED,
+                f"this run would plan {planned_count(c):,} episodes (--episodes x --epochs x tasks x "
+                f"models); one run takes at most {MAX_PLANNED:,}: split it into several runs",
+            ),
             (c.concurrency >= 1, f"--concurrency must be at least 1 (got {c.concurrency})"),
             (c.style in STYLES, f"--style must be one of {', '.join(STYLES)} (got {c.style!r})"),
             (c.max_turns is None or c.max_turns >= 1, f"--max-turns must be at least 1 (got {c.max_turns})"),
@@ -269,11 +343,34 @@ class Runner:
                 f"--out {c.out}: cannot create or write it ({existing} is not a writable directory)"
             )
 
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """Each model's settings in this invocation: its generation options and its partners'."""
+        c = self.config
+        roles = {role: generation_settings(c.role_options.get(role, AgentOptions())) for role in c.roles}
+        roles.update({role: generation_settings(o) for role, o in c.role_options.items()})
+        agent = generation_settings(c.agent_options)
+        return {spec: {"agent": agent, **({"roles": roles} if roles else {})} for spec in c.models}
+
+    def _check_settings(self, manifest: dict[str, Any]) -> None:
+        """A model already in the run keeps the settings its episodes were played with."""
+        recorded = manifest.get("settings", {})
+        for spec, now in self.settings().items():
+            before = recorded.get(spec, {}).get("settings")
+            if before is None or before == now:
+                continue
+            where, old, new = _first_difference(before, now)
+            raise RunConfigError(
+                f"{self.config.out} played {spec} with {where}={json.dumps(old)}, not {json.dumps(new)}; "
+                "a run keeps one setting per model: use another --out for the new setting "
+                "(lmrl report compares runs side by side)"
+            )
+
     def _open_run_dir(self) -> set[str]:
         """Check an existing run directory is compatible; return the keys already finished."""
         out = self.config.out
+        self._previous: dict[str, Any] = {}
         if not (out / "manifest.json").exists():
-            if out.exists() and any(out.iterdir()):
+            if out.exists() and any(p.name != LOCK for p in out.iterdir()):
                 raise RunConfigError(f"--out {out} is not empty and is not an lmrl run directory")
             return set()
         try:
@@ -285,7 +382,9 @@ class Runner:
                 f"{out} holds a run with a different seed, style or task options; "
                 "use another --out or the original settings"
             )
-        repair_log(out / EPISODES)
+        self._check_settings(manifest)
+        self._previous = manifest
+        self._quarantined = repair_log(out / EPISODES).quarantined
         records = read_records(out / EPISODES)
         if self.config.retry_errors:
             return {r["key"] for r in records if not r.get("error")}
@@ -298,10 +397,47 @@ class Runner:
     ) -> RunResult:
         for agent in self._all_agents():
             await agent.preflight()
+        out = self.config.out
+        created = not out.exists()
+        lock = RunLock(out)
+        try:
+            lock.acquire()
+        except RunLockHeld as error:
+            raise RunConfigError(str(error)) from None
+        try:
+            return await self._run_locked(on_progress, on_start)
+        except BaseExceptionGroup as group:  # a failed write (disk full) inside the task groups
+            failed = _first_leaf(group, OSError)
+            if failed is None:
+                raise
+            raise failed from None
+        except RunConfigError:
+            if created and not (out / MANIFEST).exists():  # refused before writing: leave nothing behind
+                lock.release()
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        finally:
+            lock.release()
+
+    async def _run_locked(
+        self,
+        on_progress: Callable[[Episode], None] | None,
+        on_start: Callable[[int, int], None] | None,
+    ) -> RunResult:
+        self._quarantined = 0
         finished = self._open_run_dir()
-        planned = plan(self.config)
-        pending = [s for s in planned if s.key not in finished]
-        result = RunResult(self.config.out, planned=len(planned), skipped=len(planned) - len(pending))
+        planned = planned_count(self.config)
+        skipped = sum(1 for s in iter_plan(self.config) if s.key in finished) if finished else 0
+        pending = (s for s in iter_plan(self.config) if s.key not in finished)
+        result = RunResult(self.config.out, planned=planned, skipped=skipped)
+        result.quarantined = self._quarantined
+        spent_before = _spent(getattr(self, "_previous", {}), self.config.out)
+        if self.config.max_cost is not None and spent_before >= self.config.max_cost:
+            raise BudgetSpent(
+                f"{self.config.out} has spent ${spent_before:.4f} of --max-cost ${self.config.max_cost:g}; "
+                "raise --max-cost to continue"
+            )
+        self.budget = Budget(self.config.max_cost, spent_before)
         started = time.perf_counter()
         try:
             async with contextlib.AsyncExitStack() as resources:
@@ -320,6 +456,7 @@ class Runner:
                     raise RunConfigError(str(error)) from None
                 manifest = build_manifest(self.config, self.agents, self.templates, self.partner_agents)
                 manifest["judges"] = [judge.key for judge in self.judges]
+                self._record_settings(manifest, result)
                 write_manifest(self.config.out, manifest)
                 if on_start:
                     on_start(result.planned, result.skipped)
@@ -327,6 +464,10 @@ class Runner:
                     await self._play(pending, shared, result, on_progress)
                 finally:  # the limits' history is complete only now (Ctrl-C included); judges' too
                     manifest["endpoint_limits"] = endpoint_limits(self._all_agents())
+                    result.spent_usd = self.budget.spent - spent_before
+                    manifest["invocations"][-1].update(
+                        spent_usd=result.spent_usd, stopped_by=result.stopped_by
+                    )
                     write_manifest(self.config.out, manifest)
         finally:
             result.wall_s = time.perf_counter() - started
@@ -337,13 +478,73 @@ class Runner:
                     await kind.close_shared()
         return result
 
+    def _record_settings(self, manifest: dict[str, Any], result: RunResult) -> None:
+        """The settings behind every model's episodes (by id, which each episode names) and every
+        invocation, appended to what earlier invocations recorded: nothing is overwritten."""
+        previous = getattr(self, "_previous", {})
+        settings = dict(previous.get("settings", {}))
+        self.config_ids = {}
+        for spec, value in self.settings().items():
+            self.config_ids[spec] = config_id(value)
+            settings.setdefault(spec, {"id": self.config_ids[spec], "settings": value, "since": time.time()})
+        manifest["settings"] = settings
+        manifest["invocations"] = [
+            *previous.get("invocations", []),
+            {
+                "at": time.time(),
+                "command": self.config.command,
+                "lmrl_version": manifest["lmrl_version"],
+                "git_revision": manifest["git_revision"],
+                "tasks": self.config.tasks,
+                "models": self.config.models,
+                "episodes": self.config.episodes,
+                "epochs": self.config.epochs,
+                "config_ids": self.config_ids,
+                "planned": result.planned,
+                "already_finished": result.skipped,
+                "quarantined": result.quarantined,
+            },
+        ]
+        if previous.get("created_at"):
+            manifest["created_at"] = previous["created_at"]
+
     def _all_agents(self) -> list[Agent]:
         judge_agents = [j.agent for j in self.judges if getattr(j, "agent", None) is not None]  # LLM judges
         return [*self.agents.values(), *self.partner_agents.values(), *judge_agents]
 
+    async def _rollout(self, task: Task, spec: EpisodeSpec, shown: dict[str, str]) -> Episode:
+        c = self.config
+        return await rollout(
+            task,
+            {"agent": self.agents[spec.model], **self.partners[spec.task]},
+            spec.seed,
+            spec.index,
+            style=c.style,
+            max_turns=c.max_turns,
+            judges=self.judges,
+            run_id=c.out.name,
+            epoch=spec.epoch,
+            key=spec.key,
+            prompts=shown,
+            agent_seed=spec.agent_seed,
+            budget=self.budget,
+            max_episode_tokens=c.max_episode_tokens,
+            max_episode_seconds=c.max_episode_seconds,
+        )
+
+    def _too_many_errors(self, result: RunResult) -> bool:
+        """``--fail-on-error``: N errored episodes (N >= 1), or more than that fraction of the episodes
+        played so far once at least 10 have finished (one early failure is not yet a rate)."""
+        limit = self.config.fail_on_error
+        if not limit or not result.errors:
+            return False
+        if limit >= 1:
+            return result.errors >= limit
+        return result.finished >= 10 and result.errors / result.finished > limit
+
     async def _play(
         self,
-        pending: list[EpisodeSpec],
+        pending: Iterator[EpisodeSpec],
         shared: dict[str, Any],
         result: RunResult,
         on_progress: Callable[[Episode], None] | None,
@@ -353,32 +554,34 @@ class Runner:
 
         ledger = PromptLedger(self.config.out / PROMPTS)
 
-        async def worker() -> None:
+        async def worker(stop: anyio.CancelScope) -> None:
             for spec in queue:  # one shared iterator: each spec is taken by exactly one worker
                 shown: dict[str, str] = {}
                 task = make_task(spec.task, **self.config.task_options.get(spec.task, {}))
                 task.shared = shared[spec.task]
-                episode = await rollout(
-                    task,
-                    {"agent": self.agents[spec.model], **self.partners[spec.task]},
-                    spec.seed,
-                    spec.index,
-                    style=self.config.style,
-                    max_turns=self.config.max_turns,
-                    judges=self.judges,
-                    run_id=self.config.out.name,
-                    epoch=spec.epoch,
-                    key=spec.key,
-                    prompts=shown,
-                    agent_seed=spec.agent_seed,
-                )
+                try:
+                    episode = await self._rollout(task, spec, shown)
+                except BudgetReached:  # unlogged: a rerun with a higher --max-cost plays it
+                    result.stopped_by = result.stopped_by or (
+                        f"--max-cost {self.config.max_cost:g}: ${self.budget.spent:.4f} spent"
+                    )
+                    stop.cancel()
+                    return
                 ledger.add(spec.task, spec.model, self.config.style, shown)
+                episode.config_id = self.config_ids.get(spec.model)
                 log.append(episode)
                 result.finished += 1
                 result.errors += episode.error is not None
                 result.turns += episode.length
                 if on_progress:
                     on_progress(episode)
+                if self._too_many_errors(result):
+                    result.stopped_by = result.stopped_by or (
+                        f"--fail-on-error {self.config.fail_on_error:g}: {result.errors} of "
+                        f"{result.finished} episodes ended with an error"
+                    )
+                    stop.cancel()
+                    return
 
         async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
             with anyio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -390,7 +593,42 @@ class Runner:
             outer.start_soon(log.run)
             outer.start_soon(stop_on_sigterm, outer.cancel_scope)
             async with anyio.create_task_group() as workers:
-                for _ in range(min(self.config.concurrency, max(len(pending), 1))):
-                    workers.start_soon(worker)
+                for _ in range(min(self.config.concurrency, max(result.planned - result.skipped, 1))):
+                    workers.start_soon(worker, workers.cancel_scope)
             outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
         ledger.record_models({spec: agent.describe() for spec, agent in self.agents.items()})
+
+
+def _first_difference(before: Any, now: Any, where: str = "") -> tuple[str, Any, Any]:
+    """The first setting (dotted path) where two settings records differ, with both values."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) != now.get(key):
+                name = key if where in ("", "agent") else f"{where}.{key}"
+                return _first_difference(before.get(key), now.get(key), name)
+    return where, before, now
+
+
+def _spent(manifest: dict[str, Any], out: Path) -> float:
+    """What a run spent before this invocation: the invocations' own records, else (a run from before
+    they were kept) what its logged episodes cost, agent + partners + judges."""
+    invocations = manifest.get("invocations", [])
+    if invocations and all("spent_usd" in i for i in invocations):
+        return float(sum(i["spent_usd"] for i in invocations))
+    total = 0.0
+    for record in read_records(out / EPISODES) if manifest else []:
+        total += float(record.get("cost_usd") or 0.0)
+        total += sum(float(u.get("cost_usd") or 0.0) for u in (record.get("role_usage") or {}).values())
+        total += sum(float(j.get("cost_usd") or 0.0) for j in (record.get("judges") or {}).values())
+    return total
+
+
+def _first_leaf(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_leaf(error, kind)
+            if found is not None:
+                return found
+        elif isinstance(error, kind):
+            return error
+    return None

@@ -161,7 +161,12 @@ class Task(ABC):
         """One call to the partner filling ``role``: chat ``messages`` for model partners (``text`` for
         text-style ones); scripted partners read the task state instead. Usage lands in ``role_usage``."""
         prompt = Prompt(self, [], "chat", self._partner_rng, role, preset_messages=messages, preset_text=text)
+        budget = getattr(self, "budget", None)  # the run's money (``lmrl.rollout.Budget``), if it has a cap
+        if budget is not None:
+            budget.check()
         completion = await self.partners[role].act(prompt)
+        if budget is not None:
+            budget.charge(completion.cost_usd)
         usage = self.role_usage[role]
         usage["calls"] += 1
         usage["tokens_in"] += completion.tokens_in

@@ -413,6 +413,9 @@ class LocalAgent(Agent):
             from lmrl.agents.batching import GenerationOptions
 
             path = self.path
+            # device and dtype first: a GPU that is not there is found before any conversion
+            device = resolve_device(self.settings.device)
+            dtype = resolve_dtype(self.settings.dtype, device)
             if self.name in ALIASES:
                 from lmrl.models import smollm2
 
@@ -420,8 +423,6 @@ class LocalAgent(Agent):
                     path = smollm2.ensure_checkpoint()
                 except smollm2.ModelUnavailable as error:
                     raise AgentConfigError(str(error)) from None
-            device = resolve_device(self.settings.device)
-            dtype = resolve_dtype(self.settings.dtype, device)
             if self.options.seed is not None:
                 import torch
 

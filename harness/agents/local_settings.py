@@ -4,12 +4,14 @@ made: device and dtype, sampling beyond temperature, batching, prefix reuse, val
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from lmrl.agents.base import AgentConfigError
 from lmrl.options import flag_option
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 _DTYPES = {
     "float32": "float32",
     "fp32": "float32",
@@ -62,6 +64,9 @@ class LocalSettings:
         try:
             if "device" in extra and extra["device"] is not None:
                 fields["device"] = str(extra["device"]).strip().lower()
+                if not _DEVICE.fullmatch(fields["device"]):  # the spelling, at once; availability at load
+                    given = extra["device"]
+                    raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not {given!r}")
             if "dtype" in extra and extra["dtype"] is not None:
                 name = str(extra["dtype"]).strip().lower().removeprefix("torch.")
                 if name != "auto" and name not in _DTYPES:
