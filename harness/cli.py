@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--model-seed", type=int, help="sampling seed passed to the provider or local model")
     group.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip the check that an --api-base endpoint serves the model (GET /models) before the run",
+    )
+    group.add_argument(
         "--model-option",
         action="append",
         default=[],
@@ -412,6 +417,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             concurrency=args.model_concurrency or args.concurrency,
             max_concurrency=args.max_model_concurrency,
             adaptive_concurrency=not args.fixed_model_concurrency,
+            preflight=not args.no_preflight,
             extra=_extra_options(args),
         ),
         retry_errors=args.retry_errors,

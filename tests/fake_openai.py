@@ -13,9 +13,10 @@ options  delay=S        answer after S seconds
                         in flight gets HTTP 429 at once (only among the first N requests, if given)
          malformed=N    the first N requests get a 200 whose body is not JSON
 
-``GET /requests`` returns every request seen (model, first user message, message count, and the
-other body fields as ``params``: temperature, top_p, stop, provider extras...; ``status: 429`` on the
-ones ``cap`` turned away);
+``GET /v1/models`` lists nothing (any name is played); under ``/listed/v1`` the same server lists the
+brain names as the models it serves. ``GET /requests`` returns every request seen (model, first user
+message, message count, and the other body fields as ``params``: temperature, top_p, stop, provider
+extras...; ``status: 429`` on the ones ``cap`` turned away);
 ``POST /reset`` forgets them. Run: ``python tests/fake_openai.py [--port P] [--port-file F]``.
 """
 
@@ -167,9 +168,20 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/v1/models", self.models)  # lists nothing: it plays any model name
+        # a server that lists what it serves (the brain names), for the preflight check
+        app.router.add_post("/listed/v1/chat/completions", self.chat)
+        app.router.add_get("/listed/v1/models", self.listed_models)
         app.router.add_get("/requests", self.list_requests)
         app.router.add_post("/reset", self.reset)
         return app
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    async def listed_models(self, request: web.Request) -> web.Response:
+        names = ("maze", "wordle", "say")
+        return web.json_response({"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
 
 
 async def serve(port: int, port_file: Path | None) -> None:

@@ -143,3 +143,25 @@ def test_absurd_sizes_and_devices_are_refused_before_anything_starts(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "device must be" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_wrong_endpoint_or_model_is_found_before_any_episode(fake_server, tmp_path, capsys):
+    base = fake_server.api_base.removesuffix("/v1")
+    cases = [
+        (f"{base}/nope/v1", "openai/maze", "HTTP 404: is --api-base right?"),
+        (f"{base}/listed/v1", "openai/chess-master", "does not serve a model named 'chess-master'"),
+    ]
+    for api_base, model, message in cases:
+        before = len(fake_server.requests())
+        out = tmp_path / model.replace("/", "-")
+        args = ["run", "--task", "maze-fo", "--model", model, "--api-base", api_base, "--out", str(out)]
+        assert main([*args, "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert len(fake_server.requests()) == before and not out.exists()  # no episode was tried
+    served = ["run", "--task", "maze-fo", "--model", "openai/maze", "--api-base", f"{base}/listed/v1"]
+    assert main([*served, "--episodes", "1", "--out", str(tmp_path / "ok"), "--no-progress"]) == 0
+    # --no-preflight: the run starts, and every episode meets the 404
+    skipped = ["run", "--task", "maze-fo", "--model", "openai/maze", "--api-base", f"{base}/nope/v1"]
+    skipped += ["--no-preflight", "--episodes", "1", "--max-retries", "0", "--out", str(tmp_path / "skipped")]
+    assert main([*skipped, "--no-progress"]) == 1

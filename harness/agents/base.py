@@ -39,6 +39,7 @@ class AgentOptions:
     # this ceiling (None: 4x ``concurrency``); ``adaptive_concurrency=False`` keeps it at ``concurrency``.
     max_concurrency: int | None = None
     adaptive_concurrency: bool = True
+    preflight: bool = True  # API endpoints: check the model is served before any episode
     extra: dict[str, Any] = field(default_factory=dict)
 
     def given(self) -> list[str]:

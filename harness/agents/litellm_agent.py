@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import socket
 import sys
@@ -250,6 +251,9 @@ class LiteLLMAgent(Agent):
         litellm = _litellm()
         if self.options.api_base:
             await _check_reachable(self.options.api_base)
+            if self.provider in _OPENAI_COMPATIBLE and self.options.preflight:
+                key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
+                await _check_served(self.options.api_base, key, self.model.split("/", 1)[1])
             return
         env = litellm.validate_environment(model=self.model)
         if not env.get("keys_in_environment", True):
@@ -398,6 +402,40 @@ def _price_per_token(litellm: Any, model: str) -> tuple[float, float]:
             prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
             return float(prices[0] or 0), float(prices[1] or 0)
     return 0.0, 0.0
+
+
+async def _check_served(api_base: str, api_key: str, name: str) -> None:
+    """Before any episode: ``GET {api_base}/models`` finds a wrong path (404), a refused key (401/403)
+    and a model the server does not serve, in one line each, instead of after every episode has been
+    played into errors. A server that lists nothing, or fails otherwise, is left to the run."""
+    import aiohttp
+
+    url = api_base.rstrip("/") + "/models"
+    try:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as session,
+            session.get(url, timeout=aiohttp.ClientTimeout(total=15)) as response,
+        ):
+            status = response.status
+            body = await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return
+    if status in (401, 403):
+        raise AgentConfigError(f"{api_base} refused the API key (HTTP {status})")
+    if status == 404:
+        raise AgentConfigError(
+            f"{url} answered HTTP 404: is --api-base right? (an OpenAI-compatible base usually ends in "
+            "/v1; --no-preflight skips this check)"
+        )
+    if status != 200:
+        return
+    try:
+        served = [str(m.get("id")) for m in json.loads(body).get("data", []) if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        return
+    if served and name not in served:
+        shown = ", ".join(served[:5]) + (", ..." if len(served) > 5 else "")
+        raise AgentConfigError(f"{api_base} does not serve a model named {name!r} (it serves: {shown})")
 
 
 async def _check_reachable(api_base: str) -> None:
