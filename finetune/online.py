@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from lmrl.finetune.data import Sample
-from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainError
+from lmrl.finetune.trainer import (
+    TASK_DEFAULTS,
+    TASK_EVAL_OPTIONS,
+    StepProgress,
+    TrainError,
+    jsonable,
+    read_state,
+)
 
 ONLINE_ALGORITHMS = {"ppo": "ppo", "online-filtered-bc": "online_filtered_bc", "grpo": "grpo"}
 ROUND_SEED = 1_000_000  # rollout run seeds start here: far from the evaluation (1000) and validation seeds
@@ -147,7 +154,7 @@ def train_online(
     _check(config)
     out = config.out
     state_dir = out / "state"
-    state = _read_state(state_dir, config)
+    state = read_state(state_dir, config)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     main = accelerator.is_main_process
@@ -184,8 +191,8 @@ def train_online(
     first = state["round"] + 1 if state else 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
-    bar = _RoundProgress(config.rounds, first, enabled=progress and main)
+        (out / "train_config.json").write_text(json.dumps(jsonable(config), indent=2) + "\n")
+    bar = StepProgress(config.rounds, first, enabled=progress and main, label="rounds")
     record: dict[str, Any] = {}
     try:
         for round_index in range(first, config.rounds):
@@ -213,7 +220,7 @@ def train_online(
                     on_log(record)
                 _save_state(state_dir, ctx.policy, tokenizer, ctx, optimizer, kl, round_index, config)
             accelerator.wait_for_everyone()
-            bar.update(round_index + 1, record)
+            bar.update(round_index + 1, _figures(record))
     finally:
         bar.close()
     if main:
@@ -441,26 +448,10 @@ def _save_state(
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
     if ctx.value_module is not None:
         torch.save(ctx.value_module.state_dict(), partial / "value_head.pt")
-    record = {"round": round_index, "kl_coef": kl.coef, "identity": _jsonable(config.identity())}
+    record = {"round": round_index, "kl_coef": kl.coef, "identity": jsonable(config.identity())}
     (partial / "state.json").write_text(json.dumps(record))
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)  # a kill leaves the old state or the new one, never half of one
-
-
-def _read_state(state_dir: Path, config: OnlineConfig) -> dict[str, Any] | None:
-    path = state_dir / "state.json"
-    if not path.exists():
-        return None
-    state = json.loads(path.read_text())
-    if state.get("identity") != _jsonable(config.identity()):
-        raise TrainError(f"{config.out} holds a different training run; use another --out")
-    return state
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(
-        json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value, default=str)
-    )
 
 
 def _plot(out: Path) -> None:
@@ -486,31 +477,10 @@ def _plot(out: Path) -> None:
     plt.close(figure)
 
 
-class _RoundProgress:
-    """A rich progress bar over rounds: mean return, success, KL, loss, episodes/s."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        self.progress = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-        )  # fmt: skip
-        self.progress.start()
-        self.task = self.progress.add_task("rounds", total=total, completed=done, info="")
-
-    def update(self, done: int, record: dict) -> None:
-        if self.progress is not None:
-            info = (
-                f"return {record['mean_return']:.2f}  success {record['success']:.0%}  "
-                f"kl {record.get('kl', 0.0):.4f}  loss {record.get('loss', 0.0):.4f}  "
-                f"{record['episodes_per_s']:.1f} ep/s"
-            )
-            self.progress.update(self.task, completed=done, info=info)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _figures(record: dict[str, Any]) -> str:
+    """The progress bar's line for a round: mean return, success, KL, loss, episodes/s."""
+    return (
+        f"return {record['mean_return']:.2f}  success {record['success']:.0%}  "
+        f"kl {record.get('kl', 0.0):.4f}  loss {record.get('loss', 0.0):.4f}  "
+        f"{record['episodes_per_s']:.1f} ep/s"
+    )

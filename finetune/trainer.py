@@ -156,7 +156,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     episodes, task = _data(config)
     out = config.out
     state_dir = out / "state"
-    resumed = _read_state(state_dir, config)
+    resumed = read_state(state_dir, config)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     try:
         with accelerator.main_process_first():  # one process builds a from-scratch base, the rest read it
@@ -197,12 +197,12 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
     if main:
-        (out / "train_config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+        (out / "train_config.json").write_text(json.dumps(jsonable(config), indent=2) + "\n")
     log = (out / "train_log.jsonl").open("a") if main else None
     pad = tokenizer.pad_token_id
     window: list[dict] = []
     tokens, started = 0, time.perf_counter()
-    bar = _Progress(total, step, enabled=progress and accelerator.is_main_process)
+    bar = StepProgress(total, step, enabled=progress and accelerator.is_main_process)
     try:
         while step < total:
             epoch, skip = divmod(step, per_epoch)
@@ -234,7 +234,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                     record = _summary(window, step, epoch, tokens / (time.perf_counter() - started))
                     window = []
                     _write(log, record, on_log)
-                    bar.update(step, record)
+                    bar.update(step, f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s")
                 if config.eval_every and step % config.eval_every == 0 and step < total:
                     _write(
                         log, _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step), on_log
@@ -298,22 +298,23 @@ def _save_state(state_dir, config, accelerator, model, heads, tokenizer, optimiz
     shutil.rmtree(partial, ignore_errors=True)
     _save_checkpoint(partial / "model", config, accelerator, model, heads, tokenizer, algo)
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    (partial / "state.json").write_text(json.dumps({"step": step, "identity": _jsonable(config.identity())}))
+    (partial / "state.json").write_text(json.dumps({"step": step, "identity": jsonable(config.identity())}))
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
 
 
-def _read_state(state_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+def read_state(state_dir: Path, config: Any) -> dict[str, Any] | None:
+    """The saved state a rerun resumes from (None: start afresh); a state of another run is an error."""
     path = state_dir / "state.json"
     if not path.exists():
         return None
     state = json.loads(path.read_text())
-    if state.get("identity") != _jsonable(config.identity()):
+    if state.get("identity") != jsonable(config.identity()):
         raise TrainError(f"{config.out} holds a different training run; use another --out")
     return state
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return json.loads(
         json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value, default=str)
     )
@@ -334,26 +335,25 @@ def _write(log: Any, record: dict, on_log: Callable[[dict], None] | None) -> Non
         on_log(record)
 
 
-class _Progress:
-    """A rich progress bar: step, loss, tokens/s, ETA."""
+class StepProgress:
+    """A rich progress bar over steps (or rounds): a label, done/total, a line of figures, ETA."""
 
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
+    def __init__(self, total: int, done: int, enabled: bool, label: str = "train") -> None:
         self.progress = None
         if not enabled:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
         )  # fmt: skip
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+        self.task = self.progress.add_task(label, total=total, completed=done, info="")
 
-    def update(self, step: int, record: dict) -> None:
+    def update(self, done: int, info: str) -> None:
         if self.progress is not None:
-            info = f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s"
-            self.progress.update(self.task, completed=step, info=info)
+            self.progress.update(self.task, completed=done, info=info)
 
     def close(self) -> None:
         if self.progress is not None:
