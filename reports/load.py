@@ -109,9 +109,13 @@ def load(paths: list[Path]) -> Loaded:
             continue
         info = _load_training(path)
         training.append(info)
-        for step, run_dir in _eval_runs(path):
+        found = _eval_runs(path)
+        for step, run_dir in found:
             info.steps.append((step, len(runs)))
-            _load_run(run_dir, path, runs, rows)
+            # the training's result in the leaderboard: its final evaluation (offline), or the evaluation
+            # of its last round (online, --eval-every); the rest feed the learning curves only
+            final = run_dir.name == "final" or (run_dir.name == "eval" and run_dir == found[-1][1])
+            _load_run(run_dir, path, runs, rows, final)
     episodes = typed_episodes(rows)
     for column, kind in (("run", "int64"), ("line", "int64"), ("step_eval", bool)):
         episodes[column] = episodes[column].astype(kind) if column in episodes else pd.Series(dtype=kind)
@@ -137,6 +141,7 @@ def _load_run(
     training: Path | None,
     runs: list[RunInfo],
     rows: list[dict[str, Any]],
+    final: bool = False,
 ) -> None:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -175,7 +180,7 @@ def _load_run(
             reasons = None if full else [t.get("invalid_reason") for t in turns if t.get("invalid")]
             row = episode_row(episode, reasons)
             row["run"], row["line"] = number, line
-            row["step_eval"] = training is not None and path.name != "final"
+            row["step_eval"] = training is not None and not final
             if episode.key in latest:
                 rows[latest[episode.key]] = row
             else:
@@ -192,6 +197,8 @@ def _load_training(path: Path) -> TrainInfo:
     log = pd.DataFrame([flatten(r, "") for r in records])
     for column in log.columns:
         log[column] = settle(log[column])
+    if "step" not in log and "round" in log:  # online training logs a record per round
+        log["step"] = log["round"] + 1
     config: dict[str, Any] = {}
     if (path / "train_config.json").exists():
         try:
@@ -202,7 +209,9 @@ def _load_training(path: Path) -> TrainInfo:
 
 
 def _eval_runs(path: Path) -> list[tuple[int, Path]]:
-    """(step, run directory) of a training output's evaluations, in step order; the final one last."""
+    """(step, run directory) of a training output's evaluations, in step order; the final one last. For
+    online training the step is the round: rollouts of round R were played after R updates, its
+    evaluation after R + 1."""
     found: list[tuple[int, Path]] = []
     evals = path / "evals"
     if evals.is_dir():
@@ -210,6 +219,13 @@ def _eval_runs(path: Path) -> list[tuple[int, Path]]:
             match = re.fullmatch(r"step-(\d+)", child.name)
             if match and (child / "run" / MANIFEST).is_file():
                 found.append((int(match.group(1)), child / "run"))
+    # Online training: each round's evaluation (--eval-every) if it has one, else its rollouts, at the
+    # number of rounds done when they were played.
+    for child in (path / "rounds").iterdir() if (path / "rounds").is_dir() else []:
+        match = re.fullmatch(r"round-(\d+)", child.name)
+        played = next((child / name for name in ("eval", "run") if (child / name / MANIFEST).is_file()), None)
+        if match and played is not None:
+            found.append((int(match.group(1)) + (played.name == "eval"), played))
     found.sort()
     if (evals / "final" / MANIFEST).is_file():
         last = [r for _, r in iter_records(path / TRAIN_LOG, key=False) if "checkpoint" in r]

@@ -125,7 +125,10 @@ def _best(rows: pd.DataFrame) -> set[str]:
 
 def _leaderboard(table_: pd.DataFrame) -> str:
     if table_.empty:
-        return "<p>No episodes.</p>"
+        return (
+            "<p>No episodes to rank: the runs given are evaluations during training (see Training; "
+            "an online run ranks its last round when it evaluates with --eval-every).</p>"
+        )
     tasks = sorted(table_["task"].unique())
     best = {t: _best(table_[table_["task"] == t]) for t in tasks}
     cells = {(r.task, r.model): r for r in table_.itertuples(index=False)}

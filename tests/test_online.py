@@ -270,3 +270,24 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (out / "rounds").exists()
+
+
+def test_lmrl_report_reads_an_online_run(policy, tmp_path) -> None:
+    from lmrl.reports.report import learning_curve, write_report
+
+    out = tmp_path / "online"
+    config = _online(policy, out, algo="online-filtered-bc", filter="top:0.5", eval_every=1, eval_episodes=3)
+    train_online(config, progress=False)
+    report = write_report([out], tmp_path / "report")
+    (info,) = report.loaded.training
+    curve = learning_curve(info, report.loaded)
+    assert list(curve["step"]) == [1, 2]  # each round's evaluation, after 1 and 2 updates
+    assert list(info.log["step"]) == [1, 2]
+    ranked = report.loaded.episodes[~report.loaded.episodes["step_eval"]]
+    assert len(ranked) == 3  # the leaderboard ranks the last round's evaluation
+    assert (out / "rounds" / "round-001" / "eval" / "episodes.jsonl").exists()
+    # without evaluations, the rounds' own rollouts make the curve (at 0 and 1 updates)
+    bare = tmp_path / "bare"
+    train_online(_online(policy, bare, algo="online-filtered-bc", filter="top:0.5"), progress=False)
+    loaded = write_report([bare], tmp_path / "report-bare").loaded
+    assert list(learning_curve(loaded.training[0], loaded)["step"]) == [0, 1]
