@@ -1,20 +1,26 @@
 """Over real HTTP: lmrl's runner against a bare anyio + litellm loop making the same calls.
 
 200 episodes x 20 turns of maze-fo against the scripted local server (instant replies) at concurrency
-64 and 256, alternating lmrl and the bare loop so both see the same machine state; then the
+64 and 256, alternating lmrl and the bare loop so both see the same machine state. Then the distance
+to the machine's limit: the direct transport against a plain aiohttp loop making the same calls (one
+session, JSON in and out, nothing else) at concurrency 64, 256 and 1024 (target >= 80%); what the
+response cache, the budgets and the adaptive limit cost on the direct transport (target < 5%); and
+``lmrl run``'s start-up: process start to the first request at the server. Then the
 latency-bound case: the server answers after 500 ms, 256 episodes x 20 turns at concurrency 64, wall
 time against the ideal 4 rounds x 20 turns x 0.5 s = 40 s. Targets: >= 95% of the bare loop, >= 90% of ideal.
 Then a 429 storm: the server answers in 50 ms but allows only K calls in flight and answers 429 beyond
 (no Retry-After, then Retry-After: 1); the adaptive per-endpoint limit against a fixed limit at the
 same starting concurrency, alternating, with the default retry policy (6 retries, 1 s base backoff).
 
-    python bench/http_throughput.py [--repeats 3] [--skip-latency] [--skip-storm | --storm-only]
+    python bench/http_throughput.py [--repeats 3] [--only litellm|direct|features|startup|latency|storm]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -23,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import _common  # noqa: F401
+import aiohttp
 import anyio
 from _common import fake_server, median
 
@@ -80,11 +87,57 @@ async def bare_loop(api_base: str, model: str, episodes: int, concurrency: int) 
     return episodes * TURNS / (time.perf_counter() - started)
 
 
+async def plain_loop(api_base: str, model: str, episodes: int, concurrency: int) -> float:
+    """The machine's limit for these calls: each episode makes TURNS sequential chat-completion POSTs
+    with a growing chat through one plain aiohttp session (json.dumps out, json.loads back)."""
+    task = make_task("maze-fo")
+    system, first = task.system_prompt(), task.reset(0, 0)
+    limiter = anyio.CapacityLimiter(concurrency)
+    name = model.split("/", 1)[1]
+    url = api_base + "/chat/completions"
+    headers = {"Authorization": "Bearer EMPTY", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def episode() -> None:
+            async with limiter:
+                messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+                for _ in range(TURNS):
+                    body = json.dumps({"model": name, "messages": messages})
+                    async with session.post(url, data=body) as response:
+                        payload = json.loads(await response.read())
+                    messages += [
+                        {"role": "assistant", "content": payload["choices"][0]["message"]["content"]},
+                        {"role": "user", "content": first},
+                    ]
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for _ in range(episodes):
+                group.start_soon(episode)
+        return episodes * TURNS / (time.perf_counter() - started)
+
+
 def lmrl_run(
-    api_base: str, model: str, episodes: int, concurrency: int, transport: str
+    api_base: str,
+    model: str,
+    episodes: int,
+    concurrency: int,
+    transport: str,
+    adaptive: bool = True,
+    cache: bool = False,
+    budgets: bool = False,
 ) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        options = AgentOptions(api_base=api_base, concurrency=concurrency, extra={"transport": transport})
+        options = AgentOptions(
+            api_base=api_base,
+            concurrency=concurrency,
+            adaptive_concurrency=adaptive,
+            extra={"transport": transport},
+        )
+        never = {"max_cost": 1e9, "max_episode_tokens": 10**12, "max_episode_seconds": 1e9}
+        limits = never if budgets else {}  # checked on every call and turn, never reached
         config = RunConfig(
             out=Path(tmp) / "run",
             tasks=["maze-fo"],
@@ -93,10 +146,94 @@ def lmrl_run(
             concurrency=concurrency,
             max_turns=TURNS,
             agent_options=options,
+            cache=Path(tmp) / "cache" if cache else None,  # a fresh cache: every call a miss, then a write
+            **limits,
         )
         result = anyio.run(Runner(config).run)
         assert result.errors == 0 and result.turns == episodes * TURNS, result
         return result.turns / result.wall_s, result.wall_s
+
+
+def direct_vs_plain(api_base: str, episodes: int, repeats: int) -> None:
+    print(
+        f"direct transport vs a plain aiohttp loop: maze-fo, {TURNS} turns per episode, full history each "
+        f"call, max({episodes}, concurrency) episodes, alternating; medians of {repeats}"
+    )
+    print("| concurrency | plain aiohttp loop | lmrl, direct transport | direct / plain |")
+    print("|---|---|---|---|")
+    for concurrency in (64, 256, 1024):
+        count = max(episodes, concurrency)
+        rates: dict[str, list[float]] = {"plain": [], "direct": []}
+        for _ in range(repeats):
+            model = f"openai/say@id={uuid.uuid4().hex[:6]}"
+            rates["plain"].append(anyio.run(plain_loop, api_base, model, count, concurrency))
+            rates["direct"].append(lmrl_run(api_base, model, count, concurrency, "direct")[0])
+        ratio = median([d / p for d, p in zip(rates["direct"], rates["plain"], strict=True)])
+        print(
+            f"| {concurrency} | {median(rates['plain']):,.0f} turns/s "
+            f"| {median(rates['direct']):,.0f} turns/s | {ratio:.2f} |",
+            flush=True,
+        )
+
+
+FEATURES = {
+    "none (fixed limit, no cache, no budgets)": {"adaptive": False},
+    "adaptive limit (the default)": {"adaptive": True},
+    "budgets (--max-cost, --max-episode-tokens, --max-episode-seconds)": {"adaptive": False, "budgets": True},
+    "--cache (every call a miss and a write)": {"adaptive": False, "cache": True},
+    "all three": {"adaptive": True, "budgets": True, "cache": True},
+}
+
+
+def features(api_base: str, episodes: int, repeats: int, concurrency: int = 256) -> None:
+    print(
+        f"what the features cost on the direct transport: {episodes} maze-fo episodes x {TURNS} turns, "
+        f"concurrency {concurrency}, instant server, alternating; medians of {repeats}"
+    )
+    print("| switched on | turns/s | vs none |")
+    print("|---|---|---|")
+    rates: dict[str, list[float]] = {label: [] for label in FEATURES}
+    for _ in range(repeats):
+        for label, switches in FEATURES.items():
+            model = f"openai/say@id={uuid.uuid4().hex[:6]}"
+            rates[label].append(lmrl_run(api_base, model, episodes, concurrency, "direct", **switches)[0])
+    base = rates[next(iter(FEATURES))]
+    for label, rows in rates.items():
+        ratio = median([r / b for r, b in zip(rows, base, strict=True)])
+        print(f"| {label} | {median(rows):,.0f} | {ratio - 1:+.1%} |", flush=True)
+
+
+def startup(api_base: str, repeats: int) -> None:
+    """``lmrl run`` on the direct transport: process start to the server's first request, and the
+    whole command (2 episodes, then the Parquet export and the summary)."""
+    firsts, wholes, imported = [], [], []
+    requests_url = api_base.removesuffix("/v1") + "/requests"
+    probe = "import sys; from lmrl.cli import main; main(sys.argv[1:]); print('litellm' in sys.modules)"
+    for _ in range(repeats):
+        model = f"openai/say@id={uuid.uuid4().hex[:6]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            args = ["run", "--task", "maze-fo", "--model", model, "--api-base", api_base, "--episodes", "2"]
+            args += ["--out", str(Path(tmp) / "run"), "--no-progress"]
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [sys.executable, "-c", probe, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            first = None
+            while first is None and process.poll() is None:
+                with urllib.request.urlopen(requests_url) as response:
+                    if any(r["model"] == model.removeprefix("openai/") for r in json.load(response)):
+                        first = time.perf_counter() - started
+                time.sleep(0.005)
+            out, _ = process.communicate()
+            wholes.append(time.perf_counter() - started)
+            firsts.append(first if first is not None else float("nan"))
+            imported.append(out.decode().strip().splitlines()[-1])
+    print(
+        f"start-up of `lmrl run` (direct transport, 2 episodes; median of {repeats}): first request "
+        f"{median(firsts):.2f} s after process start, whole command {median(wholes):.2f} s; "
+        f"litellm imported: {', '.join(sorted(set(imported)))}",
+        flush=True,
+    )
 
 
 def storm_run(api_base: str, cap: int, retry: str, episodes: int, concurrency: int, adaptive: bool) -> dict:
@@ -158,60 +295,73 @@ def storm(api_base: str, repeats: int) -> None:
             )
 
 
+SECTIONS = ("litellm", "direct", "features", "startup", "latency", "storm")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections; repeat")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--storm-only", action="store_true")
     args = parser.parse_args()
+    chosen = set(args.only or (["storm"] if args.storm_only else SECTIONS))
+    chosen -= {"latency"} if args.skip_latency else set()
+    chosen -= {"storm"} if args.skip_storm else set()
     with fake_server() as api_base:
-        if args.storm_only:
+        if "startup" in chosen:
+            startup(api_base, args.repeats)
+        if "direct" in chosen:
+            direct_vs_plain(api_base, args.episodes, args.repeats)
+        if "features" in chosen:
+            features(api_base, args.episodes, args.repeats)
+        if "litellm" in chosen:
+            litellm_vs_bare(api_base, args.episodes, args.repeats)
+        if "latency" in chosen:
+            latency(api_base)
+        if "storm" in chosen:
             storm(api_base, args.repeats)
-            return
-        model = f"openai/say@id={uuid.uuid4().hex[:6]}"  # always "move up": never reaches the goal
-        anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
-        print(f"{args.episodes} episodes x {TURNS} turns, instant server, median of {args.repeats}")
-        print(
-            "| concurrency | bare litellm loop | lmrl, litellm transport | ratio "
-            "| lmrl, direct transport | ratio |"
-        )
-        print("|---|---|---|---|---|---|")
-        for concurrency in (64, 256):
-            rates: dict[str, list[float]] = {"bare": [], "litellm": [], "direct": []}
-            for _ in range(args.repeats):
-                with litellm_defaults():
-                    rates["bare"].append(anyio.run(bare_loop, api_base, model, args.episodes, concurrency))
-                for transport in ("litellm", "direct"):
-                    rates[transport].append(
-                        lmrl_run(api_base, model, args.episodes, concurrency, transport)[0]
-                    )
-            bare = median(rates["bare"])
-            lite = median([o / b for o, b in zip(rates["litellm"], rates["bare"], strict=True)])
-            direct = median([o / b for o, b in zip(rates["direct"], rates["bare"], strict=True)])
-            print(
-                f"| {concurrency} | {bare:,.0f} turns/s | {median(rates['litellm']):,.0f} turns/s "
-                f"| {lite:.2f} "
-                f"| {median(rates['direct']):,.0f} turns/s | {direct:.1f} |"
-            )
-        if not args.skip_latency:
-            slow = f"openai/say@delay=0.5@id={uuid.uuid4().hex[:6]}"
-            ideal = 4 * TURNS * 0.5
-            print(
-                f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64, "
-                f"ideal {ideal:.0f} s"
-            )
-            started = time.perf_counter()
+
+
+def litellm_vs_bare(api_base: str, episodes: int, repeats: int) -> None:
+    model = f"openai/say@id={uuid.uuid4().hex[:6]}"  # always "move up": never reaches the goal
+    anyio.run(bare_loop, api_base, model, 20, 8)  # warm litellm
+    print(f"{episodes} episodes x {TURNS} turns, instant server, median of {repeats}")
+    print(
+        "| concurrency | bare litellm loop | lmrl, litellm transport | ratio "
+        "| lmrl, direct transport | ratio |"
+    )
+    print("|---|---|---|---|---|---|")
+    for concurrency in (64, 256):
+        rates: dict[str, list[float]] = {"bare": [], "litellm": [], "direct": []}
+        for _ in range(repeats):
             with litellm_defaults():
-                anyio.run(bare_loop, api_base, slow, 256, 64)
-            bare_wall = time.perf_counter() - started
-            print(f"| bare litellm loop | {bare_wall:.1f} s | {ideal / bare_wall:.1%} of ideal |")
+                rates["bare"].append(anyio.run(bare_loop, api_base, model, episodes, concurrency))
             for transport in ("litellm", "direct"):
-                _, wall = lmrl_run(api_base, slow, 256, 64, transport)
-                print(f"| lmrl, {transport} transport | {wall:.1f} s | {ideal / wall:.1%} of ideal |")
-        if not args.skip_storm:
-            storm(api_base, args.repeats)
+                rates[transport].append(lmrl_run(api_base, model, episodes, concurrency, transport)[0])
+        bare = median(rates["bare"])
+        lite = median([o / b for o, b in zip(rates["litellm"], rates["bare"], strict=True)])
+        direct = median([o / b for o, b in zip(rates["direct"], rates["bare"], strict=True)])
+        print(
+            f"| {concurrency} | {bare:,.0f} turns/s | {median(rates['litellm']):,.0f} turns/s | {lite:.2f} "
+            f"| {median(rates['direct']):,.0f} turns/s | {direct:.1f} |"
+        )
+
+
+def latency(api_base: str) -> None:
+    slow = f"openai/say@delay=0.5@id={uuid.uuid4().hex[:6]}"
+    ideal = 4 * TURNS * 0.5
+    print(f"latency-bound: 256 episodes x {TURNS} turns, 500 ms replies, concurrency 64, ideal {ideal:.0f} s")
+    started = time.perf_counter()
+    with litellm_defaults():
+        anyio.run(bare_loop, api_base, slow, 256, 64)
+    bare_wall = time.perf_counter() - started
+    print(f"| bare litellm loop | {bare_wall:.1f} s | {ideal / bare_wall:.1%} of ideal |")
+    for transport in ("litellm", "direct"):
+        _, wall = lmrl_run(api_base, slow, 256, 64, transport)
+        print(f"| lmrl, {transport} transport | {wall:.1f} s | {ideal / wall:.1%} of ideal |")
 
 
 if __name__ == "__main__":

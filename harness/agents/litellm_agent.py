@@ -1,17 +1,23 @@
 """API models through litellm: ``openai/gpt-4o-mini``, ``anthropic/...``, ``hosted_vllm/...``, any api_base.
 
-Keys come only from the environment (litellm reads them itself). Retries are ours (tenacity), not
-litellm's: exponential backoff with jitter on rate limits, 5xx, timeouts, connection errors and
-malformed bodies, honouring ``Retry-After``. Calls in flight are bounded by one adaptive limit per
-endpoint, shared with every other agent on it (``endpoint_limits``): it halves on 429 and grows back.
+Keys come only from the environment (litellm reads them itself). Retries are ours, not litellm's:
+exponential backoff with jitter on rate limits, 5xx, timeouts, connection errors and malformed
+bodies, honouring ``Retry-After``. Calls in flight are bounded by one adaptive limit per endpoint,
+shared with every other agent on it (``endpoint_limits``): it halves on 429 and grows back.
+
+litellm itself (6-7 s and ~200 MB to import) is imported only when a call goes through it: an
+OpenAI-compatible ``api_base`` on the direct transport never needs it, not even for its price map.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import inspect
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -19,13 +25,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import anyio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from lmrl import cache as response_cache
 from lmrl.agents.base import GENERATION_OPTIONS, Agent, AgentConfigError, AgentOptions, Completion
@@ -35,6 +34,8 @@ from lmrl.secrets import one_line
 from lmrl.task import Prompt
 
 _RETRY_AFTER_CAP_S = 120.0
+_BACKOFF_CAP_S = 60.0
+_LOCAL_COST_MAP = "LITELLM_LOCAL_MODEL_COST_MAP"
 _configured = False
 
 
@@ -57,14 +58,13 @@ def _import_litellm() -> Any:
     network), leaving the caller's environment as it was."""
     if "litellm" in sys.modules:
         return sys.modules["litellm"]
-    name = "LITELLM_LOCAL_MODEL_COST_MAP"
-    before = os.environ.get(name)
-    os.environ[name] = "True" if before is None else before
+    before = os.environ.get(_LOCAL_COST_MAP)
+    os.environ[_LOCAL_COST_MAP] = "True" if before is None else before
     try:
         import litellm
     finally:
         if before is None:
-            del os.environ[name]
+            del os.environ[_LOCAL_COST_MAP]
     return litellm
 
 
@@ -97,40 +97,45 @@ class AgentCallError(RuntimeError):
 
 
 def _retryable(error: BaseException) -> bool:
-    litellm = _litellm()
-    if isinstance(
-        error,
-        litellm.AuthenticationError
-        | litellm.PermissionDeniedError
-        | litellm.NotFoundError
-        | litellm.ContextWindowExceededError
-        | litellm.ContentPolicyViolationError
-        | litellm.BadRequestError,
-    ):
-        return False
-    if isinstance(
-        error,
-        litellm.RateLimitError
-        | litellm.InternalServerError
-        | litellm.ServiceUnavailableError
-        | litellm.BadGatewayError
-        | litellm.APIConnectionError
-        | litellm.Timeout
-        | litellm.APIResponseValidationError
-        | TimeoutError
-        | ConnectionError,
-    ):
+    # Only litellm raises litellm's exceptions: while it is not imported, none can be one of them.
+    litellm = sys.modules.get("litellm")
+    if litellm is not None:
+        if isinstance(
+            error,
+            litellm.AuthenticationError
+            | litellm.PermissionDeniedError
+            | litellm.NotFoundError
+            | litellm.ContextWindowExceededError
+            | litellm.ContentPolicyViolationError
+            | litellm.BadRequestError,
+        ):
+            return False
+        if isinstance(
+            error,
+            litellm.RateLimitError
+            | litellm.InternalServerError
+            | litellm.ServiceUnavailableError
+            | litellm.BadGatewayError
+            | litellm.APIConnectionError
+            | litellm.Timeout
+            | litellm.APIResponseValidationError,
+        ):
+            return True
+    if isinstance(error, TimeoutError | ConnectionError):
         return True
     status = getattr(error, "status_code", None)
     if isinstance(status, int):
         return status == 429 or status >= 500
     # litellm.APIError without a status, JSON decoding errors: a garbled body is worth another try.
-    return isinstance(error, litellm.APIError | ValueError)
+    return isinstance(error, ValueError) or (litellm is not None and isinstance(error, litellm.APIError))
 
 
-def _rate_limited(litellm: Any, error: BaseException) -> bool:
+def _rate_limited(error: BaseException) -> bool:
     """HTTP 429 only: the one answer that says we are too many (5xx says the server is broken)."""
-    return isinstance(error, litellm.RateLimitError) or getattr(error, "status_code", None) == 429
+    if getattr(error, "status_code", None) == 429:
+        return True
+    litellm = sys.modules.get("litellm")
+    return litellm is not None and isinstance(error, litellm.RateLimitError)
 
 
 def retry_after_seconds(error: BaseException | None) -> float | None:
@@ -157,16 +162,17 @@ def retry_after_seconds(error: BaseException | None) -> float | None:
     return None
 
 
-class _WaitRetryAfterOrBackoff:
-    """tenacity wait: the server's ``Retry-After`` when given, else exponential backoff with jitter."""
-
-    def __init__(self, base_delay: float) -> None:
-        self._backoff = wait_exponential_jitter(multiplier=base_delay, max=60.0, jitter=base_delay)
-
-    def __call__(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        asked = retry_after_seconds(error)
-        return asked if asked is not None else self._backoff(state)
+def _retry_wait(error: BaseException, attempt: int, base_delay: float) -> float:
+    """Seconds before the next try: the server's ``Retry-After`` when given, else exponential
+    backoff with jitter (``base * 2**(attempt-1) + U(0, base)``, at most a minute)."""
+    asked = retry_after_seconds(error)
+    if asked is not None:
+        return asked
+    try:
+        backoff = base_delay * 2 ** (attempt - 1) + random.uniform(0, base_delay)
+    except OverflowError:
+        backoff = _BACKOFF_CAP_S
+    return max(0.0, min(backoff, _BACKOFF_CAP_S))
 
 
 # Providers whose api_base is OpenAI-compatible by definition: the direct transport can serve them.
@@ -187,13 +193,9 @@ class LiteLLMAgent(Agent):
         self.options = options
         self.style = style
         self._base_delay = float(options.extra.get("retry_base_delay", 1.0))
-        litellm = _litellm()
-        try:
-            self.provider = litellm.get_llm_provider(model)[1]
-        except Exception as error:  # litellm raises BadRequestError with a long explanation
-            raise AgentConfigError(
-                f"unknown model {model!r}: litellm cannot tell its provider (use e.g. openai/gpt-4o-mini)"
-            ) from error
+        transport = str(options.extra.get("transport", "auto"))
+        direct_provider = _provider_without_litellm(model, options.api_base, transport)
+        self.provider = direct_provider or _litellm_provider(model)
         # Rate limits belong to the endpoint: the agent, partners and judges calling it share this.
         self._ceiling = options.max_concurrency or options.concurrency * CEILING_FACTOR
         self.limiter = endpoint_limiter(
@@ -202,12 +204,6 @@ class LiteLLMAgent(Agent):
             self._ceiling,
             options.adaptive_concurrency,
         )
-        self._fixed: dict[str, Any] = {"model": model, "timeout": options.request_timeout, "num_retries": 0}
-        if options.api_base:
-            self._fixed["api_base"] = options.api_base
-            if not litellm.validate_environment(model=model).get("keys_in_environment", True):
-                # A self-hosted OpenAI-compatible server rarely checks keys; litellm still wants one.
-                self._fixed["api_key"] = "EMPTY"
         # What each request carries besides the prompt: exactly what the user set, and nothing they did
         # not (the manifest records this dict as "sent").
         self.sent: dict[str, Any] = {}
@@ -224,8 +220,7 @@ class LiteLLMAgent(Agent):
         if stops:
             self.sent["stop"] = stops
         self.sent.update(options.extra.get("provider") or {})  # e.g. reasoning_effort, passed through
-        self._fixed.update(self.sent)
-        self.transport = self._choose_transport(str(options.extra.get("transport", "auto")))
+        self.transport = self._choose_transport(transport)
         self._http: OpenAIHTTPClient | None = None
         if self.transport == "direct":
             assert options.api_base is not None
@@ -233,7 +228,16 @@ class LiteLLMAgent(Agent):
             self._http = OpenAIHTTPClient(options.api_base, key, options.request_timeout, self._ceiling)
             self._body = dict(self.sent)
             self._body["model"] = model.split("/", 1)[1]
-            self._price = _price_per_token(litellm, model)
+            self._price = _price_per_token(model)
+            return
+        litellm = _litellm()
+        self._fixed: dict[str, Any] = {"model": model, "timeout": options.request_timeout, "num_retries": 0}
+        if options.api_base:
+            self._fixed["api_base"] = options.api_base
+            if not litellm.validate_environment(model=model).get("keys_in_environment", True):
+                # A self-hosted OpenAI-compatible server rarely checks keys; litellm still wants one.
+                self._fixed["api_key"] = "EMPTY"
+        self._fixed.update(self.sent)
 
     def _choose_transport(self, transport: str) -> str:
         if transport not in TRANSPORTS:
@@ -248,14 +252,13 @@ class LiteLLMAgent(Agent):
         return transport
 
     async def preflight(self) -> None:
-        litellm = _litellm()
         if self.options.api_base:
             await _check_reachable(self.options.api_base)
             if self.provider in _OPENAI_COMPATIBLE and self.options.preflight:
                 key = os.environ.get(_OPENAI_COMPATIBLE[self.provider]) or "EMPTY"
                 await _check_served(self.options.api_base, key, self.model.split("/", 1)[1])
             return
-        env = litellm.validate_environment(model=self.model)
+        env = _litellm().validate_environment(model=self.model)
         if not env.get("keys_in_environment", True):
             missing = ", ".join(env.get("missing_keys") or ["an API key"])
             raise AgentConfigError(f"{self.model} needs {missing} set in the environment")
@@ -288,35 +291,35 @@ class LiteLLMAgent(Agent):
         return request
 
     async def _request(self, prompt: Prompt) -> Completion:
-        litellm = _litellm()
         started: float | None = None
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.options.max_retries + 1),
-                wait=_WaitRetryAfterOrBackoff(self._base_delay),
-                retry=retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    # A slot per attempt: a call sleeping before its retry holds none.
-                    async with self.limiter.slot() as slot:
-                        started = started or time.perf_counter()
-                        try:
-                            if self._http is not None:
-                                completion = await self._call_direct(prompt)
-                            else:
-                                completion = await self._call_litellm(litellm, prompt)
-                        except Exception as error:
-                            if _rate_limited(litellm, error):
-                                slot.rate_limited(retry_after_seconds(error))
-                            raise
-                        slot.succeeded()
-        except Exception as error:
-            raise AgentCallError(one_line(error)) from None
+        attempts = self.options.max_retries + 1
+        # A plain loop, not a retry library: nearly every call succeeds first time, and that path
+        # should cost no more than the try it is.
+        for attempt in range(1, attempts + 1):
+            try:
+                # A slot per attempt: a call sleeping before its retry holds none.
+                async with self.limiter.slot() as slot:
+                    started = started or time.perf_counter()
+                    try:
+                        if self._http is not None:
+                            completion = await self._call_direct(prompt)
+                        else:
+                            completion = await self._call_litellm(prompt)
+                    except Exception as error:
+                        if _rate_limited(error):
+                            slot.rate_limited(retry_after_seconds(error))
+                        raise
+                    slot.succeeded()
+                break
+            except Exception as error:
+                if attempt == attempts or not _retryable(error):
+                    raise AgentCallError(one_line(error)) from None
+                await anyio.sleep(_retry_wait(error, attempt, self._base_delay))
         completion.latency_s = time.perf_counter() - (started or 0.0)
         return completion
 
-    async def _call_litellm(self, litellm: Any, prompt: Prompt) -> Completion:
+    async def _call_litellm(self, prompt: Prompt) -> Completion:
+        litellm = _litellm()
         if self.style == "text":
             response = await litellm.atext_completion(prompt=prompt.text, **self._fixed)
             text = response.choices[0].text
@@ -394,14 +397,61 @@ async def close_shared_clients() -> None:
         cache.flush_cache()  # a later run on a new loop must not pick up the closed clients
 
 
-def _price_per_token(litellm: Any, model: str) -> tuple[float, float]:
-    """(input, output) USD per token from litellm's bundled map; (0, 0) for models it does not know."""
-    for name in (model, model.split("/", 1)[-1]):
+def _provider_without_litellm(model: str, api_base: str | None, transport: str) -> str | None:
+    """The provider of a model the direct transport will serve (``openai/`` or ``hosted_vllm/`` with
+    an ``api_base``), read off its prefix as litellm would; None when litellm must be asked."""
+    prefix = model.partition("/")[0]
+    if api_base and prefix in _OPENAI_COMPATIBLE and transport in ("auto", "direct") and "/" in model:
+        return prefix
+    return None
+
+
+def _litellm_provider(model: str) -> str:
+    try:
+        return str(_litellm().get_llm_provider(model)[1])
+    except Exception as error:  # litellm raises BadRequestError with a long explanation
+        raise AgentConfigError(
+            f"unknown model {model!r}: litellm cannot tell its provider (use e.g. openai/gpt-4o-mini)"
+        ) from error
+
+
+def _price_per_token(model: str) -> tuple[float, float]:
+    """(input, output) USD per token from litellm's price map; (0, 0) for models it does not know.
+
+    A self-hosted model is rarely in the map, and importing litellm to learn that costs seconds: while
+    litellm is not imported and uses its bundled map, the map's names are read from that JSON file, and
+    litellm is imported only for a model the map prices."""
+    names = (model, model.split("/", 1)[-1])
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        bundled = _bundled_price_names()
+        if bundled is not None and not any(name in bundled for name in names):
+            return 0.0, 0.0
+        litellm = _litellm()
+    for name in names:
         entry = litellm.model_cost.get(name)
         if entry:
             prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
             return float(prices[0] or 0), float(prices[1] or 0)
     return 0.0, 0.0
+
+
+@functools.cache
+def _bundled_price_names() -> frozenset[str] | None:
+    """The model names in litellm's bundled price map (read as JSON, ~20 ms), or None when litellm
+    would load another map (``LITELLM_LOCAL_MODEL_COST_MAP`` set to something but true: it fetches
+    one) or the file cannot be read."""
+    if os.environ.get(_LOCAL_COST_MAP, "true").lower() != "true":
+        return None
+    try:
+        spec = importlib.util.find_spec("litellm")  # finds the package without importing it
+        folder = (spec.submodule_search_locations or [None])[0] if spec else None
+        if folder is None:
+            return None
+        with open(os.path.join(folder, "model_prices_and_context_window_backup.json"), "rb") as file:
+            return frozenset(json.load(file))
+    except (OSError, ValueError):
+        return None
 
 
 async def _check_served(api_base: str, api_key: str, name: str) -> None:
