@@ -153,6 +153,8 @@ class ResponseCache:
         self.path = Path(directory).expanduser() / FILE
         self.hits = self.stored = self.errors = 0
         self._lock = threading.Lock()
+        self._pending: list[tuple[Any, ...]] = []  # rows aput has queued for the writer thread
+        self._writing = False
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,31 +173,10 @@ class ResponseCache:
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        value = json.loads(row[0])
-        # A hit spends nothing: the original cost stays in the cache, the run counts 0.
-        return Completion(
-            text=value["text"],
-            tokens_in=value["tokens_in"],
-            tokens_out=value["tokens_out"],
-            cost_usd=0.0,
-            token_ids=value.get("token_ids"),
-            logprobs=value.get("logprobs"),
-        )
+        return None if row is None else _completion(row[0])
 
     def put(self, key: str, model: str, role: str, completion: Completion) -> None:
-        value = {
-            "text": completion.text,
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
-            "cost_usd": completion.cost_usd,
-        }
-        if completion.token_ids is not None:
-            value["token_ids"] = completion.token_ids
-        if completion.logprobs is not None:
-            value["logprobs"] = completion.logprobs
-        row = (key, model, role, json.dumps(value, ensure_ascii=False), time.time())
+        row = _row(key, model, role, completion)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", row)
             self.stored += 1
@@ -203,7 +184,16 @@ class ResponseCache:
     async def aget(self, key: str) -> Completion | None:
         """The cached reply, or ``None``; a cache that fails to answer is a miss, never a failed call."""
         try:
-            hit = await anyio.to_thread.run_sync(self.get, key)
+            # In WAL mode a read never waits for a writer: answer on the loop when no thread holds the
+            # connection (a ~4 us lookup), else in a thread.
+            if self._lock.acquire(blocking=False):
+                try:
+                    row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+                finally:
+                    self._lock.release()
+                hit = None if row is None else _completion(row[0])
+            else:
+                hit = await anyio.to_thread.run_sync(self.get, key)
         except (sqlite3.Error, ValueError, KeyError):
             self.errors += 1
             return None
@@ -215,10 +205,30 @@ class ResponseCache:
         return hit
 
     async def aput(self, key: str, model: str, role: str, completion: Completion) -> None:
+        self._pending.append(_row(key, model, role, completion))
+        if self._writing:
+            return  # the running writer takes this row too
+        self._writing = True
         try:
-            await anyio.to_thread.run_sync(self.put, key, model, role, completion)
-        except sqlite3.Error:
-            self.errors += 1  # the call itself succeeded; only its reuse is lost
+            while self._pending:
+                rows, self._pending = self._pending, []
+                try:
+                    await anyio.to_thread.run_sync(self._write, rows)
+                except sqlite3.Error:
+                    self.errors += len(rows)  # the calls themselves succeeded; only their reuse is lost
+        finally:
+            self._writing = False
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self.stored += len(rows)
 
     # --- management (``lmrl cache``) -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -264,5 +274,36 @@ class ResponseCache:
         return [self.path, self.path.with_name(FILE + "-wal"), self.path.with_name(FILE + "-shm")]
 
     def close(self) -> None:
+        rows, self._pending = self._pending, []
+        with contextlib.suppress(sqlite3.Error):
+            if rows:
+                self._write(rows)
         with self._lock:
             self._db.close()
+
+
+def _completion(response: str) -> Completion:
+    value = json.loads(response)
+    # A hit spends nothing: the original cost stays in the cache, the run counts 0.
+    return Completion(
+        text=value["text"],
+        tokens_in=value["tokens_in"],
+        tokens_out=value["tokens_out"],
+        cost_usd=0.0,
+        token_ids=value.get("token_ids"),
+        logprobs=value.get("logprobs"),
+    )
+
+
+def _row(key: str, model: str, role: str, completion: Completion) -> tuple[Any, ...]:
+    value: dict[str, Any] = {
+        "text": completion.text,
+        "tokens_in": completion.tokens_in,
+        "tokens_out": completion.tokens_out,
+        "cost_usd": completion.cost_usd,
+    }
+    if completion.token_ids is not None:
+        value["token_ids"] = completion.token_ids
+    if completion.logprobs is not None:
+        value["logprobs"] = completion.logprobs
+    return (key, model, role, json.dumps(value, ensure_ascii=False), time.time())
