@@ -3,6 +3,7 @@ server's rate limiter (``cap=K``: a request arriving while K are in flight gets 
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 import uuid
@@ -18,6 +19,13 @@ from lmrl.rundir import read_manifest
 from lmrl.runner import RunConfig, Runner
 from lmrl.task import Prompt, Segment
 from lmrl.tasks import make_task
+
+
+@pytest.fixture(autouse=True)
+def _no_agents_left_from_earlier_tests():
+    """A limiter lives as long as an agent on its endpoint: agents of earlier tests that only a
+    reference cycle keeps alive would otherwise join this test's endpoint with their own settings."""
+    gc.collect()
 
 
 class FakeClock:

@@ -130,8 +130,11 @@ class EndpointLimiter:
         the largest, and one agent asking for a fixed limit fixes it."""
         old = self.settings
         self.settings = (min(old[0], start), max(old[1], ceiling), old[2] and adaptive)
-        if self._run is None:
-            self._restart()  # no call made yet: start from the agreed settings
+        if self._run is None or (self.in_flight == 0 and not self._waiters):
+            # no call made yet, or none in flight (agents are made before a run, so this is a new one):
+            # start from the agreed settings, not from what an earlier run learned
+            self._run = None
+            self._restart()
         else:  # mid-run: keep what was learned
             self.aimd.ceiling = max(self.aimd.ceiling, ceiling)
             self.aimd.adaptive = self.aimd.adaptive and adaptive
