@@ -126,13 +126,13 @@ def request_key(request: dict[str, Any], role: str) -> str:
     as the server would have sampled it anew."""
     options = {k: v for k, v in (request.get("options") or {}).items() if not _CREDENTIAL.search(k)}
     body = {**request, "options": options, "role": role}
+    digest = _digest(body)  # serialized and hashed once: the episode's part is added to the digest
     scope = _episode.get()
-    if scope is not None:
-        digest = _digest(body)
-        occurrence = scope.seen.get(digest, 0)
-        scope.seen[digest] = occurrence + 1
-        body["episode"] = {"seed": scope.seed, "epoch": scope.epoch, "occurrence": occurrence}
-    return _digest(body)
+    if scope is None:
+        return digest
+    occurrence = scope.seen.get(digest, 0)
+    scope.seen[digest] = occurrence + 1
+    return hashlib.sha256(f"{digest}/{scope.seed}/{scope.epoch}/{occurrence}".encode()).hexdigest()
 
 
 def _digest(value: Any) -> str:
