@@ -120,12 +120,7 @@ def run(args: argparse.Namespace) -> int:
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
-    from lmrl.agents.local_settings import parse_local_options
-
-    try:
-        eval_options = parse_local_options(args.eval_option, "--eval-option")
-    except ValueError as error:
-        raise TrainError(str(error)) from None
+    eval_options = _eval_options(args)
     config = TrainConfig(
         algo=args.algo,
         data=[str(d) for d in args.data],
@@ -168,6 +163,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_options(args: argparse.Namespace) -> dict[str, Any]:
+    from lmrl.agents.local_settings import parse_local_options
+
+    try:
+        return parse_local_options(args.eval_option, "--eval-option")
+    except ValueError as error:
+        raise TrainError(str(error)) from None
+
+
 def _run_online(args: argparse.Namespace) -> int:
     if not args.task:
         raise TrainError(f"--algo {args.algo} trains online: give --task TASK")
@@ -175,18 +179,14 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
-    from lmrl.agents.local_settings import parse_local_options
 
-    roles: dict[str, str] = {}
-    for item in args.role:
-        role, sep, spec = item.partition("=")
-        if not sep or not role.strip() or not spec.strip():
-            raise TrainError(f"--role {item!r} is not ROLE=SPEC")
-        roles[role.strip()] = spec.strip()
+    from lmrl.options import role_specs
+
     try:
-        eval_options = parse_local_options(args.eval_option, "--eval-option")
+        roles = role_specs(args.role)
     except ValueError as error:
         raise TrainError(str(error)) from None
+    eval_options = _eval_options(args)
     config = OnlineConfig(
         algo=args.algo,
         task=args.task,

@@ -332,13 +332,12 @@ def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _roles(items: list[str]) -> dict[str, str]:
-    roles: dict[str, str] = {}
-    for item in items:
-        role, sep, spec = item.partition("=")
-        if not sep or not role.strip() or not spec.strip():
-            raise UsageError(f"--role {item!r} is not ROLE=SPEC (e.g. oracle=openai/gpt-4o-mini)")
-        roles[role.strip()] = spec.strip()
-    return roles
+    from lmrl.options import role_specs
+
+    try:
+        return role_specs(items)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:

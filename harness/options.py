@@ -34,3 +34,14 @@ def int_option(name: str, value: Any, low: int, high: int, error: type[Exception
     if not number.is_integer() or not low <= number <= high:
         raise error(message)
     return int(number)
+
+
+def role_specs(items: list[str]) -> dict[str, str]:
+    """``--role ROLE=SPEC`` items -> {role: spec}; a malformed one is a ``ValueError`` in one line."""
+    roles: dict[str, str] = {}
+    for item in items:
+        role, sep, spec = item.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise ValueError(f"--role {item!r} is not ROLE=SPEC (e.g. oracle=openai/gpt-4o-mini)")
+        roles[role.strip()] = spec.strip()
+    return roles
