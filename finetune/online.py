@@ -200,9 +200,10 @@ def train_online(
             started = time.perf_counter()
             if main:  # one process plays the round; every process then trains on all of it
                 model.eval()
-                loaded = share_model(playing.resolve(), model, tokenizer, str(device), "float32")
+                where = "cpu" if device.type == "cpu" else str(device)  # ranks on a CPU say cpu:0
+                loaded = share_model(playing.resolve(), model, tokenizer, where, "float32")
                 try:
-                    _rollouts(config, round_index, playing, str(device))
+                    _rollouts(config, round_index, playing, where)
                 finally:
                     release_model(loaded)
             accelerator.wait_for_everyone()

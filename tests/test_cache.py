@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_roles import EchoOracle
 
 from lmrl.agents import AgentOptions, Completion
 from lmrl.cache import FILE, ResponseCache, episode_scope, request_key, use_cache
@@ -97,6 +96,10 @@ def test_other_options_seeds_or_roles_miss(fake_server, tmp_path):
 
 @pytest.mark.anyio
 async def test_partner_calls_are_cached_per_occurrence(fake_server, tmp_path):
+    # imported here, not at collection: importing registers the test task, and the tests that run over
+    # every built-in task are parametrized at collection
+    from test_roles import EchoOracle
+
     oracle = f"openai/say@text=No.@id={uuid.uuid4().hex[:8]}"
 
     def config(name: str) -> RunConfig:

@@ -11,7 +11,7 @@ from typing import Any
 from lmrl.agents.base import AgentConfigError
 from lmrl.options import flag_option
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+_DEVICE = re.compile(r"auto|cpu(:\d+)?|cuda(:\d+)?|mps")
 _DTYPES = {
     "float32": "float32",
     "fp32": "float32",
