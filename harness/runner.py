@@ -9,7 +9,6 @@ goes on; Ctrl-C cancels the workers and everything finished so far is already on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ from lmrl.cache import CacheError, ResponseCache, use_cache
 from lmrl.episode import Episode, episode_key
 from lmrl.judges import Judge
 from lmrl.rollout import Budget, BudgetReached, derive_seed, rollout
+from lmrl.run_history import first_difference, generation_settings, record_invocation, spent
 from lmrl.rundir import (
     EPISODES,
     LOCK,
@@ -100,26 +100,6 @@ class RunConfig:
             "roles": dict(sorted(self.roles.items())),
             **({"same_starts": True} if self.same_starts else {}),
         }
-
-
-# Agent options that change how calls are made, not what a model says: a rerun may change them freely.
-_TRANSPORT_OPTIONS = frozenset(
-    {
-        "transport", "retry_base_delay", "max_batch_size", "max_batch_tokens", "batch_window_ms",
-        "share_prefixes", "prefix_cache_mb", "device",
-    }
-)  # fmt: skip
-
-
-def generation_settings(options: AgentOptions) -> dict[str, Any]:
-    """What decides a model's replies, from its options: a run keeps one value of each per model."""
-    settings = {"temperature": options.temperature, "max_tokens": options.max_tokens, "seed": options.seed}
-    settings.update({k: v for k, v in sorted(options.extra.items()) if k not in _TRANSPORT_OPTIONS})
-    return json.loads(json.dumps(settings, default=str))
-
-
-def config_id(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -358,7 +338,7 @@ class Runner:
             before = recorded.get(spec, {}).get("settings")
             if before is None or before == now:
                 continue
-            where, old, new = _first_difference(before, now)
+            where, old, new = first_difference(before, now)
             raise RunConfigError(
                 f"{self.config.out} played {spec} with {where}={json.dumps(old)}, not {json.dumps(new)}; "
                 "a run keeps one setting per model: use another --out for the new setting "
@@ -431,7 +411,7 @@ class Runner:
         pending = (s for s in iter_plan(self.config) if s.key not in finished)
         result = RunResult(self.config.out, planned=planned, skipped=skipped)
         result.quarantined = self._quarantined
-        spent_before = _spent(getattr(self, "_previous", {}), self.config.out)
+        spent_before = spent(getattr(self, "_previous", {}), read_records(self.config.out / EPISODES))
         if self.config.max_cost is not None and spent_before >= self.config.max_cost:
             raise BudgetSpent(
                 f"{self.config.out} has spent ${spent_before:.4f} of --max-cost ${self.config.max_cost:g}; "
@@ -479,34 +459,15 @@ class Runner:
         return result
 
     def _record_settings(self, manifest: dict[str, Any], result: RunResult) -> None:
-        """The settings behind every model's episodes (by id, which each episode names) and every
-        invocation, appended to what earlier invocations recorded: nothing is overwritten."""
-        previous = getattr(self, "_previous", {})
-        settings = dict(previous.get("settings", {}))
-        self.config_ids = {}
-        for spec, value in self.settings().items():
-            self.config_ids[spec] = config_id(value)
-            settings.setdefault(spec, {"id": self.config_ids[spec], "settings": value, "since": time.time()})
-        manifest["settings"] = settings
-        manifest["invocations"] = [
-            *previous.get("invocations", []),
-            {
-                "at": time.time(),
-                "command": self.config.command,
-                "lmrl_version": manifest["lmrl_version"],
-                "git_revision": manifest["git_revision"],
-                "tasks": self.config.tasks,
-                "models": self.config.models,
-                "episodes": self.config.episodes,
-                "epochs": self.config.epochs,
-                "config_ids": self.config_ids,
-                "planned": result.planned,
-                "already_finished": result.skipped,
-                "quarantined": result.quarantined,
-            },
-        ]
-        if previous.get("created_at"):
-            manifest["created_at"] = previous["created_at"]
+        c = self.config
+        invocation = {
+            "command": c.command, "tasks": c.tasks, "models": c.models, "episodes": c.episodes,
+            "epochs": c.epochs, "planned": result.planned, "already_finished": result.skipped,
+            "quarantined": result.quarantined,
+        }  # fmt: skip
+        self.config_ids = record_invocation(
+            manifest, getattr(self, "_previous", {}), self.settings(), invocation
+        )
 
     def _all_agents(self) -> list[Agent]:
         judge_agents = [j.agent for j in self.judges if getattr(j, "agent", None) is not None]  # LLM judges
@@ -597,30 +558,6 @@ class Runner:
                     workers.start_soon(worker, workers.cancel_scope)
             outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
         ledger.record_models({spec: agent.describe() for spec, agent in self.agents.items()})
-
-
-def _first_difference(before: Any, now: Any, where: str = "") -> tuple[str, Any, Any]:
-    """The first setting (dotted path) where two settings records differ, with both values."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        for key in sorted(set(before) | set(now)):
-            if before.get(key) != now.get(key):
-                name = key if where in ("", "agent") else f"{where}.{key}"
-                return _first_difference(before.get(key), now.get(key), name)
-    return where, before, now
-
-
-def _spent(manifest: dict[str, Any], out: Path) -> float:
-    """What a run spent before this invocation: the invocations' own records, else (a run from before
-    they were kept) what its logged episodes cost, agent + partners + judges."""
-    invocations = manifest.get("invocations", [])
-    if invocations and all("spent_usd" in i for i in invocations):
-        return float(sum(i["spent_usd"] for i in invocations))
-    total = 0.0
-    for record in read_records(out / EPISODES) if manifest else []:
-        total += float(record.get("cost_usd") or 0.0)
-        total += sum(float(u.get("cost_usd") or 0.0) for u in (record.get("role_usage") or {}).values())
-        total += sum(float(j.get("cost_usd") or 0.0) for j in (record.get("judges") or {}).values())
-    return total
 
 
 def _first_leaf(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
