@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lmrl.cli_options import (
+    UsageError,
+    agent_options,
+    count_or_fraction,
+    extra_options,
+    json_or_text,
+    make_judges,
+    nonneg_float,
+    positive_int,
+    roles,
+    task_options,
+)
 from lmrl.runfile import RunFileError, with_run_file
 
 EXIT_FAILED = 1  # the run finished, but every episode it played ended with an error
@@ -17,34 +28,10 @@ EXIT_BUDGET = 3  # a budget (--max-cost, --fail-on-error) stopped the run; the r
 EXIT_INTERRUPTED = 130
 
 
-class UsageError(Exception):
-    """Anything the user can fix: printed as one line, exit 2."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage block
         print(f"lmrl: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run settings from a TOML file whose keys are these options (task = [...], episodes = 100, "
         "[task-option.wordle] vocab = 'full', ...); flags given here override it",
     )
-    run.add_argument("--episodes", type=_positive_int, default=25, help="episodes per task and model (25)")
+    run.add_argument("--episodes", type=positive_int, default=25, help="episodes per task and model (25)")
     run.add_argument(
         "--role",
         action="append",
@@ -84,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill a partner role (oracle, buyer, ...) with an agent spec; default: the task's simulator",
     )
     run.add_argument(
-        "--epochs", type=_positive_int, default=1, help="repeat every episode index this often (1)"
+        "--epochs", type=positive_int, default=1, help="repeat every episode index this often (1)"
     )
-    run.add_argument("--concurrency", type=_positive_int, default=32, help="episodes in flight (32)")
+    run.add_argument("--concurrency", type=positive_int, default=32, help="episodes in flight (32)")
     run.add_argument("--seed", type=int, default=0, help="run seed; episode seeds derive from it (0)")
     run.add_argument("--out", type=Path, help="run directory (default runs/<tasks>_<models>_s<seed>)")
     run.add_argument(
@@ -99,20 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="chat",
         help="chat: system prompt + messages (API/instruct models); text: the paper's raw text",
     )
-    run.add_argument("--max-turns", type=_positive_int, help="cap agent turns below the task's own cap")
+    run.add_argument("--max-turns", type=positive_int, help="cap agent turns below the task's own cap")
     budgets = run.add_argument_group("budgets (a run stopped by one resumes when rerun)")
     budgets.add_argument(
         "--max-cost", type=float, metavar="USD", help="stop the run (all invocations) at this spend"
     )
     budgets.add_argument(
-        "--max-episode-tokens", type=_positive_int, help="cut an episode (truncated) past this many tokens"
+        "--max-episode-tokens", type=positive_int, help="cut an episode (truncated) past this many tokens"
     )
     budgets.add_argument(
         "--max-episode-seconds", type=float, help="cut an episode (truncated) past this wall time"
     )
     budgets.add_argument(
         "--fail-on-error",
-        type=_count_or_fraction,
+        type=count_or_fraction,
         metavar="N|FRACTION",
         help="stop after N errored episodes, or when more than FRACTION of them errored (after 10)",
     )
@@ -126,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = run.add_argument_group(
         "the evaluated models' options (an option that applies to none of them is an error)"
     )
-    group.add_argument("--temperature", type=_nonneg_float, help="sampling temperature (0 = greedy)")
-    group.add_argument("--top-p", type=_nonneg_float, help="nucleus sampling, in (0, 1]")
-    group.add_argument("--max-tokens", type=_positive_int, help="most tokens per reply")
+    group.add_argument("--temperature", type=nonneg_float, help="sampling temperature (0 = greedy)")
+    group.add_argument("--top-p", type=nonneg_float, help="nucleus sampling, in (0, 1]")
+    group.add_argument("--max-tokens", type=positive_int, help="most tokens per reply")
     group.add_argument(
         "--stop", action="append", help="stop string; repeat (text style always stops at newline)"
     )
@@ -146,15 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="provider extra sent with every API request as is, e.g. reasoning_effort=low",
     )
     group.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    group.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    group.add_argument("--timeout", type=nonneg_float, default=120.0, help="seconds per request (120)")
     group.add_argument("--max-retries", type=int, default=6, help="retries per call on 429/5xx/timeouts (6)")
     group.add_argument(
         "--model-concurrency",
-        type=_positive_int,
+        type=positive_int,
         help="calls in flight per API endpoint at the start; halves on 429, grows while calls succeed",
     )
     group.add_argument(
-        "--max-model-concurrency", type=_positive_int, help="ceiling of that limit (4x --model-concurrency)"
+        "--max-model-concurrency", type=positive_int, help="ceiling of that limit (4x --model-concurrency)"
     )
     group.add_argument(
         "--fixed-model-concurrency", action="store_true", help="keep the limit at --model-concurrency"
@@ -171,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights' dtype (auto)"
     )
-    local.add_argument("--max-batch-size", type=_positive_int, help="requests generated together (64)")
+    local.add_argument("--max-batch-size", type=positive_int, help="requests generated together (64)")
     local.add_argument(
         "--local-option",
         action="append",
@@ -218,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[=MODEL]",
         help="judge to apply; repeat (two LLM judges also report their agreement)",
     )
-    score.add_argument("--concurrency", type=_positive_int, default=16, help="judge calls in flight (16)")
+    score.add_argument("--concurrency", type=positive_int, default=16, help="judge calls in flight (16)")
     score.add_argument(
         "--judge-option",
         action="append",
@@ -228,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "max_retries, transport, or a provider extra",
     )
     score.add_argument("--api-base", help="OpenAI-compatible endpoint for every judge model")
-    score.add_argument("--timeout", type=_nonneg_float, default=120.0, help="seconds per request (120)")
+    score.add_argument("--timeout", type=nonneg_float, default=120.0, help="seconds per request (120)")
     score.add_argument("--max-retries", type=int, default=6, help="retries per call (6)")
     score.add_argument(
         "--transport",
@@ -241,14 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lmrl.finetune.cli import add_parser as add_train_parser
 
-    add_train_parser(sub, _positive_int, _nonneg_float)
+    add_train_parser(sub, positive_int, nonneg_float)
 
     check = sub.add_parser(
         "check-task", help="check that a task obeys the contract (like Gymnasium's check_env)"
     )
     check.add_argument("task", help="a task name or your task file, path/to/my_task.py[:Class]")
     check.add_argument(
-        "--episodes", type=_positive_int, default=3, help="episodes per scripted policy (3, at most 3)"
+        "--episodes", type=positive_int, default=3, help="episodes per scripted policy (3, at most 3)"
     )
     check.add_argument(
         "--task-option",
@@ -260,84 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lmrl.reports.cli import add_parsers as add_report_parsers
 
-    add_report_parsers(sub, _positive_int)
+    add_report_parsers(sub, positive_int)
 
     from lmrl.cache_cli import add_parser as add_cache_parser
 
     add_cache_parser(sub)
     return parser
-
-
-def _keyed_options(items: list[str], flag: str, example: str) -> dict[str, dict[str, Any]]:
-    """``NAME.KEY=VALUE`` items -> {NAME: {KEY: value}}; values are JSON where they parse as JSON."""
-    options: dict[str, dict[str, Any]] = {}
-    for item in items:
-        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item, re.DOTALL)
-        if not match:
-            raise UsageError(f"{flag} {item!r} is not NAME.KEY=VALUE (e.g. {example})")
-        name, key, raw = match.groups()
-        options.setdefault(name, {})[key] = _json_or_text(raw)
-    return options
-
-
-def _json_or_text(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
-    options = _keyed_options(items, "--task-option", "wordle.vocab=full")
-    for task in options:
-        if task not in tasks:
-            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
-    return options
-
-
-def _agent_options(items: list[str], flag: str, example: str) -> dict[str, Any]:
-    from lmrl.agents import AgentConfigError
-    from lmrl.agents.base import options_from_settings
-    from lmrl.agents.local import LocalSettings
-
-    try:
-        return {
-            name: options_from_settings(settings, LocalSettings.KEYS)
-            for name, settings in _keyed_options(items, flag, example).items()
-        }
-    except AgentConfigError as error:
-        raise UsageError(f"{flag}: {error}") from None
-
-
-def _extra_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Agent-kind specific options: the transport and provider extras for API models, batching and
-    device for local ones, top-p and stop strings for both."""
-    extra: dict[str, Any] = {"transport": args.transport}
-    for name in ("device", "dtype", "top_p", "stop", "max_batch_size"):
-        value = getattr(args, name)
-        if value is not None:
-            extra[name] = value
-    from lmrl.agents.local_settings import parse_local_options
-
-    try:
-        extra.update(parse_local_options(args.local_option))
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    for item in args.model_option:
-        key, sep, raw = item.partition("=")
-        if not sep or not re.fullmatch(r"\w+", key.strip()):
-            raise UsageError(f"--model-option {item!r} is not KEY=VALUE (e.g. reasoning_effort=low)")
-        extra.setdefault("provider", {})[key.strip()] = _json_or_text(raw)
-    return extra
-
-
-def _roles(items: list[str]) -> dict[str, str]:
-    from lmrl.options import role_specs
-
-    try:
-        return role_specs(items)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
 
 
 def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
@@ -405,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         style=args.style,
-        task_options=_task_options(args.task_option, args.task),
+        task_options=task_options(args.task_option, args.task),
         agent_options=AgentOptions(
             temperature=args.temperature,
             max_tokens=args.max_tokens,
@@ -417,7 +332,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_model_concurrency,
             adaptive_concurrency=not args.fixed_model_concurrency,
             preflight=not args.no_preflight,
-            extra=_extra_options(args),
+            extra=extra_options(args),
         ),
         retry_errors=args.retry_errors,
         max_turns=args.max_turns,
@@ -426,12 +341,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_episode_seconds=args.max_episode_seconds,
         fail_on_error=args.fail_on_error,
         command=["lmrl", *getattr(args, "argv", [])],
-        roles=_roles(args.role),
-        role_options=_agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
+        roles=roles(args.role),
+        role_options=agent_options(args.role_option, "--role-option", "oracle.api_base=URL"),
         cache=run_cache_dir(args),
     )
     try:
-        judges = _judges(args.judge, args.judge_option, AgentOptions())
+        judges = make_judges(args.judge, args.judge_option, AgentOptions())
         runner = Runner(config, judges)
     except (RunConfigError, AgentConfigError) as error:
         raise UsageError(str(error)) from None
@@ -492,22 +407,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judges(specs: list[str], option_items: list[str], default: Any) -> list[Any]:
-    """Judges with their own options (``--judge-option NAME.KEY=VALUE``), else ``default``."""
-    from lmrl.agents import AgentConfigError
-    from lmrl.judges import make_judge
-
-    per_judge = _agent_options(option_items, "--judge-option", "agent-quality.api_base=URL")
-    names = {spec.partition("=")[0].strip() for spec in specs}
-    for name in per_judge:
-        if name not in names:
-            raise UsageError(f"--judge-option names judge {name!r}, which is not in this run")
-    try:
-        return [make_judge(spec, per_judge.get(spec.partition("=")[0].strip(), default)) for spec in specs]
-    except AgentConfigError as error:
-        raise UsageError(str(error)) from None
-
-
 def cmd_check_task(args: argparse.Namespace) -> int:
     from lmrl.checker import check_task
     from lmrl.task import InvalidTaskOption, TaskUnavailable
@@ -517,7 +416,7 @@ def cmd_check_task(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--task-option {item!r} is not KEY=VALUE")
-        options[key.strip()] = _json_or_text(raw)
+        options[key.strip()] = json_or_text(raw)
     try:
         checks = check_task(args.task, episodes=min(args.episodes, 3), options=options)
     except (InvalidTaskOption, TaskUnavailable) as error:
@@ -561,7 +460,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         extra={"transport": args.transport},
     )
-    judges = _judges(args.judge, args.judge_option, options)
+    judges = make_judges(args.judge, args.judge_option, options)
     try:
         for judge in judges:
             agent = getattr(judge, "agent", None)
@@ -636,16 +535,6 @@ _CLI_ENVIRONMENT = {
     "TOKENIZERS_PARALLELISM": "false",
     "OMP_WAIT_POLICY": "PASSIVE",  # torch's CPU threads do not busy-wait against engines and servers
 }
-
-
-def _count_or_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count or a fraction") from None
-    if value <= 0 or (value > 1 and not value.is_integer()):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a count (1, 2, ...) or a fraction in (0, 1)")
-    return value
 
 
 def _interrupt(signum: int, frame: Any) -> None:
