@@ -346,11 +346,14 @@ class LiteLLMAgent(Agent):
             text = (payload["choices"][0].get("message") or {}).get("content")
         usage = payload.get("usage") or {}
         tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        token_ids, logprobs = sampled_tokens(payload["choices"][0].get("logprobs"))
         return Completion(
             text=text or "",
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=tokens_in * self._price[0] + tokens_out * self._price[1],
+            token_ids=token_ids,
+            logprobs=logprobs,
         )
 
     async def aclose(self) -> None:
@@ -376,6 +379,30 @@ class LiteLLMAgent(Agent):
             "adaptive_concurrency": self.options.adaptive_concurrency,
             "endpoint": self.limiter.key,
         }
+
+
+def sampled_tokens(block: Any) -> tuple[list[int] | None, list[float] | None]:
+    """The sampled token ids and their log-probabilities, when the server says them as ids: vLLM's
+    ``return_tokens_as_token_ids`` writes each token as ``"token_id:N"``, in the completions shape
+    (``tokens`` + ``token_logprobs``) or the chat shape (``content: [{token, logprob}]``). Token
+    strings without ids are not turned back into ids here: that would be re-tokenizing text."""
+    if not isinstance(block, dict):
+        return None, None
+    if isinstance(block.get("content"), list):
+        entries = [e for e in block["content"] if isinstance(e, dict)]
+        tokens, values = [e.get("token") for e in entries], [e.get("logprob") for e in entries]
+    else:
+        tokens, values = block.get("tokens"), block.get("token_logprobs")
+    if not isinstance(tokens, list) or not tokens:
+        return None, None
+    try:
+        ids = [int(str(t).removeprefix("token_id:")) for t in tokens if str(t).startswith("token_id:")]
+    except ValueError:
+        return None, None
+    if len(ids) != len(tokens):
+        return None, None
+    numbers = isinstance(values, list) and all(isinstance(v, int | float) for v in values)
+    return (ids, [float(v) for v in values]) if numbers and len(values) == len(ids) else (ids, None)
 
 
 async def close_shared_clients() -> None:
