@@ -95,6 +95,28 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     )
     online.add_argument("--concurrency", type=positive_int, default=64, help="episodes played at once (64)")
     online.add_argument("--max-turns", type=positive_int, help="lower the task's step cap")
+    online.add_argument(
+        "--rollout-server",
+        metavar="URL",
+        help="play the rounds on an OpenAI-compatible server (vLLM, SGLang, transformers serve), e.g. "
+        "http://127.0.0.1:8000/v1, instead of in-process",
+    )
+    online.add_argument(
+        "--rollout-sync",
+        default="path",
+        metavar="path|post:/ROUTE",
+        help="how each round's weights reach the server: path (requests name the round's checkpoint "
+        "directory: transformers serve) or post:/ROUTE (POST {model_path} there: SGLang's "
+        "/update_weights_from_disk) (path)",
+    )
+    online.add_argument("--rollout-model", help="post: the served model's name (the first listed)")
+    online.add_argument(
+        "--rollout-request",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra field on every rollout request, e.g. return_tokens_as_token_ids=true (vLLM); repeat",
+    )
 
 
 def _lora(text: str | None) -> dict[str, Any] | None:
@@ -115,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_online(args)
     if not args.data:
         raise TrainError(f"--algo {args.algo} trains offline: give --data RUN_DIR")
+    if args.rollout_server:
+        raise TrainError(f"--rollout-server plays online rounds; --algo {args.algo} trains offline")
     for run_dir in args.data:
         if not (Path(run_dir) / "manifest.json").exists():
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
@@ -180,6 +204,7 @@ def _run_online(args: argparse.Namespace) -> int:
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 
+    from lmrl.cli_options import json_or_text
     from lmrl.options import role_specs
 
     try:
@@ -187,6 +212,14 @@ def _run_online(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise TrainError(str(error)) from None
     eval_options = _eval_options(args)
+    request: dict[str, Any] = {}
+    for item in args.rollout_request:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise TrainError(
+                f"--rollout-request {item!r} is not KEY=VALUE (e.g. return_tokens_as_token_ids=true)"
+            )
+        request[key.strip()] = json_or_text(raw)
     config = OnlineConfig(
         algo=args.algo,
         task=args.task,
@@ -220,6 +253,10 @@ def _run_online(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes if args.eval_every else 0,
         eval_seed=args.eval_seed,
         eval_options=eval_options,
+        rollout_server=args.rollout_server,
+        rollout_sync=args.rollout_sync,
+        rollout_model=args.rollout_model,
+        rollout_request=request,
     )
     last = train_online(config, progress=not args.no_progress)
     from accelerate import PartialState

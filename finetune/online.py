@@ -84,6 +84,11 @@ class OnlineConfig:
     eval_episodes: int = 0
     eval_seed: int = 1000
     eval_options: dict[str, Any] = field(default_factory=dict)
+    # rollouts on an OpenAI-compatible server instead of in-process (``rollout_server.py``)
+    rollout_server: str | None = None
+    rollout_sync: str = "path"
+    rollout_model: str | None = None
+    rollout_request: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
@@ -96,6 +101,7 @@ class OnlineConfig:
             "eval_options",
             "settings",
             "concurrency",
+            "rollout_server",  # the same run may resume against another address
         ):
             record.pop(name)
         return record
@@ -152,6 +158,7 @@ def train_online(
     except Exception as error:
         raise TrainError(str(error).splitlines()[0]) from None
     _check(config)
+    server = _rollout_server(config)
     out = config.out
     state_dir = out / "state"
     state = read_state(state_dir, config)
@@ -198,12 +205,14 @@ def train_online(
         for round_index in range(first, config.rounds):
             playing = base_dir if round_index == 0 else _checkpoint(out, round_index - 1)
             started = time.perf_counter()
-            if main:  # one process plays the round; every process then trains on all of it
+            if main and server is not None:  # the server plays the weights the last round saved
+                _rollouts(config, round_index, *server.agent(server.prepare(playing)))
+            elif main:  # one process plays the round; every process then trains on all of it
                 model.eval()
                 where = "cpu" if device.type == "cpu" else str(device)  # ranks on a CPU say cpu:0
                 loaded = share_model(playing.resolve(), model, tokenizer, where, "float32")
                 try:
-                    _rollouts(config, round_index, playing, where)
+                    _rollouts(config, round_index, f"local/{playing.resolve()}", _policy_options(where))
                 finally:
                     release_model(loaded)
             accelerator.wait_for_everyone()
@@ -308,9 +317,32 @@ def _round_episodes(config: OnlineConfig, round_index: int) -> list[Any]:
     return [e for e in load_episodes(_round_dir(config, round_index)) if e.error is None and e.turns]
 
 
-def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str) -> None:
-    """Play one round with the shared policy into its run directory (a killed round resumes)."""
+def _rollout_server(config: OnlineConfig) -> Any:
+    """The rollout server of ``--rollout-server``, checked (settings, reachable), or None."""
+    from lmrl.finetune.rollout_server import RolloutServer
+
+    if config.rollout_server is None:
+        if config.rollout_model or config.rollout_request or config.rollout_sync != "path":
+            raise TrainError(
+                "--rollout-sync, --rollout-model and --rollout-request need --rollout-server URL"
+            )
+        return None
+    server = RolloutServer(
+        config.rollout_server, config.rollout_sync, config.rollout_model, config.rollout_request
+    )
+    server.check()
+    return server
+
+
+def _policy_options(device: str) -> Any:
+    """The in-process policy: temperature 1, no value guidance (heads a base may carry), fp32 weights."""
     from lmrl.agents import AgentOptions
+
+    return AgentOptions(temperature=1.0, extra={"device": device, "dtype": "float32", "beta": 0.0})
+
+
+def _rollouts(config: OnlineConfig, round_index: int, spec: str, options: Any) -> None:
+    """Play one round with the policy (``spec``) into its run directory (a killed round resumes)."""
     from lmrl.rollout import run_sync
     from lmrl.runner import RunConfig, Runner
 
@@ -319,7 +351,7 @@ def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str
     run = RunConfig(
         out=run_dir,
         tasks=[config.task],
-        models=[f"local/{playing.resolve()}"],
+        models=[spec],
         episodes=config.episodes_per_round // config.group_size if grouped else config.episodes_per_round,
         epochs=config.group_size if grouped else 1,
         same_starts=grouped,
@@ -328,10 +360,7 @@ def _rollouts(config: OnlineConfig, round_index: int, playing: Path, device: str
         style=config.style,
         roles=dict(config.roles),
         max_turns=config.max_turns,
-        # the policy itself: temperature 1, no value guidance (heads a base may carry), fp32 weights
-        agent_options=AgentOptions(
-            temperature=1.0, extra={"device": device, "dtype": "float32", "beta": 0.0}
-        ),
+        agent_options=options,
     )
     run_sync(Runner(run).run)
 
@@ -392,6 +421,7 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
     if "kl" in stats:
         kl.update(stats["kl"], len(episodes))
     returns = [e.return_ for e in episodes]
+    turns = [s for episode in samples for s in episode]
     means = {k: sum(w[k] for w in window if k in w) / max(1, sum(k in w for w in window)) for k in
              sorted({k for w in window for k in w})}  # fmt: skip
     return {
@@ -403,6 +433,9 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
         **means,
         "kl_coef": ctx.kl_coef,
         "items": len(items),
+        # turns whose token ids and log-probabilities came from the sampler (the rest were tokenized
+        # from the parsed action and scored by the policy: a rollout server that gives no ids)
+        "sampled_ids": sum(s.logprobs is not None for s in turns) / max(1, len(turns)),
         "steps": steps,
         "rollout_s": rollout_s,
         "update_s": update_s,

@@ -67,3 +67,20 @@ def _serve_fake(tmp_path_factory: pytest.TempPathFactory):
     yield FakeServer(int(port_file.read_text()))
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def maze_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BC policy of maze-fo, the start of online-RL tests: it says moves, not noise."""
+    import lmrl
+    from lmrl.finetune.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("maze-policy")
+    data = root / "behavior"
+    lmrl.run("maze-fo", "scripted/behavior", episodes=40, out=data, max_turns=10)
+    out = root / "bc"
+    train(
+        TrainConfig(algo="bc", data=[str(data)], out=out, max_steps=60, eval_episodes=0, lr=3e-3),
+        progress=False,
+    )
+    return out

@@ -22,7 +22,6 @@ from lmrl.finetune.advantages import KLController, TurnTokens, gae, group_advant
 from lmrl.finetune.models import load
 from lmrl.finetune.online import Context, OnlineConfig, round_samples, train_online
 from lmrl.finetune.policy import kl_to_reference, score
-from lmrl.finetune.trainer import TrainConfig, train
 from lmrl.runner import RunConfig, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,18 +102,9 @@ def test_same_starts_replays_each_start_with_its_own_agent_stream(tmp_path) -> N
 
 
 # --- rollouts and updates on a real tiny model ----------------------------------------------------
-@pytest.fixture(scope="module")
-def policy(tmp_path_factory) -> Path:
-    """A tiny BC policy of maze-fo: it says moves, not noise."""
-    root = tmp_path_factory.mktemp("online")
-    data = root / "behavior"
-    lmrl.run("maze-fo", "scripted/behavior", episodes=40, out=data, max_turns=10)
-    out = root / "bc"
-    train(
-        TrainConfig(algo="bc", data=[str(data)], out=out, max_steps=60, eval_episodes=0, lr=3e-3),
-        progress=False,
-    )
-    return out
+@pytest.fixture
+def policy(maze_policy) -> Path:
+    return maze_policy
 
 
 def _online(policy: Path, out: Path, algo: str = "ppo", **overrides) -> OnlineConfig:

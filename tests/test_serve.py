@@ -8,16 +8,9 @@ The same recipe reaches vLLM on a GPU cluster: ``vllm serve <dir>`` then ``hoste
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from serving import transformers_serve
 
 from lmrl.agents import AgentOptions, make_agent
 from lmrl.models.tiny import build_tiny_model
@@ -34,58 +27,13 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def transformers_cli() -> list[str]:
-    script = Path(sys.executable).parent / "transformers"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("transformers")
-    if found is None:
-        pytest.skip("the transformers command is not installed")
-    return [found]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """``transformers serve <tiny checkpoint>`` on a free port of 127.0.0.1; yields (dir, api_base)."""
     checkpoint = build_tiny_model(tmp_path_factory.mktemp("served") / "tiny")
-    port = free_port()
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    # One intra-op thread: the server runs concurrent requests in parallel threads, and two OpenMP
-    # pools on 2 cores slow each other down by an order of magnitude.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [*transformers_cli(), "serve", str(checkpoint), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    started = time.perf_counter()
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.perf_counter() - started > 90:
-                raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield checkpoint, f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with transformers_serve([str(checkpoint)], log) as api_base:
+        yield checkpoint, api_base
 
 
 # text: a whole episode (101 turns of short prompts); chat: capped, since the server recomputes the
