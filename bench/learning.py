@@ -52,6 +52,11 @@ def main() -> None:
     parser.add_argument("--algos", default="bc,filtered-bc,mc,ilql")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-steps", type=int, default=2000, help="optimizer steps per run")
+    parser.add_argument(
+        "--value-steps",
+        type=int,
+        help="MC/ILQL: optimizer steps (default --max-steps); runs of other lengths are kept apart",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=200, help="tasks other than maze")
     parser.add_argument("--val-episodes", type=int, default=50, help="beta tuning episodes, not maze")
@@ -145,10 +150,10 @@ def _one_run(job: tuple) -> dict:
             out=run,
             seed=seed,
             **start,
-            max_steps=args.max_steps,
+            max_steps=_steps(algo, args),
             batch_size=args.batch_size,
             eval_episodes=0,
-            save_every=max(args.max_steps // 4, 1),
+            save_every=max(_steps(algo, args) // 4, 1),
         ),
         progress=args.jobs == 1,
     )
@@ -241,8 +246,15 @@ def _from_bc(algo: str, args: argparse.Namespace) -> bool:
     return args.init == "bc" and algo in ("mc", "ilql")
 
 
+def _steps(algo: str, args: argparse.Namespace) -> int:
+    return args.value_steps or args.max_steps if algo in ("mc", "ilql") else args.max_steps
+
+
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
-    return f"{algo}-from-bc-s{seed}" if _from_bc(algo, args) else f"{algo}-s{seed}"
+    name = f"{algo}-from-bc" if _from_bc(algo, args) else algo
+    if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
+        name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
+    return f"{name}-s{seed}"
 
 
 def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | None:
@@ -332,7 +344,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "paper": _paper(task, algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
-        "max_steps": args.max_steps,
+        "max_steps": _steps(algo, args),
         "cpu_minutes_per_run": round(statistics.fmean(r["seconds"] for r in runs) / 60, 1),
     }
 
