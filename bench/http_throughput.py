@@ -13,6 +13,7 @@ Then a 429 storm: the server answers in 50 ms but allows only K calls in flight 
 same starting concurrency, alternating, with the default retry policy (6 retries, 1 s base backoff).
 
     python bench/http_throughput.py [--repeats 3] [--only litellm|direct|features|startup|latency|storm]
+                                    [--feature none|adaptive|budgets|cache|all]  (rows of --only features)
 """
 
 from __future__ import annotations
@@ -176,31 +177,38 @@ def direct_vs_plain(api_base: str, episodes: int, repeats: int) -> None:
         )
 
 
+# short name (--feature): (row label, switches); every row is timed against "none"
 FEATURES = {
-    "none (fixed limit, no cache, no budgets)": {"adaptive": False},
-    "adaptive limit (the default)": {"adaptive": True},
-    "budgets (--max-cost, --max-episode-tokens, --max-episode-seconds)": {"adaptive": False, "budgets": True},
-    "--cache (every call a miss and a write)": {"adaptive": False, "cache": True},
-    "all three": {"adaptive": True, "budgets": True, "cache": True},
+    "none": ("none (fixed limit, no cache, no budgets)", {"adaptive": False}),
+    "adaptive": ("adaptive limit (the default)", {"adaptive": True}),
+    "budgets": (
+        "budgets (--max-cost, --max-episode-tokens, --max-episode-seconds)",
+        {"adaptive": False, "budgets": True},
+    ),
+    "cache": ("--cache (every call a miss and a write)", {"adaptive": False, "cache": True}),
+    "all": ("all three", {"adaptive": True, "budgets": True, "cache": True}),
 }
 
 
-def features(api_base: str, episodes: int, repeats: int, concurrency: int = 256) -> None:
+def features(
+    api_base: str, episodes: int, repeats: int, concurrency: int = 256, chosen: list[str] | None = None
+) -> None:
+    names = ["none", *[name for name in chosen or FEATURES if name != "none"]]
     print(
         f"what the features cost on the direct transport: {episodes} maze-fo episodes x {TURNS} turns, "
         f"concurrency {concurrency}, instant server, alternating; medians of {repeats}"
     )
     print("| switched on | turns/s | vs none |")
     print("|---|---|---|")
-    rates: dict[str, list[float]] = {label: [] for label in FEATURES}
+    rates: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeats):
-        for label, switches in FEATURES.items():
+        for name in names:
             model = f"openai/say@id={uuid.uuid4().hex[:6]}"
-            rates[label].append(lmrl_run(api_base, model, episodes, concurrency, "direct", **switches)[0])
-    base = rates[next(iter(FEATURES))]
-    for label, rows in rates.items():
-        ratio = median([r / b for r, b in zip(rows, base, strict=True)])
-        print(f"| {label} | {median(rows):,.0f} | {ratio - 1:+.1%} |", flush=True)
+            switches = FEATURES[name][1]
+            rates[name].append(lmrl_run(api_base, model, episodes, concurrency, "direct", **switches)[0])
+    for name, rows in rates.items():
+        ratio = median([r / b for r, b in zip(rows, rates["none"], strict=True)])
+        print(f"| {FEATURES[name][0]} | {median(rows):,.0f} | {ratio - 1:+.1%} |", flush=True)
 
 
 def startup(api_base: str, repeats: int) -> None:
@@ -303,6 +311,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections; repeat")
+    parser.add_argument(
+        "--feature", action="append", choices=list(FEATURES), help="--only features: these rows (and none)"
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--storm-only", action="store_true")
@@ -316,7 +327,7 @@ def main() -> None:
         if "direct" in chosen:
             direct_vs_plain(api_base, args.episodes, args.repeats)
         if "features" in chosen:
-            features(api_base, args.episodes, args.repeats)
+            features(api_base, args.episodes, args.repeats, chosen=args.feature)
         if "litellm" in chosen:
             litellm_vs_bare(api_base, args.episodes, args.repeats)
         if "latency" in chosen:

@@ -14,13 +14,29 @@ look like credentials are left out of it (a rotated key still hits).
 Storage: one SQLite file (``$LMRL_CACHE/responses.sqlite``, default ``~/.cache/lmrl``) in WAL mode,
 so readers never wait for writers and several processes can share it (SQLite serializes their writes;
 ``busy_timeout`` waits for the lock instead of failing).
+
+Cost per call, on the event loop: the key (one SHA-256 over a length-prefixed encoding of the
+request, no JSON of the conversation), a set lookup, and for a miss one queue put. A run keeps the
+hashes of the keys on disk in memory (loaded at open: ~80 bytes and ~1.5 us an entry): a key not among
+them is a miss without reading SQLite, so a cold cache never reads. Replies are serialized and
+inserted by one writer thread, in batches (writing them on the loop measured slower: SQLite's inserts
+and WAL checkpoints then hold the loop, where in the thread they run without the GIL).
+
+The index learns the keys other processes wrote since it was loaded each time the writer commits (it
+reads the rows above the highest rowid it has seen, inside its write transaction), so a run that keeps
+missing picks up a concurrent run's entries within one batch; a run that only hits needs nothing new.
+The index can only err towards a wrong "absent" (an entry another process wrote since the last batch,
+or one written again after another process cleared the cache): that costs a request the cache could
+have answered, never a wrong reply, since a "present" is always read back from SQLite by its key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import queue
 import re
 import sqlite3
 import threading
@@ -39,6 +55,8 @@ from lmrl.models.smollm2 import cache_root
 
 FILE = "responses.sqlite"
 _BUSY_TIMEOUT_S = 60.0
+_BATCH_S = 0.02  # the writer waits this long after the first queued reply so that a batch gathers
+_INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -109,6 +127,7 @@ def episode_scope(seed: int, epoch: int) -> Iterator[_EpisodeScope | None]:
         _episode.reset(token)
 
 
+@functools.lru_cache(maxsize=256)
 def public_endpoint(api_base: str | None) -> str | None:
     """The endpoint without user info, query or fragment (where a key could hide)."""
     if not api_base:
@@ -135,9 +154,33 @@ def request_key(request: dict[str, Any], role: str) -> str:
     return hashlib.sha256(f"{digest}/{scope.seed}/{scope.epoch}/{occurrence}".encode()).hexdigest()
 
 
-def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def _digest(body: dict[str, Any]) -> str:
+    """SHA-256 of a canonical, unambiguous encoding of ``body``: the small fields as sorted JSON, then
+    the prompt text or each chat message length-prefixed (role, content). JSON-escaping a long
+    conversation was most of a miss's cost; lengths keep any two different requests apart without it.
+    A message with other fields or non-string values is encoded as sorted JSON, under its own tag."""
+    head = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
+    parts = [_json(head)]
+    prompt = body.get("prompt")
+    if prompt is not None:
+        text = prompt if isinstance(prompt, str) else _json(prompt)
+        parts.append(f"\nP{'s' if isinstance(prompt, str) else 'j'}{len(text)}:{text}")
+    messages = body.get("messages")
+    if messages is not None:
+        parts.append(f"\nM{len(messages)}")
+        for message in messages:
+            if type(message) is dict and len(message) == 2:
+                role, content = message.get("role"), message.get("content")
+                if type(role) is str and type(content) is str:
+                    parts.append(f"\nm{len(role)}:{role}{len(content)}:{content}")
+                    continue
+            text = _json(message)
+            parts.append(f"\nj{len(text)}:{text}")
+    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _sqlite_error(path: Path, error: sqlite3.Error | OSError) -> CacheError:
@@ -146,15 +189,20 @@ def _sqlite_error(path: Path, error: sqlite3.Error | OSError) -> CacheError:
 
 
 class ResponseCache:
-    """One SQLite file. Thread-safe (one connection behind a lock); async callers use ``aget``/``aput``,
-    which run the query in a worker thread so a lock held by another process never stalls the loop."""
+    """One SQLite file. Thread-safe (one connection behind a lock). Async callers use ``aget``, which
+    reads on the loop when the connection is free and in a worker thread otherwise (a lock held by
+    another process never stalls the loop), and ``store``, which queues the reply for the writer
+    thread and returns at once. ``index=False`` (``lmrl cache``) skips loading the keys' index."""
 
-    def __init__(self, directory: Path, create: bool = True) -> None:
+    def __init__(self, directory: Path, create: bool = True, index: bool = True) -> None:
         self.path = Path(directory).expanduser() / FILE
         self.hits = self.stored = self.errors = 0
         self._lock = threading.Lock()
-        self._pending: list[tuple[Any, ...]] = []  # rows aput has queued for the writer thread
-        self._writing = False
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()  # replies to write
+        self._writer: threading.Thread | None = None
+        self._starting = threading.Lock()
+        self._index: set[int] | None = None  # hash() of every key on disk (and queued); None: not kept
+        self._top_rowid = 0  # the highest rowid the index has seen
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +214,13 @@ class ResponseCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a crash loses the tail
             self._db.executescript(_SCHEMA)
+            if index:
+                with self._lock:
+                    self._db.execute("BEGIN")  # one snapshot: the keys and the highest rowid agree
+                    try:
+                        self._load_index()
+                    finally:
+                        self._db.execute("COMMIT")
         except (sqlite3.Error, OSError) as error:
             raise _sqlite_error(self.path, error) from None
 
@@ -176,13 +231,18 @@ class ResponseCache:
         return None if row is None else _completion(row[0])
 
     def put(self, key: str, model: str, role: str, completion: Completion) -> None:
-        row = _row(key, model, role, completion)
+        """Store one reply now (autocommit); ``store`` is the batched, non-blocking way."""
+        row = _row(_fields(key, model, role, completion))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", row)
+            self._db.execute(_INSERT, row)
             self.stored += 1
+        if self._index is not None:
+            self._index.add(hash(key))
 
     async def aget(self, key: str) -> Completion | None:
         """The cached reply, or ``None``; a cache that fails to answer is a miss, never a failed call."""
+        if self._index is not None and hash(key) not in self._index:
+            return None  # not on disk when the index last looked: a cold cache never reads
         try:
             # In WAL mode a read never waits for a writer: answer on the loop when no thread holds the
             # connection (a ~4 us lookup), else in a thread.
@@ -204,31 +264,77 @@ class ResponseCache:
                 scope.hits += 1
         return hit
 
-    async def aput(self, key: str, model: str, role: str, completion: Completion) -> None:
-        self._pending.append(_row(key, model, role, completion))
-        if self._writing:
-            return  # the running writer takes this row too
-        self._writing = True
-        try:
-            while self._pending:
-                rows, self._pending = self._pending, []
-                try:
-                    await anyio.to_thread.run_sync(self._write, rows)
-                except sqlite3.Error:
-                    self.errors += len(rows)  # the calls themselves succeeded; only their reuse is lost
-        finally:
-            self._writing = False
+    def store(self, key: str, model: str, role: str, completion: Completion) -> None:
+        """Queue a reply for the writer thread and return at once: serializing it and the SQLite
+        insert happen there, in batches (``close`` writes what is still queued)."""
+        if self._index is not None:
+            self._index.add(hash(key))
+        self._queue.put(_fields(key, model, role, completion))
+        if self._writer is None:
+            with self._starting:  # one writer, even if several threads store at once
+                if self._writer is None:
+                    writer = threading.Thread(
+                        target=self._write_queued, name="lmrl-cache-writer", daemon=True
+                    )
+                    writer.start()
+                    self._writer = writer
+
+    def _write_queued(self) -> None:
+        """The writer thread: wait for a reply, let a batch gather, write it in one transaction; stop at
+        the ``None`` that ``close`` queues, after writing everything before it."""
+        done = False
+        while not done:
+            first = self._queue.get()
+            if first is not None:
+                time.sleep(_BATCH_S)
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            done = any(entry is None for entry in batch)
+            fields = [entry for entry in batch if entry is not None]
+            if not fields:
+                continue
+            try:
+                self._write([_row(entry) for entry in fields])
+            except (sqlite3.Error, TypeError, ValueError):
+                self.errors += len(fields)  # the calls themselves succeeded; only their reuse is lost
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
-            self._db.execute("BEGIN")
+            # IMMEDIATE: no other process commits between reading what it added and our insert.
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
+                if self._index is not None:
+                    self._catch_up()
+                self._db.executemany(_INSERT, rows)
+                if self._index is not None:
+                    (top,) = self._db.execute("SELECT MAX(rowid) FROM responses").fetchone()
+                    self._top_rowid = top or 0
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             self.stored += len(rows)
+
+    def _load_index(self) -> None:
+        (top,) = self._db.execute("SELECT MAX(rowid) FROM responses").fetchone()
+        self._index = {hash(key) for (key,) in self._db.execute("SELECT key FROM responses")}
+        self._top_rowid = top or 0
+
+    def _catch_up(self) -> None:
+        """Add the keys other processes stored since the index last looked (inside a transaction). The
+        set is only ever added to, in place: the loop reads it meanwhile."""
+        assert self._index is not None
+        top = self._db.execute("SELECT MAX(rowid) FROM responses").fetchone()[0] or 0
+        if top < self._top_rowid:  # emptied (``lmrl cache clear``) and refilled: read all of it
+            rows = self._db.execute("SELECT key FROM responses")
+        elif top > self._top_rowid:
+            rows = self._db.execute("SELECT key FROM responses WHERE rowid > ?", (self._top_rowid,))
+        else:
+            return
+        self._index.update(hash(key) for (key,) in rows)
+        self._top_rowid = top
 
     # --- management (``lmrl cache``) -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -274,10 +380,12 @@ class ResponseCache:
         return [self.path, self.path.with_name(FILE + "-wal"), self.path.with_name(FILE + "-shm")]
 
     def close(self) -> None:
-        rows, self._pending = self._pending, []
-        with contextlib.suppress(sqlite3.Error):
-            if rows:
-                self._write(rows)
+        """Write every queued reply, then close the file."""
+        with self._starting:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
         with self._lock:
             self._db.close()
 
@@ -295,15 +403,32 @@ def _completion(response: str) -> Completion:
     )
 
 
-def _row(key: str, model: str, role: str, completion: Completion) -> tuple[Any, ...]:
+def _fields(key: str, model: str, role: str, completion: Completion) -> tuple[Any, ...]:
+    """What a row needs, taken when the reply arrives (the caller may change its ``Completion``)."""
+    return (
+        key,
+        model,
+        role,
+        completion.text,
+        completion.tokens_in,
+        completion.tokens_out,
+        completion.cost_usd,
+        completion.token_ids,
+        completion.logprobs,
+        time.time(),
+    )
+
+
+def _row(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    key, model, role, text, tokens_in, tokens_out, cost_usd, token_ids, logprobs, created_at = fields
     value: dict[str, Any] = {
-        "text": completion.text,
-        "tokens_in": completion.tokens_in,
-        "tokens_out": completion.tokens_out,
-        "cost_usd": completion.cost_usd,
+        "text": text,
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "cost_usd": cost_usd,
     }
-    if completion.token_ids is not None:
-        value["token_ids"] = completion.token_ids
-    if completion.logprobs is not None:
-        value["logprobs"] = completion.logprobs
-    return (key, model, role, json.dumps(value, ensure_ascii=False), time.time())
+    if token_ids is not None:
+        value["token_ids"] = token_ids
+    if logprobs is not None:
+        value["logprobs"] = logprobs
+    return (key, model, role, json.dumps(value, ensure_ascii=False), created_at)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no response cache at {directory / FILE}")
         return 0
     try:
-        cache = ResponseCache(directory, create=False)
+        cache = ResponseCache(directory, create=False, index=False)
         try:
             if args.cache_command == "list":
                 _print_summary(cache)

@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lmrl.agents import AgentOptions, Completion
@@ -139,6 +140,118 @@ def test_the_key_covers_the_request_role_and_episode(tmp_path):
                 keys.append((request_key(request, "agent"), request_key(request, "agent")))
     assert keys[0] == keys[1] and keys[0][0] != keys[0][1]  # the second identical call is its own entry
     assert len({k for pair in keys[1:] for k in pair}) == 6
+
+
+def test_the_key_encoding_keeps_different_conversations_apart():
+    base = {"model": "openai/m", "endpoint": None, "options": {}}
+
+    def key(messages=None, prompt=None) -> str:
+        request = {**base, "messages": messages} if prompt is None else {**base, "prompt": prompt}
+        return request_key(request, "agent")
+
+    def user(content):
+        return {"role": "user", "content": content}
+
+    chats = [
+        [user("ab")],
+        [user("a"), user("b")],
+        [{"role": "us", "content": "erab"}],  # the split between role and content counts
+        [user("ab"), user("")],
+        [user([{"type": "text", "text": "ab"}])],  # not a string: encoded as JSON
+        [user('[{"text":"ab","type":"text"}]')],  # ... and apart from that JSON as text
+        [{"role": "user", "content": "ab", "name": "x"}],
+        [],
+    ]
+    keys = [key(chat) for chat in chats] + [key(prompt="ab"), key(prompt="")]
+    assert len(set(keys)) == len(keys)
+    assert key([{"content": "ab", "role": "user"}]) == keys[0]  # the order of a message's fields does not
+    assert key([user([{"text": "ab", "type": "text"}])]) == keys[4]
+
+
+class CountingConnection:
+    """A sqlite3 connection that counts the statements run on it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.statements = db, []
+
+    def execute(self, sql, *args):
+        self.statements.append(sql)
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+@pytest.mark.anyio
+async def test_absent_keys_are_misses_without_a_read_and_a_present_one_is_read_back(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put("stored", "openai/m", "agent", Completion("yes", 1, 2, 0.5))
+    cache._db = counting = CountingConnection(cache._db)
+    assert await cache.aget("never-stored") is None and counting.statements == []  # a cold cache never reads
+    assert await cache.aget("stored") == Completion("yes", 1, 2, 0.0)
+    assert len(counting.statements) == 1
+    # The index only says "maybe": a key it lists (another's hash, an entry deleted since) is read back
+    # from SQLite, so it can never answer with another request's reply.
+    cache._index.add(hash("listed-not-stored"))
+    assert await cache.aget("listed-not-stored") is None
+    with sqlite3.connect(tmp_path / FILE) as other:
+        other.execute("DELETE FROM responses WHERE key = 'stored'")
+    other.close()
+    assert await cache.aget("stored") is None
+    assert cache.hits == 1 and cache.errors == 0
+    cache._db = counting.db
+    cache.close()
+
+
+async def wait_stored(cache: ResponseCache, count: int) -> None:
+    for _ in range(500):
+        if cache.stored >= count:
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"the writer stored {cache.stored} of {count}")
+
+
+@pytest.mark.anyio
+async def test_keys_another_connection_writes_are_found_after_the_next_batch(tmp_path):
+    # Another connection to the file is what another process is to SQLite.
+    mine, theirs = ResponseCache(tmp_path), ResponseCache(tmp_path)
+    theirs.put("theirs", "openai/m", "agent", Completion("theirs"))
+    assert await mine.aget("theirs") is None  # written since mine loaded its index: a wrong "absent"
+    mine.store("mine", "openai/m", "agent", Completion("mine"))
+    await wait_stored(mine, 1)
+    assert await mine.aget("theirs") == Completion("theirs")  # learned when it wrote its batch
+    # Emptied by another process and refilled below the rowids seen: the index reads the table again.
+    theirs.clear()
+    theirs.put("refilled", "openai/m", "agent", Completion("refilled"))
+    mine.store("mine-2", "openai/m", "agent", Completion("mine 2"))
+    await wait_stored(mine, 2)
+    assert await mine.aget("refilled") == Completion("refilled")
+    assert await mine.aget("theirs") is None  # still listed, gone from disk: a miss, read back
+    theirs.close()
+    mine.close()
+    later = ResponseCache(tmp_path)  # a later run finds every entry from its start
+    found = [await later.aget(k) is not None for k in ("refilled", "mine-2", "mine", "theirs")]
+    assert found == [True, True, False, False]  # the last two were cleared
+    assert later.errors == mine.errors == 0
+    later.close()
+
+
+@pytest.mark.anyio
+async def test_stored_replies_are_written_in_batches_and_by_close(tmp_path):
+    cache = ResponseCache(tmp_path)
+    sent = [Completion(f"reply {i}", i, 2 * i, 0.25, token_ids=[i, 7], logprobs=[-0.5]) for i in range(300)]
+    for i, completion in enumerate(sent):
+        cache.store(f"k{i}", "openai/m", "agent", completion)
+        if i == 150:
+            await anyio.sleep(0)
+    sent[0].text = "changed after it was stored"  # the row has what the call returned
+    cache.close()
+    assert cache.stored == 300 and cache.errors == 0
+    again = ResponseCache(tmp_path)
+    assert again.get("k0") == Completion("reply 0", 0, 0, 0.0, token_ids=[0, 7], logprobs=[-0.5])
+    assert again.get("k299") == Completion("reply 299", 299, 598, 0.0, token_ids=[299, 7], logprobs=[-0.5])
+    assert again.summary()["entries"] == 300
+    again.close()
 
 
 WRITER = """

@@ -274,7 +274,7 @@ class LiteLLMAgent(Agent):
             hit.latency_s = time.perf_counter() - started
             return hit
         completion = await self._request(prompt)
-        await cache.aput(key, self.model, prompt.role, completion)
+        cache.store(key, self.model, prompt.role, completion)  # queued: the writer thread serializes it
         return completion
 
     def _cache_request(self, prompt: Prompt) -> dict[str, Any]:
