@@ -537,8 +537,25 @@ _CLI_ENVIRONMENT = {
 }
 
 
+_interrupted = False
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends like Ctrl-C: cleanly, exit 130, whatever it interrupts
+    """SIGTERM ends like Ctrl-C: cleanly, exit 130, whatever it interrupts. Once: a repeated signal,
+    or one that Python runs after the handler that first saw it has been swapped back, must not raise
+    again inside the clean stop."""
+    global _interrupted
+    if not _interrupted:
+        _interrupted = True
+        raise KeyboardInterrupt
+
+
+def _exit_interrupted(signum: int, frame: Any) -> None:
+    """After the command returned (its work saved): exit 130 now, not -15 or a traceback at shutdown."""
+    import os
+
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -547,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is not threading.main_thread():
         return _main(argv)
+    global _interrupted
+    _interrupted = False
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a run installs its own handler while it plays
     try:
         return _main(argv)
@@ -554,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         print("lmrl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # The lmrl process itself (no argv given) is about to exit; called from Python, put things back.
+        signal.signal(signal.SIGTERM, _exit_interrupted if argv is None else previous)
 
 
 def _main(argv: list[str] | None = None) -> int:

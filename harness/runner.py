@@ -544,20 +544,41 @@ class Runner:
                     stop.cancel()
                     return
 
-        async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-                async for _ in signals:
-                    scope.cancel()
-                    return
-
         async with anyio.create_task_group() as outer:
-            outer.start_soon(log.run)
-            outer.start_soon(stop_on_sigterm, outer.cancel_scope)
-            async with anyio.create_task_group() as workers:
-                for _ in range(min(self.config.concurrency, max(result.planned - result.skipped, 1))):
-                    workers.start_soon(worker, workers.cancel_scope)
-            outer.cancel_scope.cancel()  # all played: stop the writer (it flushes) and the signal watcher
+            with _cancel_on_sigterm(outer.cancel_scope):
+                outer.start_soon(log.run)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(min(self.config.concurrency, max(result.planned - result.skipped, 1))):
+                        workers.start_soon(worker, workers.cancel_scope)
+                outer.cancel_scope.cancel()  # all played: stop the writer (it flushes)
         ledger.record_models({spec: agent.describe() for spec, agent in self.agents.items()})
+
+
+@contextlib.contextmanager
+def _cancel_on_sigterm(scope: anyio.CancelScope) -> Iterator[None]:
+    """While the episodes play, SIGTERM cancels ``scope``: the workers stop, the writer flushes, and the
+    run ends resumable. A plain Python handler swapped with the one before it (the CLI's, which raises
+    KeyboardInterrupt): a signal at any moment meets one of the two, never the default action that an
+    event loop's own signal handling restores when it lets go."""
+    import asyncio
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def cancel(signum: int, frame: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(scope.cancel)
+        except RuntimeError:  # the loop is closing: end like Ctrl-C instead
+            raise KeyboardInterrupt from None
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _first_leaf(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
