@@ -40,7 +40,9 @@ from lmrl.finetune.trainer import (
     StepProgress,
     TrainError,
     jsonable,
+    rank_share,
     read_state,
+    weighted_step,
 )
 
 ONLINE_ALGORITHMS = {"ppo": "ppo", "online-filtered-bc": "online_filtered_bc", "grpo": "grpo"}
@@ -385,9 +387,9 @@ def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list
 
 
 def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, accelerator) -> dict:
-    """``update_epochs`` passes of minibatch steps over the round's items. Under ``accelerate launch``
-    each process takes every n-th item of each minibatch and its loss is weighed by its share of the
-    action tokens, so that DDP's averaged gradient is the whole minibatch's (as the offline loop)."""
+    """``update_epochs`` passes of minibatch steps over the round's items, each step the offline loop's
+    (``rank_share`` + ``weighted_step``: under ``accelerate launch`` DDP's averaged gradient is the
+    whole minibatch's)."""
     import torch
 
     started = time.perf_counter()
@@ -396,26 +398,18 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
     items, stats = algo.prepare(ctx, episodes, samples)
     ctx.model.train()
     steps, tokens, window = 0, 0, []
-    rank, world = accelerator.process_index, accelerator.num_processes
     for epoch in range(ctx.settings.get("update_epochs", 1)):
         order = list(range(len(items)))
         random.Random(f"{config.seed}/{round_index}/{epoch}").shuffle(order)
         for start in range(0, len(order), config.batch_size):
             batch = [items[i] for i in order[start : start + config.batch_size]]
-            mine = batch[rank::world]
-            weight = sum(len(i.sample.action_ids) for i in mine) / sum(
-                len(i.sample.action_ids) for i in batch
-            )
+            mine, weight = rank_share(batch, accelerator, lambda item: len(item.sample.action_ids))
             torch.manual_seed(config.seed * 1_000_003 + round_index * 1009 + steps)
-            loss, metrics = algo.loss(ctx, mine or batch[:1])
-            optimizer.zero_grad()
-            accelerator.backward(loss * (world * weight))
-            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-            optimizer.step()
-            loss = accelerator.reduce(loss.detach() * weight, reduction="sum")  # the whole minibatch's
+            loss, metrics = algo.loss(ctx, mine)
+            loss = weighted_step(accelerator, optimizer, loss, weight, clip_norm=1.0)
             steps += 1
             tokens += sum(len(item.sample.prompt_ids) + len(item.sample.action_ids) for item in batch)
-            window.append({"loss": float(loss), **metrics})
+            window.append({"loss": loss, **metrics})
     ctx.model.eval()
     update_s = time.perf_counter() - started
     if "kl" in stats:

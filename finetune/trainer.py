@@ -209,27 +209,17 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             for batch_samples in shuffled_batches(samples, config.batch_size, config.seed, epoch)[skip:]:
                 if step >= total:
                     break
-                # Under `accelerate launch` each process takes its share of the batch; DDP averages the
-                # gradients, so a step sees the whole batch as one process would.
-                # Losses are means over action tokens: weigh each share by its tokens so that the
-                # averaged gradient is the whole batch's (a rank with no share contributes zero).
-                mine = batch_samples[accelerator.process_index :: accelerator.num_processes]
-                weight = sum(len(s.action_ids) for s in mine) / sum(len(s.action_ids) for s in batch_samples)
-                batch = {
-                    k: v.to(accelerator.device) for k, v in collate(mine or batch_samples[:1], pad).items()
-                }
+                mine, weight = rank_share(batch_samples, accelerator, lambda s: len(s.action_ids))
+                batch = {k: v.to(accelerator.device) for k, v in collate(mine, pad).items()}
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)
-                optimizer.zero_grad()
-                accelerator.backward(loss * (accelerator.num_processes * weight))
-                loss = accelerator.reduce(loss.detach() * weight, reduction="sum")  # the whole batch's loss
-                optimizer.step()
+                loss = weighted_step(accelerator, optimizer, loss, weight)
                 if hasattr(algo, "after_step"):
                     algo.after_step(accelerator.unwrap_model(heads), settings)
                 step += 1
                 tokens += int(batch["attention_mask"].sum())
-                window.append({"loss": float(loss.detach()), **metrics})
+                window.append({"loss": loss, **metrics})
                 if step % config.log_every == 0 or step == total:
                     record = _summary(window, step, epoch, tokens / (time.perf_counter() - started))
                     window = []
@@ -301,6 +291,30 @@ def _save_state(state_dir, config, accelerator, model, heads, tokenizer, optimiz
     (partial / "state.json").write_text(json.dumps({"step": step, "identity": jsonable(config.identity())}))
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
+
+
+# --- one optimizer step, shared by the offline and online loops ----------------------------------
+def rank_share(batch: list[Any], accelerator: Any, tokens: Callable[[Any], int]) -> tuple[list[Any], float]:
+    """This process's share of a minibatch and its weight. Under ``accelerate launch`` each process
+    takes every n-th item and DDP averages the gradients; losses are means over action tokens, so each
+    share is weighed by its action tokens and the averaged gradient is the whole minibatch's. A process
+    left without items computes on the first one at weight 0 (DDP needs every rank's backward)."""
+    mine = batch[accelerator.process_index :: accelerator.num_processes]
+    weight = sum(tokens(item) for item in mine) / max(1, sum(tokens(item) for item in batch))
+    return (mine or batch[:1]), weight
+
+
+def weighted_step(
+    accelerator: Any, optimizer: Any, loss: Any, weight: float, clip_norm: float | None = None
+) -> float:
+    """Backward (scaled so DDP's mean is the weighted sum), optional gradient clipping, step; returns
+    the whole minibatch's loss (the weighted shares summed over processes)."""
+    optimizer.zero_grad()
+    accelerator.backward(loss * (accelerator.num_processes * weight))
+    if clip_norm is not None:
+        accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_norm)
+    optimizer.step()
+    return float(accelerator.reduce(loss.detach() * weight, reduction="sum"))
 
 
 def read_state(state_dir: Path, config: Any) -> dict[str, Any] | None:
