@@ -7,11 +7,16 @@ says moves; each algorithm then plays ``--rounds`` rounds of ``--episodes`` epis
 ``--max-turns``) and updates on them. Figures are medians over the rounds.
 
     python bench/online_throughput.py [--rounds 3] [--episodes 64] [--max-turns 20]
+    python bench/online_throughput.py --algos ppo --rollout-server   # PPO in-process vs transformers serve
+
+``--rollout-server`` adds a PPO row whose rounds are played by a local ``transformers serve`` (the
+``--rollout-server`` path of ``lmrl train``), measured in the same run as the in-process row.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,6 +25,7 @@ import _common  # noqa: F401
 
 import lmrl
 from lmrl.finetune.online import OnlineConfig, train_online
+from lmrl.finetune.rollout_server import transformers_serve
 from lmrl.finetune.trainer import TrainConfig, train
 
 
@@ -29,6 +35,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--max-turns", type=int, default=20)
     parser.add_argument("--bc-steps", type=int, default=300)
+    parser.add_argument("--algos", default="ppo,grpo,online-filtered-bc")
+    parser.add_argument("--rollout-server", action="store_true", help="add PPO on transformers serve")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -40,16 +48,24 @@ def main() -> None:
             progress=False,
         )
         rows = []
-        for algo in ("ppo", "grpo", "online-filtered-bc"):
+        runs = [(algo, None) for algo in args.algos.split(",")]
+        if args.rollout_server:
+            runs.append(("ppo", "transformers serve"))
+        for algo, server in runs:
             log: list[dict] = []
             config = OnlineConfig(
-                algo=algo, task="maze-fo", out=root / algo, base=str(start), rounds=args.rounds,
-                episodes_per_round=args.episodes, max_turns=args.max_turns, group_size=8,
+                algo=algo, task="maze-fo", out=root / f"{algo}-{bool(server)}", base=str(start),
+                rounds=args.rounds, episodes_per_round=args.episodes, max_turns=args.max_turns, group_size=8,
             )  # fmt: skip
-            train_online(config, progress=False, on_log=log.append)
+            with contextlib.ExitStack() as stack:
+                if server:
+                    config.rollout_server = stack.enter_context(
+                        transformers_serve(["--model-timeout", "600"], root / "serve.log")
+                    )
+                train_online(config, progress=False, on_log=log.append)
             rows.append(
                 {
-                    "algo": algo,
+                    "algo": f"{algo} ({server})" if server else algo,
                     "episodes/s": statistics.median(r["episodes_per_s"] for r in log),
                     "train tokens/s": statistics.median(r["tokens_per_s"] for r in log),
                     "rollout share": statistics.median(

@@ -24,9 +24,17 @@ round's turns carried the server's own ids (``sampled_ids``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,3 +127,44 @@ class RolloutServer:
             return json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise TrainError(f"the rollout server's answer to {request.full_url} is not JSON") from None
+
+
+@contextlib.contextmanager
+def transformers_serve(args: list[str], log: Path, start_timeout_s: float = 90.0) -> Iterator[str]:
+    """``transformers serve ARGS`` on a free port of 127.0.0.1 until the block ends (offline, one
+    intra-op thread per request thread); yields its ``/v1`` base. For tests and benchmarks."""
+    script = Path(sys.executable).parent / "transformers"
+    command = [str(script)] if script.exists() else [shutil.which("transformers") or "transformers"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # One OpenMP thread: the server runs requests in parallel threads, and OpenMP pools on a small CPU
+    # slow each other down by an order of magnitude.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*command, "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    started = time.perf_counter()
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.perf_counter() - started > start_timeout_s:
+                raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
