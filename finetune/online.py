@@ -313,10 +313,20 @@ def _round_dir(config: OnlineConfig, round_index: int) -> Path:
 
 
 def _round_episodes(config: OnlineConfig, round_index: int) -> list[Any]:
-    """The finished episodes of a round's run directory."""
+    """The finished episodes of a round's run directory. A round with none (every episode failed: a
+    rollout server that cannot load the checkpoint, a partner that is down) stops the run in one line
+    rather than training on nothing."""
     from lmrl.rundir import load_episodes
 
-    return [e for e in load_episodes(_round_dir(config, round_index)) if e.error is None and e.turns]
+    played = load_episodes(_round_dir(config, round_index))
+    finished = [e for e in played if e.error is None and e.turns]
+    if not finished:
+        first = next((str(e.error).splitlines()[0] for e in played if e.error), "none was played")
+        raise TrainError(
+            f"round {round_index}: no episode finished ({len(played)} failed; the first: {first}); "
+            f"see {_round_dir(config, round_index)}"
+        )
+    return finished
 
 
 def _rollout_server(config: OnlineConfig) -> Any:

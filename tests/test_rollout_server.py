@@ -135,3 +135,18 @@ def test_a_server_that_refuses_the_weights_stops_the_run_in_one_line(maze_policy
         assert main(command) == 2
     err = capsys.readouterr().err.strip()
     assert "HTTP 404" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_round_where_every_episode_fails_stops_the_run_in_one_line(maze_policy, tmp_path, capsys) -> None:
+    # path sync against a server that serves one fixed name: every request names a path it does not serve
+    with WeightsServer(maze_policy) as server:
+        command = [
+            "train", "--algo", "ppo", "--task", "maze-fo", "--base", str(maze_policy), "--out",
+            str(tmp_path / "out"), "--rollout-server", server.api_base, "--episodes-per-round", "4",
+            "--max-turns", "3", "--no-progress",
+        ]  # fmt: skip
+        assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert "round 0: no episode finished (4 failed" in err and "is not served" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out" / "rounds" / "round-000" / "checkpoint").exists()
