@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 from lmrl.finetune.trainer import TrainError
 
 SYNC_TIMEOUT_S = 900.0  # reloading a large checkpoint from disk takes minutes
+API_KEY_VARIABLE = "HOSTED_VLLM_API_KEY"
 
 
 @dataclass
@@ -100,14 +101,14 @@ class RolloutServer:
         return str(served[0])
 
     def _get(self, path: str) -> dict[str, Any]:
-        return self._call(urllib.request.Request(self.url.rstrip("/") + path), 30.0)
+        return self._call(urllib.request.Request(self.url.rstrip("/") + path, headers=_auth()), 30.0)
 
     def _post(self, route: str, body: dict[str, Any]) -> Any:
         parsed = urlparse(self.url)
         request = urllib.request.Request(
             f"{parsed.scheme}://{parsed.netloc}{route}",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **_auth()},
             method="POST",
         )
         return self._call(request, SYNC_TIMEOUT_S)
@@ -127,6 +128,13 @@ class RolloutServer:
             return json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise TrainError(f"the rollout server's answer to {request.full_url} is not JSON") from None
+
+
+def _auth() -> dict[str, str]:
+    """The key a server started with one (``vllm serve --api-key``) wants: ``HOSTED_VLLM_API_KEY``, the
+    variable the rollout agent (``hosted_vllm/``) reads too; never logged."""
+    key = os.environ.get(API_KEY_VARIABLE)
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 @contextlib.contextmanager

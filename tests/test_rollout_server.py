@@ -150,3 +150,23 @@ def test_a_round_where_every_episode_fails_stops_the_run_in_one_line(maze_policy
     assert "round 0: no episode finished (4 failed" in err and "is not served" in err, err
     assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "out" / "rounds" / "round-000" / "checkpoint").exists()
+
+
+def test_a_server_that_wants_a_key_gets_it_from_the_environment(maze_policy, tmp_path, capsys, monkeypatch):
+    secret = "sk-rollout-secret-123"
+    base = [
+        "train", "--algo", "ppo", "--task", "maze-fo", "--base", str(maze_policy), "--rounds", "1",
+        "--episodes-per-round", "2", "--max-turns", "2", "--rollout-sync", "post:/update_weights_from_disk",
+        "--no-progress",
+    ]  # fmt: skip
+    with WeightsServer(maze_policy, key=secret) as server:
+        monkeypatch.delenv("HOSTED_VLLM_API_KEY", raising=False)
+        refused = tmp_path / "refused"
+        assert main([*base, "--out", str(refused), "--rollout-server", server.api_base]) == 2
+        assert "HTTP 401" in capsys.readouterr().err
+        monkeypatch.setenv("HOSTED_VLLM_API_KEY", secret)
+        out = tmp_path / "out"
+        assert main([*base, "--out", str(out), "--rollout-server", server.api_base]) == 0
+    assert len(lmrl.load_run(out / "rounds" / "round-000" / "run")) == 2
+    written = [f for f in out.rglob("*") if f.is_file() and f.suffix in (".json", ".jsonl", ".txt", ".csv")]
+    assert written and not any(secret in f.read_text(errors="replace") for f in written)

@@ -21,8 +21,9 @@ from lmrl.finetune.models import load
 
 
 class WeightsServer:
-    def __init__(self, checkpoint: Path, name: str = "policy") -> None:
+    def __init__(self, checkpoint: Path, name: str = "policy", key: str | None = None) -> None:
         self.name = name
+        self.key = key  # when set, every request must carry it (as ``vllm serve --api-key``)
         self.loads: list[str] = []
         self._lock = threading.Lock()  # one forward at a time: the weights may be swapped between
         self._generator = torch.Generator().manual_seed(0)
@@ -99,7 +100,15 @@ def _handler(server: WeightsServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(raw)
 
+        def _refused(self) -> bool:
+            if server.key is not None and self.headers.get("Authorization") != f"Bearer {server.key}":
+                self._answer(401, {"error": {"message": "invalid API key"}})
+                return True
+            return False
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self.path == "/v1/models":
                 self._answer(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
             elif self.path == "/loads":
@@ -109,6 +118,8 @@ def _handler(server: WeightsServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self._refused():
+                return
             if self.path == "/v1/completions":
                 if body.get("model") != server.name:
                     self._answer(404, {"error": {"message": f"model {body.get('model')!r} is not served"}})
