@@ -53,6 +53,12 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         help="text: the paper's raw rendering; chat: through the base model's chat template",
     )
     parser.add_argument("--allow-mixed", action="store_true", help="train on runs of different tasks")
+    parser.add_argument(
+        "--packing",
+        choices=["auto", "off"],
+        default="auto",
+        help="offline: one sequence per episode when the renderings only grow (auto), or one per turn",
+    )
     parser.add_argument("--lora", metavar="r=16[,alpha=32]", help="train LoRA adapters (needs peft)")
     parser.add_argument(
         "--eval-every", type=positive_int, help="evaluate every N steps (offline; and at the end) or rounds"
@@ -163,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,
+        packing=args.packing,
         style=args.style,
         allow_mixed=args.allow_mixed,
         lora=_lora(args.lora),

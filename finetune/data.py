@@ -325,8 +325,123 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
     }
 
 
-def shuffled_batches(samples: Sequence[Sample], batch_size: int, seed: int, epoch: int) -> list[list[Sample]]:
-    """The epoch's batches: a seeded shuffle (so a resumed run replays the same order)."""
-    order = list(range(len(samples)))
+def shuffled_batches(items: Sequence[Any], batch_size: int, seed: int, epoch: int) -> list[list[Any]]:
+    """The epoch's batches (of samples, or of packed episodes): a seeded shuffle, so a resumed run
+    replays the same order."""
+    order = list(range(len(items)))
     random.Random(f"{seed}/{epoch}").shuffle(order)
-    return [[samples[i] for i in order[k : k + batch_size]] for k in range(0, len(order), batch_size)]
+    return [[items[i] for i in order[k : k + batch_size]] for k in range(0, len(order), batch_size)]
+
+
+# --- packed episodes -----------------------------------------------------------------------------
+@dataclass(slots=True)
+class PackedEpisode:
+    """A whole episode as one sequence: where the rendering only grows (a history the agent keeps,
+    as in maze-po, Text-Nav PO and Wordle), every turn's prompt is a prefix of the next one, so one
+    forward over the final rendering gives every turn's logits and values. Exactly the tokens the
+    per-turn samples hold (checked token by token), at a fraction of the compute: turn t's context is
+    no longer re-encoded for every later turn."""
+
+    ids: list[int]  # the rendering after the last turn
+    samples: list[Sample]  # the turns; turn t's action is ids[starts[t] : starts[t] + len(action)]
+    starts: list[int]
+
+    @property
+    def action_tokens(self) -> int:
+        return sum(len(s.action_ids) for s in self.samples)
+
+
+def pack_episode(samples: Sequence[Sample]) -> PackedEpisode | None:
+    """The episode's turns as one sequence, or None when its renderings are not prefix-preserving
+    (a window that drops old turns, a prompt cut to the context budget, a chat template that
+    re-renders earlier messages)."""
+    if not samples or any(s.truncated_prompt for s in samples):
+        return None
+    starts = []
+    for sample, following in zip(samples[:-1], [s.prompt_ids for s in samples[1:]], strict=True):
+        start = len(sample.prompt_ids)
+        if following[: start + len(sample.action_ids)] != sample.prompt_ids + sample.action_ids:
+            return None
+        starts.append(start)
+    last = samples[-1]
+    played = last.prompt_ids + last.action_ids
+    starts.append(len(last.prompt_ids))
+    if last.next_ids[: len(played)] == played:
+        return PackedEpisode(ids=list(last.next_ids), samples=list(samples), starts=starts)
+    # The final rendering lost its oldest segments to the task's window (maze-po keeps 40): its new
+    # tokens go after the whole history. Only the value of a truncated end reads them (an
+    # approximation: the policy never sees more than the window); after a termination nothing does.
+    tail = _window_tail(played, last.next_ids)
+    if tail is None:
+        return None
+    return PackedEpisode(ids=played + tail, samples=list(samples), starts=starts)
+
+
+def _window_tail(before: list[int], after: list[int]) -> list[int] | None:
+    """What ``after`` adds to ``before`` when ``after`` is ``before`` less some oldest tokens plus new
+    ones (a leading special token may stay): the new tokens, or None when it is not that."""
+    for lead in (0, 1):
+        if lead and not (before and after and before[0] == after[0]):
+            break
+        for dropped in range(1, (len(before) - lead) // 2):
+            kept = before[lead + dropped :]
+            if after[lead : lead + len(kept)] == kept:
+                return after[lead + len(kept) :]
+    return None
+
+
+def pack_dataset(samples: Sequence[Sample]) -> list[PackedEpisode] | None:
+    """Every episode of ``samples`` packed, or None when any one cannot be (then train per turn)."""
+    packed: list[PackedEpisode] = []
+    by_episode: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_episode.setdefault(sample.key, []).append(sample)
+    for turns in by_episode.values():
+        episode = pack_episode(sorted(turns, key=lambda s: s.turn))
+        if episode is None:
+            return None
+        packed.append(episode)
+    return packed
+
+
+def collate_packed(episodes: Sequence[PackedEpisode], pad_id: int) -> dict[str, Any]:
+    """A right-padded batch of whole episodes, with ``collate``'s per-token fields and, instead of a
+    separate next-state forward, ``next_state`` [B, T]: for each action token, the position whose
+    hidden state is the next state (the token itself inside an action; after an action's last token,
+    the end of the next observation). ``discounts`` there carry the bootstrap (0 after termination).
+    One padding column past the longest row keeps every next-state position inside the shifted view."""
+    import torch
+
+    width = max(len(e.ids) for e in episodes) + 1
+    b = len(episodes)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    action_mask = torch.zeros((b, width))
+    returns = torch.zeros((b, width))
+    discounts = torch.zeros((b, width))
+    rewards = torch.zeros((b, width))
+    next_state = torch.zeros((b, width), dtype=torch.long)
+    for i, episode in enumerate(episodes):
+        n = len(episode.ids)
+        input_ids[i, :n] = torch.tensor(episode.ids)
+        attention[i, :n] = 1
+        ends = [*(start - 1 for start in episode.starts[1:]), n - 1]
+        for sample, start, end_state in zip(episode.samples, episode.starts, ends, strict=True):
+            a = len(sample.action_ids)
+            last = start + a - 1
+            action_mask[i, start : start + a] = 1.0
+            returns[i, start : start + a] = torch.tensor(sample.returns)
+            discounts[i, start : start + a] = torch.tensor(sample.discounts)
+            discounts[i, last] *= sample.bootstrap
+            rewards[i, last] = sample.reward
+            next_state[i, start : start + a] = torch.arange(start, start + a)
+            next_state[i, last] = end_state
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "action_mask": action_mask,
+        "returns": returns,
+        "discounts": discounts,
+        "rewards": rewards,
+        "next_state": next_state,
+    }

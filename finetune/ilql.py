@@ -48,10 +48,14 @@ def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings
     q1, q2 = taken(h["q1"], out.targets), taken(h["q2"], out.targets)
     q_target = torch.minimum(taken(h["target_q1"], out.targets), taken(h["target_q2"], out.targets))
     v = h["v"].squeeze(-1)
-    with torch.no_grad():
-        final = last_state(model, batch["next_ids"], batch["next_mask"], batch["next_last"])
-        v_final = heads(final)["v"].squeeze(-1)
-    target = shifted(batch, "rewards") + shifted(batch, "discounts") * next_values(v.detach(), v_final, batch)
+    if "next_state" in batch:  # packed episodes: every next state lies in the same row
+        following = v.detach().gather(1, shifted(batch, "next_state"))  # bootstrap is in the discounts
+    else:
+        with torch.no_grad():
+            final = last_state(model, batch["next_ids"], batch["next_mask"], batch["next_last"])
+            v_final = heads(final)["v"].squeeze(-1)
+        following = next_values(v.detach(), v_final, batch)
+    target = shifted(batch, "rewards") + shifted(batch, "discounts") * following
     q_loss = masked_mean((q1 - target) ** 2 + (q2 - target) ** 2, out.mask)
     diff = q_target.detach() - v
     tau = settings.get("tau", 0.7)

@@ -79,6 +79,7 @@ class TrainConfig:
     polyak: float | None = None  # ILQL target update rate (task default)
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
+    packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
     allow_mixed: bool = False
     lora: dict[str, Any] | None = None
     eval_every: int | None = None
@@ -150,7 +151,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     from accelerate import Accelerator
 
     from lmrl.finetune import models
-    from lmrl.finetune.data import DatasetError, collate, dataset_samples, shuffled_batches
+    from lmrl.finetune.data import DatasetError, dataset_samples, shuffled_batches
 
     algo = algorithm(config.algo)
     episodes, task = _data(config)
@@ -179,6 +180,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         )
     except DatasetError as error:
         raise TrainError(str(error)) from None
+    units, batch_size, collate_units, action_tokens = training_units(samples, config)
     heads = algo.make_heads(model, settings)
     if heads is not None and resumed:
         from lmrl.finetune.heads import ValueHeads
@@ -191,7 +193,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         heads = accelerator.prepare(heads)
     if resumed:
         optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
-    per_epoch = math.ceil(len(samples) / config.batch_size)
+    per_epoch = math.ceil(len(units) / batch_size)
     total = config.max_steps or per_epoch * config.epochs
     step = resumed["step"] if resumed else 0
     main = accelerator.is_main_process
@@ -206,11 +208,11 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     try:
         while step < total:
             epoch, skip = divmod(step, per_epoch)
-            for batch_samples in shuffled_batches(samples, config.batch_size, config.seed, epoch)[skip:]:
+            for batch_units in shuffled_batches(units, batch_size, config.seed, epoch)[skip:]:
                 if step >= total:
                     break
-                mine, weight = rank_share(batch_samples, accelerator, lambda s: len(s.action_ids))
-                batch = {k: v.to(accelerator.device) for k, v in collate(mine, pad).items()}
+                mine, weight = rank_share(batch_units, accelerator, action_tokens)
+                batch = {k: v.to(accelerator.device) for k, v in collate_units(mine, pad).items()}
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)
@@ -245,6 +247,22 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
 
         plot_log(out / "train_log.jsonl", out / "train_log.png")
     return final
+
+
+def training_units(samples: list[Any], config: TrainConfig) -> tuple[list[Any], int, Callable, Callable]:
+    """What a batch is made of: whole episodes when every episode packs into one sequence (``packing``
+    auto; then a batch takes as many episodes as hold about ``batch_size`` turns), else single turns.
+    Returns (units, units per batch, their collate, their action-token count)."""
+    from lmrl.finetune.data import collate, collate_packed, pack_dataset
+
+    if config.packing not in ("auto", "off"):
+        raise TrainError(f"--packing must be auto or off, not {config.packing!r}")
+    packed = pack_dataset(samples) if config.packing == "auto" else None
+    if not packed:
+        return samples, config.batch_size, collate, lambda s: len(s.action_ids)
+    turns_per_episode = len(samples) / len(packed)
+    per_batch = max(1, round(config.batch_size / turns_per_episode))
+    return packed, per_batch, collate_packed, lambda e: e.action_tokens
 
 
 def _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, final=False) -> dict:
