@@ -178,34 +178,21 @@ def rank_batch(
     is one row of a single forward (many episodes' choices share it). Returns, per request, the chosen
     index and that action's per-token BC log-probabilities."""
     device = next(model.parameters()).device
-    sequences = [request.prompt_ids + c for request in requests for c in request.candidates]
-    width = max(len(sequence) for sequence in sequences)
-    # right padding: real tokens keep positions 0..n-1
-    ids = torch.tensor([q + [0] * (width - len(q)) for q in sequences], device=device)
-    mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in sequences], device=device)
-    # One flat index over every candidate token: its row (= its candidate), the position predicting
-    # it (token j is predicted at position j - 1) and the token; ``last``: each candidate's last token.
+    # One flat index over every candidate token: its row (= its candidate) and the token; ``last``:
+    # each candidate's last token.
     rows: list[int] = []
-    positions: list[int] = []
     tokens: list[int] = []
     last: list[int] = []
-    row = 0
-    for request in requests:
-        start = len(request.prompt_ids)
-        for candidate in request.candidates:
-            rows += [row] * len(candidate)
-            positions += range(start - 1, start - 1 + len(candidate))
-            tokens += candidate
-            last.append(len(tokens) - 1)
-            row += 1
-    rows_t, positions_t, tokens_t = (torch.tensor(x, device=device) for x in (rows, positions, tokens))
+    for row, candidate in enumerate(c for request in requests for c in request.candidates):
+        rows += [row] * len(candidate)
+        tokens += candidate
+        last.append(len(tokens) - 1)
+    rows_t, tokens_t = (torch.tensor(x, device=device) for x in (rows, tokens))
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-        logits = out.logits[rows_t, positions_t].float()
-        token_logprobs = logits.log_softmax(dim=-1).gather(-1, tokens_t[:, None]).squeeze(-1)
-        scores = torch.zeros(len(sequences), device=device).index_add_(0, rows_t, token_logprobs)
+        logits, hidden = _candidate_outputs(model, requests, device)
+        token_logprobs = logits.float().log_softmax(dim=-1).gather(-1, tokens_t[:, None]).squeeze(-1)
+        scores = torch.zeros(len(last), device=device).index_add_(0, rows_t, token_logprobs)
         if guidance is not None:
-            hidden = out.hidden_states[-1][rows_t, positions_t]
             bonus = guidance.bonus(hidden).float().gather(-1, tokens_t[:, None]).squeeze(-1)
             if guidance.extraction == "advantage":
                 value = torch.zeros_like(scores).index_add_(0, rows_t, bonus)
@@ -229,3 +216,51 @@ def rank_batch(
         row += count
         token += sum(len(c) for c in request.candidates)
     return chosen
+
+
+def _candidate_outputs(
+    model: Any, requests: list[RankRequest], device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and final hidden state predicting every candidate token, in ``rank_batch``'s flat
+    order. Each prompt is encoded once (left-padded, positions from the mask) and its cache is shared
+    by its candidates, whose tokens but the last are one more forward: with a long history (maze-po
+    keeps 40 segments) that is about one prompt's cost per choice instead of one per candidate."""
+    from lmrl.agents.batching import _CACHE_KWARG
+
+    prompts = [request.prompt_ids for request in requests]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=True
+    )
+    first_logits, first_hidden = out.logits[:, -1], out.hidden_states[-1][:, -1]  # predict token 0
+    owner = [i for i, request in enumerate(requests) for _ in request.candidates]
+    candidates = [c for request in requests for c in request.candidates]
+    rest = max(len(c) for c in candidates) - 1  # tokens 1.. are predicted by a second forward
+    if rest > 0:
+        cache = getattr(out, "cache", None) or out.past_key_values
+        cache.reorder_cache(torch.tensor(owner, device=device))  # each candidate its prompt's cache
+        fed = torch.tensor([c[:-1] + [0] * (rest - len(c) + 1) for c in candidates], device=device)
+        fed_mask = torch.tensor(
+            [[1] * (len(c) - 1) + [0] * (rest - len(c) + 1) for c in candidates], device=device
+        )
+        lengths = torch.tensor([len(requests[i].prompt_ids) for i in owner], device=device)
+        following = model(
+            input_ids=fed,
+            attention_mask=torch.cat([mask[owner], fed_mask], dim=1),
+            position_ids=lengths[:, None] + torch.arange(rest, device=device),
+            use_cache=True,
+            output_hidden_states=True,
+            **{_CACHE_KWARG: cache},
+        )
+    logits: list[torch.Tensor] = []
+    hidden: list[torch.Tensor] = []
+    for row, (i, candidate) in enumerate(zip(owner, candidates, strict=True)):
+        logits.append(first_logits[i : i + 1])
+        hidden.append(first_hidden[i : i + 1])
+        if len(candidate) > 1:
+            logits.append(following.logits[row, : len(candidate) - 1])
+            hidden.append(following.hidden_states[-1][row, : len(candidate) - 1])
+    return torch.cat(logits), torch.cat(hidden)

@@ -132,3 +132,36 @@ def test_concurrent_episodes_rank_in_shared_batches(tiny_dir) -> None:  # noqa: 
     completions = anyio.run(play)
     assert all(c.text.startswith("move ") for c in completions)
     assert sum(batch_sizes) == 16 and max(batch_sizes) > 1  # some requests shared a forward
+
+
+def test_candidates_of_different_lengths_score_as_full_forwards_do(tiny_dir, tmp_path) -> None:  # noqa: F811
+    # Each prompt is encoded once and its candidates continue its cache: the scores must be those of
+    # one full forward per candidate, for candidates of 1 to 4 tokens and prompts of unequal lengths.
+    import torch
+    from test_value_heads import random_heads
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    path = with_heads(
+        tiny_dir, tmp_path / "ilql", random_heads(double_q=True, value=True), beta=0.5, extraction="advantage"
+    )
+    model = AutoModelForCausalLM.from_pretrained(path)
+    guidance, _ = load_guidance(path, model)
+    candidates = [[17], [5, 9], [30, 31, 32], [7, 8, 9, 10]]
+    prompts = [tokenizer(maze_prompt(i, "text").text)["input_ids"] for i in (1, 5)]
+    requests = [RankRequest(p, candidates, 0.0, None) for p in prompts]
+    for request, (best, logprobs) in zip(requests, rank_batch(model, requests, guidance), strict=True):
+        scores, per_token = [], []
+        for candidate in candidates:
+            with torch.no_grad():
+                out = model(torch.tensor([request.prompt_ids + candidate]), output_hidden_states=True)
+            at = range(len(request.prompt_ids) - 1, len(request.prompt_ids) - 1 + len(candidate))
+            lp = [float(out.logits[0, j].log_softmax(-1)[t]) for j, t in zip(at, candidate, strict=True)]
+            bonus = guidance.bonus(out.hidden_states[-1][0, list(at)])
+            value = sum(float(bonus[k, t]) for k, t in enumerate(candidate))
+            scores.append(sum(lp) + 0.5 * value)
+            per_token.append(lp)
+        assert best == max(range(len(candidates)), key=scores.__getitem__)
+        assert logprobs == pytest.approx(per_token[best], abs=1e-4)
