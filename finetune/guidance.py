@@ -30,6 +30,8 @@ from transformers import LogitsProcessor
 
 from lmrl.finetune.heads import EXTRACTIONS, HEADS_META, ValueHeads
 
+RANK_CHUNK_VALUES = 2**24  # re-ranking: candidate logits per forward (64 MB of float32)
+
 
 class QGuidance(LogitsProcessor):
     """Adds ``beta * Q`` (or ``beta * (min(Q1, Q2) - V)``) from ``heads`` to every row's scores."""
@@ -187,13 +189,11 @@ def rank_batch(
         rows += [row] * len(candidate)
         tokens += candidate
         last.append(len(tokens) - 1)
-    rows_t, tokens_t = (torch.tensor(x, device=device) for x in (rows, tokens))
+    rows_t = torch.tensor(rows, device=device)
     with torch.no_grad():
-        logits, hidden = _candidate_outputs(model, requests, device)
-        token_logprobs = logits.float().log_softmax(dim=-1).gather(-1, tokens_t[:, None]).squeeze(-1)
+        token_logprobs, bonus = _candidate_tokens(model, requests, guidance, device)
         scores = torch.zeros(len(last), device=device).index_add_(0, rows_t, token_logprobs)
         if guidance is not None:
-            bonus = guidance.bonus(hidden).float().gather(-1, tokens_t[:, None]).squeeze(-1)
             if guidance.extraction == "advantage":
                 value = torch.zeros_like(scores).index_add_(0, rows_t, bonus)
             else:
@@ -218,13 +218,16 @@ def rank_batch(
     return chosen
 
 
-def _candidate_outputs(
-    model: Any, requests: list[RankRequest], device: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits and final hidden state predicting every candidate token, in ``rank_batch``'s flat
-    order. Each prompt is encoded once (left-padded, positions from the mask) and its cache is shared
-    by its candidates, whose tokens but the last are one more forward: with a long history (maze-po
-    keeps 40 segments) that is about one prompt's cost per choice instead of one per candidate."""
+def _candidate_tokens(
+    model: Any, requests: list[RankRequest], guidance: QGuidance | None, device: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every candidate token's BC log-probability and (with ``guidance``) its value bonus, in
+    ``rank_batch``'s flat order. Each prompt is encoded once (left-padded, positions from the mask)
+    and its cache is shared by its candidates, whose tokens but the last are one more forward, in
+    chunks of rows: with a long history (maze-po keeps 40 segments) a choice costs about one prompt
+    instead of one per candidate, and a large action set (Wordle's 400 words) stays within memory."""
+    import copy
+
     from lmrl.agents.batching import _CACHE_KWARG
 
     prompts = [request.prompt_ids for request in requests]
@@ -235,32 +238,42 @@ def _candidate_outputs(
     out = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=True
     )
-    first_logits, first_hidden = out.logits[:, -1], out.hidden_states[-1][:, -1]  # predict token 0
+    cache = getattr(out, "cache", None) or out.past_key_values
     owner = [i for i, request in enumerate(requests) for _ in request.candidates]
     candidates = [c for request in requests for c in request.candidates]
     rest = max(len(c) for c in candidates) - 1  # tokens 1.. are predicted by a second forward
-    if rest > 0:
-        cache = getattr(out, "cache", None) or out.past_key_values
-        cache.reorder_cache(torch.tensor(owner, device=device))  # each candidate its prompt's cache
-        fed = torch.tensor([c[:-1] + [0] * (rest - len(c) + 1) for c in candidates], device=device)
-        fed_mask = torch.tensor(
-            [[1] * (len(c) - 1) + [0] * (rest - len(c) + 1) for c in candidates], device=device
+    vocab = out.logits.shape[-1]
+    chunk = max(1, RANK_CHUNK_VALUES // ((rest + 1) * vocab))  # rows per forward
+    last_logits, last_hidden = out.logits[:, -1:], out.hidden_states[-1][:, -1:]  # predict token 0
+    logprobs: list[torch.Tensor] = []
+    bonuses: list[torch.Tensor] = []
+    for begin in range(0, len(candidates), chunk):
+        rows = list(range(begin, min(begin + chunk, len(candidates))))
+        mine = torch.tensor([owner[r] for r in rows], device=device)
+        logits, hidden = last_logits[mine], last_hidden[mine]
+        if rest > 0:
+            shared = copy.deepcopy(cache)  # the prompts' cache only: small next to the candidates'
+            shared.reorder_cache(mine)
+            fed = [candidates[r][:-1] + [0] * (rest - len(candidates[r]) + 1) for r in rows]
+            fed_mask = [[1] * (len(candidates[r]) - 1) + [0] * (rest - len(candidates[r]) + 1) for r in rows]
+            lengths = torch.tensor([len(prompts[owner[r]]) for r in rows], device=device)
+            following = model(
+                input_ids=torch.tensor(fed, device=device),
+                attention_mask=torch.cat([mask[mine], torch.tensor(fed_mask, device=device)], dim=1),
+                position_ids=lengths[:, None] + torch.arange(rest, device=device),
+                use_cache=True,
+                output_hidden_states=True,
+                **{_CACHE_KWARG: shared},
+            )
+            logits = torch.cat([logits, following.logits], dim=1)
+            hidden = torch.cat([hidden, following.hidden_states[-1]], dim=1)
+        # [rows, rest + 1] -> the real tokens, row by row: rank_batch's flat order
+        targets = torch.tensor(
+            [candidates[r] + [0] * (rest + 1 - len(candidates[r])) for r in rows], device=device
         )
-        lengths = torch.tensor([len(requests[i].prompt_ids) for i in owner], device=device)
-        following = model(
-            input_ids=fed,
-            attention_mask=torch.cat([mask[owner], fed_mask], dim=1),
-            position_ids=lengths[:, None] + torch.arange(rest, device=device),
-            use_cache=True,
-            output_hidden_states=True,
-            **{_CACHE_KWARG: cache},
-        )
-    logits: list[torch.Tensor] = []
-    hidden: list[torch.Tensor] = []
-    for row, (i, candidate) in enumerate(zip(owner, candidates, strict=True)):
-        logits.append(first_logits[i : i + 1])
-        hidden.append(first_hidden[i : i + 1])
-        if len(candidate) > 1:
-            logits.append(following.logits[row, : len(candidate) - 1])
-            hidden.append(following.hidden_states[-1][row, : len(candidate) - 1])
-    return torch.cat(logits), torch.cat(hidden)
+        real = torch.tensor([[k < len(candidates[r]) for k in range(rest + 1)] for r in rows], device=device)
+        chosen = targets[real][:, None]
+        logprobs.append(logits[real].float().log_softmax(dim=-1).gather(-1, chosen).squeeze(-1))
+        if guidance is not None:
+            bonuses.append(guidance.bonus(hidden[real]).float().gather(-1, chosen).squeeze(-1))
+    return torch.cat(logprobs), (torch.cat(bonuses) if guidance is not None else None)

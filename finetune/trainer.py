@@ -42,8 +42,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
 }
 # How the periodic evaluations play the checkpoint (local agent options, ``--eval-option``): on the
-# maze, the paper's re-ranker over the four legal moves, for every algorithm alike.
-TASK_EVAL_OPTIONS: dict[str, dict[str, Any]] = {"maze-fo": {"rerank": True}, "maze-po": {"rerank": True}}
+# maze, the paper's re-ranker over the four legal moves, for every algorithm alike; on Wordle the same
+# re-ranker over the vocabulary (a from-scratch model cannot yet spell 400 words letter by letter).
+TASK_EVAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "maze-fo": {"rerank": True},
+    "maze-po": {"rerank": True},
+    "wordle": {"rerank": True},
+}
 GENERIC_DEFAULTS: dict[str, Any] = {
     "gamma": 0.99,
     "beta": 4.0,

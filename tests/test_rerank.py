@@ -134,16 +134,25 @@ def test_concurrent_episodes_rank_in_shared_batches(tiny_dir) -> None:  # noqa: 
     assert sum(batch_sizes) == 16 and max(batch_sizes) > 1  # some requests shared a forward
 
 
-def test_candidates_of_different_lengths_score_as_full_forwards_do(tiny_dir, tmp_path) -> None:  # noqa: F811
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-forward", "chunks-of-3-rows"])
+def test_candidates_of_different_lengths_score_as_full_forwards_do(
+    tiny_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    chunked,
+) -> None:
     # Each prompt is encoded once and its candidates continue its cache: the scores must be those of
     # one full forward per candidate, for candidates of 1 to 4 tokens and prompts of unequal lengths.
     import torch
     from test_value_heads import random_heads
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmrl.finetune import guidance as module
     from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    if chunked:  # 3 rows of 4 tokens per forward: the 8 candidates go in 3 chunks, one split mid-request
+        monkeypatch.setattr(module, "RANK_CHUNK_VALUES", 3 * 4 * len(tokenizer))
     path = with_heads(
         tiny_dir, tmp_path / "ilql", random_heads(double_q=True, value=True), beta=0.5, extraction="advantage"
     )
@@ -165,3 +174,23 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(tiny_dir, tmp
             per_token.append(lp)
         assert best == max(range(len(candidates)), key=scores.__getitem__)
         assert logprobs == pytest.approx(per_token[best], abs=1e-4)
+
+
+def test_wordle_reranks_over_its_vocabulary(tiny_dir) -> None:  # noqa: F811
+    # An untrained model cannot spell; re-ranked, every guess is a vocabulary word (its own candidate
+    # set), so the episode runs its six guesses with no invalid reply.
+    from lmrl.rollout import rollout, run_sync
+    from lmrl.tasks import make_task
+
+    wordle = make_task("wordle")
+    assert wordle.candidate_actions() == list(wordle.vocab) and len(wordle.vocab) == 400
+    player = LocalAgent(
+        f"local/{tiny_dir}", AgentOptions(temperature=1.0, extra={"rerank": True}), style="text"
+    )
+    try:
+        episode = run_sync(lambda: rollout("wordle", player, 3, 0, style="text"))
+    finally:
+        anyio.run(player.aclose)
+    guesses = [turn.action for turn in episode.turns]
+    assert guesses and not any(turn.invalid for turn in episode.turns)
+    assert set(guesses) <= set(wordle.vocab) and len(set(guesses)) > 1

@@ -438,6 +438,11 @@ class Wordle(Task):
             "invalid_penalty": self.invalid_penalty,
         }
 
+    def candidate_actions(self) -> list[str] | None:
+        """The vocabulary (400 words by default): a value-guided local agent with ``rerank`` picks a
+        word instead of spelling one out letter by letter."""
+        return list(self.vocab)
+
     def format_action(self, action: str) -> str:
         """Guesses are written letter by letter in the text style ("s l a t e")."""
         word = action.strip()
