@@ -46,7 +46,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
-        lmrl.run("maze-po", "scripted/behavior", episodes=args.episodes, out=data, concurrency=64, max_turns=20)
+        lmrl.run(
+            "maze-po", "scripted/behavior", episodes=args.episodes, out=data, concurrency=64, max_turns=20
+        )
         base = prepare_base("tiny", "maze-po", tmp / "base", seed=0)
         times: dict[tuple[str, str], list[float]] = {}
         for repeat in range(args.repeats):  # alternate, so the machine's noise hits both alike
