@@ -170,7 +170,7 @@ def rank_actions(
 
 
 def rank_batch(
-    model: Any, requests: list[RankRequest], guidance: QGuidance | None
+    model: Any, requests: list[RankRequest], guidance: QGuidance | None, prefix_store: Any = None
 ) -> list[tuple[int, list[float]]]:
     """Pick one of a small set of complete actions per request, instead of generating (the paper's
     re-ranker over the maze's four moves). Each candidate scores its BC log-likelihood plus, with
@@ -191,7 +191,7 @@ def rank_batch(
         last.append(len(tokens) - 1)
     rows_t = torch.tensor(rows, device=device)
     with torch.no_grad():
-        token_logprobs, bonus = _candidate_tokens(model, requests, guidance, device)
+        token_logprobs, bonus = _candidate_tokens(model, requests, guidance, device, prefix_store)
         scores = torch.zeros(len(last), device=device).index_add_(0, rows_t, token_logprobs)
         if guidance is not None:
             if guidance.extraction == "advantage":
@@ -219,29 +219,28 @@ def rank_batch(
 
 
 def _candidate_tokens(
-    model: Any, requests: list[RankRequest], guidance: QGuidance | None, device: Any
+    model: Any,
+    requests: list[RankRequest],
+    guidance: QGuidance | None,
+    device: Any,
+    prefix_store: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Every candidate token's BC log-probability and (with ``guidance``) its value bonus, in
     ``rank_batch``'s flat order. Each prompt is encoded once (left-padded, positions from the mask)
     and its cache is shared by its candidates, whose tokens but the last are one more forward, in
     chunks of rows: with a long history (maze-po keeps 40 segments) a choice costs about one prompt
-    instead of one per candidate, and a large action set (Wordle's 400 words) stays within memory."""
+    instead of one per candidate, and a large action set (Wordle's 400 words) stays within memory.
+    With a ``prefix_store`` (``lmrl.agents.prefix_store``), a prompt that continues an earlier one
+    (the same episode's previous turn) computes only its new tokens."""
     import copy
 
     from lmrl.agents.batching import _CACHE_KWARG
 
     prompts = [request.prompt_ids for request in requests]
-    width = max(map(len, prompts))
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=True
-    )
-    cache = getattr(out, "cache", None) or out.past_key_values
+    rest = max(len(c) for request in requests for c in request.candidates) - 1
+    out, cache, mask = _encode_prompts(model, prompts, rest, device, prefix_store)
     owner = [i for i, request in enumerate(requests) for _ in request.candidates]
-    candidates = [c for request in requests for c in request.candidates]
-    rest = max(len(c) for c in candidates) - 1  # tokens 1.. are predicted by a second forward
+    candidates = [c for request in requests for c in request.candidates]  # tokens 1.. : a second forward
     vocab = out.logits.shape[-1]
     chunk = max(1, RANK_CHUNK_VALUES // ((rest + 1) * vocab))  # rows per forward
     last_logits, last_hidden = out.logits[:, -1:], out.hidden_states[-1][:, -1:]  # predict token 0
@@ -277,3 +276,49 @@ def _candidate_tokens(
         if guidance is not None:
             bonuses.append(guidance.bonus(hidden[real]).float().gather(-1, chosen).squeeze(-1))
     return torch.cat(logprobs), (torch.cat(bonuses) if guidance is not None else None)
+
+
+def _encode_prompts(
+    model: Any, prompts: list[list[int]], room: int, device: Any, prefix_store: Any
+) -> tuple[Any, Any, torch.Tensor]:
+    """One forward over left-padded ``prompts``: (its outputs, whose last column predicts each
+    candidate's first token; the key/value cache, with ``room`` more columns for the candidates;
+    the attention mask of the prompt columns). With a ``prefix_store`` that supports the model, each
+    row reuses the stored states of its longest stored prefix (laid out as ``generate_padded`` does)
+    and the prompts are stored for the next turn."""
+    from lmrl.agents.batching import _CACHE_KWARG, _new_cache
+
+    matches = prefix_store.plan(model, prompts) if prefix_store is not None else None
+    if not matches or prefix_store.supported is False:
+        width = max(map(len, prompts))
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            output_hidden_states=True,
+        )
+        return out, getattr(out, "cache", None) or out.past_key_values, mask
+    computed = max(len(p) - length for p, (_, length) in zip(prompts, matches, strict=True))
+    reused = [(entry, max(0, len(p) - computed)) for p, (entry, _) in zip(prompts, matches, strict=True)]
+    start = max(length for _, length in reused)  # columns of reused states
+    width = start + computed
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = _new_cache(model, len(prompts), width + room)
+    prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
+    out = model(
+        input_ids=ids[:, start:],
+        attention_mask=mask,
+        position_ids=positions[:, start:],
+        use_cache=True,
+        output_hidden_states=True,
+        **{_CACHE_KWARG: cache},
+    )
+    kept = [(p, len(p), width - len(p), match) for p, match in zip(prompts, matches, strict=True)]
+    prefix_store.keep(cache, kept)
+    return out, cache, mask

@@ -109,9 +109,9 @@ def test_concurrent_episodes_rank_in_shared_batches(tiny_dir) -> None:  # noqa: 
 
     original = guidance_module.rank_batch
 
-    def counting(model, requests, guidance):
+    def counting(model, requests, guidance, prefix_store=None):
         batch_sizes.append(len(requests))
-        return original(model, requests, guidance)
+        return original(model, requests, guidance, prefix_store)
 
     async def play() -> list:
         guidance_module.rank_batch = counting
@@ -134,12 +134,17 @@ def test_concurrent_episodes_rank_in_shared_batches(tiny_dir) -> None:  # noqa: 
     assert sum(batch_sizes) == 16 and max(batch_sizes) > 1  # some requests shared a forward
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one-forward", "chunks-of-3-rows"])
+@pytest.mark.parametrize(
+    ("chunked", "reuse"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["one-forward", "chunks-of-3-rows", "earlier-turns-reused", "reused-and-chunked"],
+)
 def test_candidates_of_different_lengths_score_as_full_forwards_do(
     tiny_dir,  # noqa: F811
     tmp_path,
     monkeypatch,
     chunked,
+    reuse,
 ) -> None:
     # Each prompt is encoded once and its candidates continue its cache: the scores must be those of
     # one full forward per candidate, for candidates of 1 to 4 tokens and prompts of unequal lengths.
@@ -161,7 +166,17 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(
     candidates = [[17], [5, 9], [30, 31, 32], [7, 8, 9, 10]]
     prompts = [tokenizer(maze_prompt(i, "text").text)["input_ids"] for i in (1, 5)]
     requests = [RankRequest(p, candidates, 0.0, None) for p in prompts]
-    for request, (best, logprobs) in zip(requests, rank_batch(model, requests, guidance), strict=True):
+    store = None
+    if reuse:  # the previous turn's prompts (shorter) are stored first; these continue them
+        from lmrl.agents.prefix_store import PrefixStore
+
+        store = PrefixStore(2**26, min_tokens=4, block=4)
+        rank_batch(model, [RankRequest(p[:-6], candidates, 0.0, None) for p in prompts], guidance, store)
+        assert store.stats.stored == 2
+    ranked = rank_batch(model, requests, guidance, store)
+    if reuse:
+        assert store.stats.tokens_reused >= 2 * (min(map(len, prompts)) - 8)
+    for request, (best, logprobs) in zip(requests, ranked, strict=True):
         scores, per_token = [], []
         for candidate in candidates:
             with torch.no_grad():

@@ -644,7 +644,11 @@ class _RankBatcher:
                 assert loaded is not None
                 try:
                     results: list[Any] = await anyio.to_thread.run_sync(
-                        rank_batch, loaded.model, [s[0] for s in batch], self.agent.guidance
+                        rank_batch,
+                        loaded.model,
+                        [s[0] for s in batch],
+                        self.agent.guidance,
+                        self.prefix_store(),
                     )
                 except Exception as error:  # every request of the batch fails the same way
                     results = [error] * len(batch)
@@ -653,3 +657,18 @@ class _RankBatcher:
         if isinstance(slot[1], Exception):
             raise slot[1]
         return slot[1]
+
+    def prefix_store(self) -> Any:
+        """The key/value states of earlier prompts for re-ranking (the next turn of an episode
+        computes only its new tokens): a store of its own beside the engine's, so it lives and goes
+        with the engine (weights updated in place release it) and never races the engine's thread.
+        None when the agent does not share prefixes."""
+        engine = self.agent.engine
+        if engine is None or engine.prefix_store is None:
+            return None
+        store = getattr(engine, "rank_prefix_store", None)
+        if store is None:
+            from lmrl.agents.prefix_store import PrefixStore
+
+            store = engine.rank_prefix_store = PrefixStore(engine.prefix_store.budget_bytes)
+        return store
