@@ -209,3 +209,24 @@ def test_wordle_reranks_over_its_vocabulary(tiny_dir) -> None:  # noqa: F811
     guesses = [turn.action for turn in episode.turns]
     assert guesses and not any(turn.invalid for turn in episode.turns)
     assert set(guesses) <= set(wordle.vocab) and len(set(guesses)) > 1
+
+
+def test_an_episode_reranks_the_same_with_and_without_reused_prefixes(tiny_dir) -> None:  # noqa: F811
+    # maze-po's prompt grows every turn: with prefixes shared, each turn continues the previous one's
+    # key/value states instead of re-encoding the history; the choices must not change.
+    from lmrl.rollout import rollout, run_sync
+
+    def play(share: bool) -> list[str]:
+        options = AgentOptions(temperature=0, extra={"rerank": True, "share_prefixes": share})
+        player = LocalAgent(f"local/{tiny_dir}", options, style="text")
+        try:
+            episode = run_sync(lambda: rollout("maze-po", player, 1, 3, style="text", max_turns=24))
+            store = player._ranker.prefix_store()
+            assert (store is not None) == share
+            if share:
+                assert store.stats.tokens_reused > store.stats.tokens_looked_up / 2
+        finally:
+            anyio.run(player.aclose)
+        return [turn.action for turn in episode.turns]
+
+    assert play(True) == play(False)
