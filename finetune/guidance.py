@@ -289,36 +289,30 @@ def _encode_prompts(
     from lmrl.agents.batching import _CACHE_KWARG, _new_cache
 
     matches = prefix_store.plan(model, prompts) if prefix_store is not None else None
-    if not matches or prefix_store.supported is False:
-        width = max(map(len, prompts))
-        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            output_hidden_states=True,
-        )
-        return out, getattr(out, "cache", None) or out.past_key_values, mask
-    computed = max(len(p) - length for p, (_, length) in zip(prompts, matches, strict=True))
-    reused = [(entry, max(0, len(p) - computed)) for p, (entry, _) in zip(prompts, matches, strict=True)]
-    start = max(length for _, length in reused)  # columns of reused states
-    width = start + computed
+    reuse = bool(matches) and prefix_store.supported is not False
+    start, width = 0, max(map(len, prompts))  # start: columns of reused states
+    if reuse:
+        computed = max(len(p) - length for p, (_, length) in zip(prompts, matches, strict=True))
+        reused = [(entry, max(0, len(p) - computed)) for p, (entry, _) in zip(prompts, matches, strict=True)]
+        start = max(length for _, length in reused)
+        width = start + computed
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = _new_cache(model, len(prompts), width + room)
-    prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
+    cache = None
+    if reuse:
+        cache = _new_cache(model, len(prompts), width + room)
+        prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
     out = model(
         input_ids=ids[:, start:],
         attention_mask=mask,
         position_ids=positions[:, start:],
         use_cache=True,
         output_hidden_states=True,
-        **{_CACHE_KWARG: cache},
+        **({_CACHE_KWARG: cache} if reuse else {}),
     )
+    if not reuse:
+        return out, getattr(out, "cache", None) or out.past_key_values, mask
     kept = [(p, len(p), width - len(p), match) for p, match in zip(prompts, matches, strict=True)]
     prefix_store.keep(cache, kept)
     return out, cache, mask
