@@ -290,12 +290,7 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
     width = max(len(s.prompt_ids) + len(s.action_ids) for s in samples)
     next_width = max(len(s.next_ids) for s in samples)
     b = len(samples)
-    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((b, width), dtype=torch.long)
-    action_mask = torch.zeros((b, width))
-    returns = torch.zeros((b, width))
-    discounts = torch.zeros((b, width))
-    rewards = torch.zeros((b, width))
+    input_ids, attention, action_mask, returns, discounts, rewards = _token_fields(b, width, pad_id)
     last_action = torch.zeros(b, dtype=torch.long)
     next_ids = torch.full((b, next_width), pad_id, dtype=torch.long)
     next_mask = torch.zeros((b, next_width), dtype=torch.long)
@@ -323,6 +318,15 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
         "next_mask": next_mask,
         "next_last": next_mask.sum(dim=1) - 1,
     }
+
+
+def _token_fields(rows: int, width: int, pad_id: int) -> tuple[Any, ...]:
+    """Empty per-token batch fields: input_ids (padding), attention_mask, action_mask, returns,
+    discounts, rewards, each [rows, width]."""
+    import torch
+
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    return ids, torch.zeros((rows, width), dtype=torch.long), *(torch.zeros((rows, width)) for _ in range(4))
 
 
 def shuffled_batches(items: Sequence[Any], batch_size: int, seed: int, epoch: int) -> list[list[Any]]:
@@ -414,12 +418,7 @@ def collate_packed(episodes: Sequence[PackedEpisode], pad_id: int) -> dict[str, 
 
     width = max(len(e.ids) for e in episodes) + 1
     b = len(episodes)
-    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((b, width), dtype=torch.long)
-    action_mask = torch.zeros((b, width))
-    returns = torch.zeros((b, width))
-    discounts = torch.zeros((b, width))
-    rewards = torch.zeros((b, width))
+    input_ids, attention, action_mask, returns, discounts, rewards = _token_fields(b, width, pad_id)
     next_state = torch.zeros((b, width), dtype=torch.long)
     for i, episode in enumerate(episodes):
         n = len(episode.ids)
