@@ -290,28 +290,20 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
     width = max(len(s.prompt_ids) + len(s.action_ids) for s in samples)
     next_width = max(len(s.next_ids) for s in samples)
     b = len(samples)
-    input_ids, attention, action_mask, returns, discounts, rewards = _token_fields(b, width, pad_id)
+    fields = _token_fields(b, width, pad_id)
     last_action = torch.zeros(b, dtype=torch.long)
     next_ids = torch.full((b, next_width), pad_id, dtype=torch.long)
     next_mask = torch.zeros((b, next_width), dtype=torch.long)
     for i, s in enumerate(samples):
         p, a = len(s.prompt_ids), len(s.action_ids)
-        input_ids[i, : p + a] = torch.tensor(s.prompt_ids + s.action_ids)
-        attention[i, : p + a] = 1
-        action_mask[i, p : p + a] = 1.0
-        returns[i, p : p + a] = torch.tensor(s.returns)
-        discounts[i, p : p + a] = torch.tensor(s.discounts)
-        rewards[i, p + a - 1] = s.reward
+        fields["input_ids"][i, : p + a] = torch.tensor(s.prompt_ids + s.action_ids)
+        fields["attention_mask"][i, : p + a] = 1
+        _put_action(fields, i, p, s)
         last_action[i] = p + a - 1
         next_ids[i, : len(s.next_ids)] = torch.tensor(s.next_ids)
         next_mask[i, : len(s.next_ids)] = 1
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "action_mask": action_mask,
-        "returns": returns,
-        "discounts": discounts,
-        "rewards": rewards,
+        **fields,
         "last_action": last_action,
         "bootstrap": torch.tensor([s.bootstrap for s in samples]),
         "next_ids": next_ids,
@@ -320,13 +312,29 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
     }
 
 
-def _token_fields(rows: int, width: int, pad_id: int) -> tuple[Any, ...]:
-    """Empty per-token batch fields: input_ids (padding), attention_mask, action_mask, returns,
-    discounts, rewards, each [rows, width]."""
+def _token_fields(rows: int, width: int, pad_id: int) -> dict[str, Any]:
+    """Empty per-token batch fields, each [rows, width]: input_ids (padding), attention_mask,
+    action_mask, returns, discounts, rewards."""
     import torch
 
-    ids = torch.full((rows, width), pad_id, dtype=torch.long)
-    return ids, torch.zeros((rows, width), dtype=torch.long), *(torch.zeros((rows, width)) for _ in range(4))
+    fields = {"input_ids": torch.full((rows, width), pad_id, dtype=torch.long)}
+    fields["attention_mask"] = torch.zeros((rows, width), dtype=torch.long)
+    for name in ("action_mask", "returns", "discounts", "rewards"):
+        fields[name] = torch.zeros((rows, width))
+    return fields
+
+
+def _put_action(fields: dict[str, Any], row: int, start: int, sample: Sample) -> int:
+    """Write ``sample``'s action at ``start`` of ``row``: its mask, returns and discounts, and its
+    reward on the last token (whose position is returned)."""
+    import torch
+
+    end = start + len(sample.action_ids)
+    fields["action_mask"][row, start:end] = 1.0
+    fields["returns"][row, start:end] = torch.tensor(sample.returns)
+    fields["discounts"][row, start:end] = torch.tensor(sample.discounts)
+    fields["rewards"][row, end - 1] = sample.reward
+    return end - 1
 
 
 def shuffled_batches(items: Sequence[Any], batch_size: int, seed: int, epoch: int) -> list[list[Any]]:
@@ -418,29 +426,19 @@ def collate_packed(episodes: Sequence[PackedEpisode], pad_id: int) -> dict[str, 
 
     width = max(len(e.ids) for e in episodes) + 1
     b = len(episodes)
-    input_ids, attention, action_mask, returns, discounts, rewards = _token_fields(b, width, pad_id)
+    fields = _token_fields(b, width, pad_id)
     next_state = torch.zeros((b, width), dtype=torch.long)
     for i, episode in enumerate(episodes):
         n = len(episode.ids)
-        input_ids[i, :n] = torch.tensor(episode.ids)
-        attention[i, :n] = 1
+        fields["input_ids"][i, :n] = torch.tensor(episode.ids)
+        fields["attention_mask"][i, :n] = 1
         ends = [*(start - 1 for start in episode.starts[1:]), n - 1]
         for sample, start, end_state in zip(episode.samples, episode.starts, ends, strict=True):
-            a = len(sample.action_ids)
-            last = start + a - 1
-            action_mask[i, start : start + a] = 1.0
-            returns[i, start : start + a] = torch.tensor(sample.returns)
-            discounts[i, start : start + a] = torch.tensor(sample.discounts)
-            discounts[i, last] *= sample.bootstrap
-            rewards[i, last] = sample.reward
-            next_state[i, start : start + a] = torch.arange(start, start + a)
+            last = _put_action(fields, i, start, sample)
+            fields["discounts"][i, last] *= sample.bootstrap
+            next_state[i, start : last + 1] = torch.arange(start, last + 1)
             next_state[i, last] = end_state
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "action_mask": action_mask,
-        "returns": returns,
-        "discounts": discounts,
-        "rewards": rewards,
+        **fields,
         "next_state": next_state,
     }
