@@ -87,10 +87,10 @@ def main() -> None:
     for task in args.tasks.split(","):
         data = args.out / task / "data"
         episodes = max(25, round(DATASET_EPISODES.get(task, 1000) * args.dataset_scale))
-        lmrl.run(
+        _complete(lmrl.run(
             task, "scripted/behavior", episodes=episodes, out=data, seed=0, concurrency=64,
             max_turns=DATASET_MAX_TURNS.get(task),
-        )  # fmt: skip
+        ))  # fmt: skip
         behaviour = _evaluate_scripted(task, args)
         algos = args.algos.split(",")
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -309,18 +309,25 @@ def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
 def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     """The behaviour policy itself on the evaluation episodes (the dataset average anchor's policy)."""
     out = args.out / task / "behavior-eval"
-    lmrl.run(
-        task,
-        "scripted/behavior",
-        episodes=EVAL_EPISODES.get(task, args.eval_episodes),
-        out=out,
-        seed=EVAL_SEED,
-    )
+    _complete(
+        lmrl.run(
+            task, "scripted/behavior", episodes=EVAL_EPISODES.get(task, args.eval_episodes), out=out,
+            seed=EVAL_SEED,
+        )
+    )  # fmt: skip
     from lmrl.reports import episodes_frame, summarize
     from lmrl.rundir import read_manifest
 
     anchors = {name: t["anchors"] for name, t in read_manifest(out)["tasks"].items()}
     return float(summarize(episodes_frame(lmrl.load_run(out)), anchors).iloc[0]["normalized"])
+
+
+def _complete(result) -> None:
+    """A run stopped early (SIGTERM) is no dataset and no anchor: stop here; a rerun resumes it."""
+    if not result.complete:
+        from lmrl.finetune.evaluation import RunInterrupted
+
+        raise RunInterrupted(f"{result.run_dir}: stopped after {result.skipped + result.finished} episodes")
 
 
 def _row(task, algo, runs, behaviour, episodes, args) -> dict:

@@ -8,6 +8,26 @@ from pathlib import Path
 from typing import Any
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run the harness stopped before its last episode (SIGTERM): what it played is saved and a rerun
+    resumes it, but its scores are not the run's and training must not go on from them. It ends a
+    command as Ctrl-C does (``lmrl train`` exits 130)."""
+
+
+def play_all(config: Any) -> Any:
+    """Play a ``RunConfig`` to its end and return the ``RunResult``; ``RunInterrupted`` when the run
+    stopped early, so that no caller scores or trains on part of a run as if it were all of it."""
+    from lmrl.rollout import run_sync
+    from lmrl.runner import Runner
+
+    result = run_sync(Runner(config).run)
+    if not result.complete:
+        raise RunInterrupted(
+            f"{config.out}: stopped after {result.skipped + result.finished} of {result.planned} episodes"
+        )
+    return result
+
+
 def evaluate(
     checkpoint: Path,
     task: str,
@@ -22,16 +42,15 @@ def evaluate(
     agent ``options`` (``beta``, ``rerank``, ...)."""
     from lmrl.agents import AgentOptions
     from lmrl.reports import episodes_frame, summarize
-    from lmrl.rollout import run_sync
     from lmrl.rundir import load_episodes, read_manifest
-    from lmrl.runner import RunConfig, Runner
+    from lmrl.runner import RunConfig
 
     spec = f"local/{checkpoint.resolve()}"
     config = RunConfig(
         out=run_dir, tasks=[task], models=[spec], episodes=episodes, concurrency=min(64, episodes),
         seed=seed, style=style, agent_options=AgentOptions(extra=dict(options or {})),
     )  # fmt: skip
-    run_sync(Runner(config).run)
+    play_all(config)
     manifest = read_manifest(run_dir)
     anchors = {name: t["anchors"] for name, t in manifest["tasks"].items()}
     row = summarize(episodes_frame(load_episodes(run_dir)), anchors).iloc[0]

@@ -355,8 +355,8 @@ def _policy_options(device: str) -> Any:
 
 def _rollouts(config: OnlineConfig, round_index: int, spec: str, options: Any) -> None:
     """Play one round with the policy (``spec``) into its run directory (a killed round resumes)."""
-    from lmrl.rollout import run_sync
-    from lmrl.runner import RunConfig, Runner
+    from lmrl.finetune.evaluation import play_all
+    from lmrl.runner import RunConfig
 
     grouped = config.algo == "grpo"
     run_dir = _round_dir(config, round_index)
@@ -374,7 +374,7 @@ def _rollouts(config: OnlineConfig, round_index: int, spec: str, options: Any) -
         max_turns=config.max_turns,
         agent_options=options,
     )
-    run_sync(Runner(run).run)
+    play_all(run)
 
 
 def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list[Sample]]:

@@ -627,7 +627,9 @@ def _main(argv: list[str] | None = None) -> int:
             raise
         print(f"lmrl: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
+        if str(error):  # lmrl.finetune's RunInterrupted: which run stopped, and where
+            print(f"lmrl: interrupted: {error}; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_USAGE
 

@@ -135,6 +135,31 @@ def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
         assert torch.allclose(a[name], b[name], atol=1e-5), name
 
 
+@pytest.mark.slow
+def test_a_sigterm_during_evaluation_ends_130_and_logs_no_score(maze_data, tmp_path) -> None:
+    """The runner stops cleanly on SIGTERM (what it played stays, resumable); a score of the part
+    played must not be logged as the evaluation's, nor training go on as if it were."""
+    out = tmp_path / "ckpt"
+    command = [sys.executable, "-m", "lmrl.cli", "train", "--algo", "bc", "--data", str(maze_data),
+               "--out", str(out), "--max-steps", "4", "--eval-every", "2", "--eval-episodes", "400",
+               "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    played = out / "evals" / "step-2" / "run" / "episodes.jsonl"
+    deadline = time.time() + 120
+    while not played.exists() or not played.read_text().count("\n"):
+        assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    err = process.stderr.read().decode()
+    assert "Traceback" not in err
+    assert "of 400 episodes; rerun the same command to resume" in err, err[-2000:]
+    log = out / "train_log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert not any("eval" in record for record in records)
+    assert not (out / "config.json").exists()  # the final checkpoint was never written
+
+
 def test_lora_trains_and_the_merged_checkpoint_loads(maze_data, tmp_path) -> None:
     out = tmp_path / "lora"
     args = ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "3"]
