@@ -57,6 +57,14 @@ def main() -> None:
         type=int,
         help="MC/ILQL: optimizer steps (default --max-steps); runs of other lengths are kept apart",
     )
+    parser.add_argument(
+        "--value-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
+        "gamma); runs with options are kept apart by name",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=200, help="tasks other than maze")
     parser.add_argument("--val-episodes", type=int, default=50, help="beta tuning episodes, not maze")
@@ -83,6 +91,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once, one thread each (2)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
+    args.value_settings = _value_settings(args.value_option, parser)
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -143,6 +152,8 @@ def _one_run(job: tuple) -> dict:
             "base": str(args.out / task / f"bc-s{seed}"),
             "lr": TASK_DEFAULTS.get(task, {}).get("lr", 3e-4),
         }
+    if algo in ("mc", "ilql"):
+        start.update(args.value_settings)
     train(
         TrainConfig(
             algo=algo,
@@ -242,6 +253,22 @@ def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespac
     plt.close(figure)
 
 
+VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma")
+
+
+def _value_settings(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, float]:
+    settings = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in VALUE_OPTIONS:
+            parser.error(f"--value-option {pair}: the key is one of {', '.join(VALUE_OPTIONS)}")
+        try:
+            settings[key] = float(value)
+        except ValueError:
+            parser.error(f"--value-option {pair}: the value is a number")
+    return settings
+
+
 def _from_bc(algo: str, args: argparse.Namespace) -> bool:
     return args.init == "bc" and algo in ("mc", "ilql")
 
@@ -254,6 +281,8 @@ def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
     name = f"{algo}-from-bc" if _from_bc(algo, args) else algo
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
+    if algo in ("mc", "ilql"):
+        name += "".join(f"-{key}{value:g}" for key, value in sorted(args.value_settings.items()))
     return f"{name}-s{seed}"
 
 
@@ -341,7 +370,8 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
-        "algo": f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo,
+        "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
+        + "".join(f", {k} {v:g}" for k, v in sorted(args.value_settings.items()) if algo in ("mc", "ilql")),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(mean, 1),
