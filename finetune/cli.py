@@ -57,7 +57,7 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "--packing",
         choices=["auto", "off"],
         default="auto",
-        help="offline: one sequence per episode when the renderings only grow (auto), or one per turn",
+        help="one sequence per episode when the renderings only grow (auto), or one per turn",
     )
     parser.add_argument("--lora", metavar="r=16[,alpha=32]", help="train LoRA adapters (needs peft)")
     parser.add_argument(
@@ -238,6 +238,7 @@ def _run_online(args: argparse.Namespace) -> int:
         seed=args.seed,
         lr=args.lr,
         batch_size=args.batch_size,
+        packing=args.packing,
         update_epochs=args.update_epochs,
         gamma=args.gamma,
         lam=args.lam,

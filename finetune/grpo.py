@@ -47,10 +47,10 @@ def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[li
     flat = [s for turns in samples for s in turns]
     reference: list[list[float]] = []
     if ctx.reference is not None:
-        reference = score(ctx.reference, flat, ctx.tokenizer.pad_token_id, ctx.device)[0]
+        reference = score(ctx.reference, flat, ctx.tokenizer.pad_token_id, ctx.device, packing=ctx.packing)[0]
     current: list[list[float]] = []
     if any(s.logprobs is None for s in flat) or reference:
-        current = score(ctx.policy, flat, ctx.tokenizer.pad_token_id, ctx.device)[0]
+        current = score(ctx.policy, flat, ctx.tokenizer.pad_token_id, ctx.device, packing=ctx.packing)[0]
     items, kls, i = [], [], 0
     for position, turns in enumerate(samples):
         for t, sample in enumerate(turns):
@@ -70,7 +70,7 @@ def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[li
     return items, stats
 
 
-def loss(ctx: Any, items: list[Item]):
+def loss(ctx: Any, items: list[Any]):
     batch = collate_items(items, ctx.tokenizer.pad_token_id, ctx.device)
     out = forward(ctx.model, batch)
     new = action_logprobs(out)

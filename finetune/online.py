@@ -61,6 +61,7 @@ class OnlineConfig:
     seed: int = 0
     lr: float | None = None  # default: 3e-4 for models under 20M parameters (ours), else 1e-5
     batch_size: int = 32  # turns per optimizer step
+    packing: str = "auto"  # auto: one sequence per episode where renderings only grow; off: per turn
     update_epochs: int | None = None  # passes over a round's items (algorithm default)
     gamma: float | None = None
     lam: float = 0.95
@@ -104,6 +105,7 @@ class OnlineConfig:
             "settings",
             "concurrency",
             "rollout_server",  # the same run may resume against another address
+            "packing",  # the layout of the update's batches, not what it computes
         ):
             record.pop(name)
         return record
@@ -123,6 +125,7 @@ class Context:
     reference: Any = None  # the frozen starting policy (KL)
     bc_samples: list[Sample] = field(default_factory=list)
     kl_coef: float = 0.0
+    packing: bool = False  # score and update whole episodes as one sequence where they pack
     rng: random.Random = field(default_factory=random.Random)
     unwrap: Callable[[Any], Any] = field(default=lambda module: module)
 
@@ -178,6 +181,7 @@ def train_online(
     bc_samples = _bc_samples(config, tokenizer, settings) if config.bc_weight else []
     torch.manual_seed(config.seed)
     ctx = Context(model, tokenizer, settings, device, bc_samples=bc_samples, rng=random.Random(config.seed))
+    ctx.packing = config.packing == "auto"
     ctx.unwrap = accelerator.unwrap_model
     if getattr(algo, "VALUE_HEAD", False):
         ctx.value_head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
@@ -256,6 +260,7 @@ def _check(config: OnlineConfig) -> None:
             f"({config.group_size})",
         ),
         (config.credit in ("turn", "episode"), f"--credit must be turn or episode, not {config.credit!r}"),
+        (config.packing in ("auto", "off"), f"--packing must be auto or off, not {config.packing!r}"),
         (not config.bc_weight or bool(config.bc_data), "--bc-weight needs --bc-data RUN_DIR"),
         (
             _valid_filter(config.filter),
@@ -406,19 +411,20 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
     ctx.kl_coef = kl.coef
     samples = round_samples(ctx, episodes, config.task)
     items, stats = algo.prepare(ctx, episodes, samples)
+    units, per_batch, action_tokens, sequence_tokens = _update_units(items, ctx.packing, config.batch_size)
     ctx.model.train()
     steps, tokens, window = 0, 0, []
     for epoch in range(ctx.settings.get("update_epochs", 1)):
-        order = list(range(len(items)))
+        order = list(range(len(units)))
         random.Random(f"{config.seed}/{round_index}/{epoch}").shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            batch = [items[i] for i in order[start : start + config.batch_size]]
-            mine, weight = rank_share(batch, accelerator, lambda item: len(item.sample.action_ids))
+        for start in range(0, len(order), per_batch):
+            batch = [units[i] for i in order[start : start + per_batch]]
+            mine, weight = rank_share(batch, accelerator, action_tokens)
             torch.manual_seed(config.seed * 1_000_003 + round_index * 1009 + steps)
             loss, metrics = algo.loss(ctx, mine)
             loss = weighted_step(accelerator, optimizer, loss, weight, clip_norm=1.0)
             steps += 1
-            tokens += sum(len(item.sample.prompt_ids) + len(item.sample.action_ids) for item in batch)
+            tokens += sum(map(sequence_tokens, batch))
             window.append({"loss": loss, **metrics})
     ctx.model.eval()
     update_s = time.perf_counter() - started
@@ -437,6 +443,7 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
         **means,
         "kl_coef": ctx.kl_coef,
         "items": len(items),
+        "packed": units is not items,  # the update ran one sequence per episode
         # turns whose token ids and log-probabilities came from the sampler (the rest were tokenized
         # from the parsed action and scored by the policy: a rollout server that gives no ids)
         "sampled_ids": sum(s.logprobs is not None for s in turns) / max(1, len(turns)),
@@ -447,6 +454,26 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
         "tokens_per_s": tokens / max(update_s, 1e-9),
         "time": time.time(),
     }
+
+
+def _update_units(
+    items: list[Any], packing: bool, batch_size: int
+) -> tuple[list[Any], int, Callable, Callable]:
+    """What a minibatch is made of: whole episodes when every episode of the round packs (then a
+    minibatch takes as many episodes as hold about ``batch_size`` turns), else single turns. Returns
+    (units, units per minibatch, a unit's action tokens, the tokens its forward reads)."""
+    from lmrl.finetune.policy import pack_items
+
+    units = pack_items(items) if packing else None
+    if not units:
+        return (
+            items,
+            batch_size,
+            lambda i: len(i.sample.action_ids),
+            lambda i: len(i.sample.prompt_ids) + len(i.sample.action_ids),
+        )
+    per_batch = max(1, round(batch_size * len(units) / len(items)))
+    return units, per_batch, lambda u: u.packed.action_tokens, lambda u: len(u.packed.ids)
 
 
 def _evaluate(config: OnlineConfig, checkpoint: Path, round_index: int) -> dict:

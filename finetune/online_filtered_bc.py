@@ -31,7 +31,7 @@ def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[li
     return items, {"kept_episodes": float(len(kept))}
 
 
-def loss(ctx: Any, items: list[Item]):
+def loss(ctx: Any, items: list[Any]):
     batch = collate_items(items, ctx.tokenizer.pad_token_id, ctx.device)
     bc = bc_loss(forward(ctx.model, batch))
     return bc, {"bc": float(bc.detach())}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from lmrl.finetune.common import Forward, forward, last_state, shifted
-from lmrl.finetune.data import Sample, collate
+from lmrl.finetune.data import PackedEpisode, Sample, collate, collate_packed, pack_episode
 
 PER_TOKEN = ("advantages", "returns", "old_logprobs", "old_values", "ref_logprobs")
 
@@ -32,17 +32,80 @@ class Item:
     ref_logprobs: list[float] = field(default_factory=list)
 
 
-def collate_items(items: Sequence[Item], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
-    """``collate`` of the samples plus each per-token field at the action positions ([B, T])."""
-    batch = collate([item.sample for item in items], pad_id)
+@dataclass
+class EpisodeItems:
+    """One episode's items as one sequence (``lmrl.finetune.data.pack_episode``): where the rendering
+    only grows (maze-po, Text-Nav PO, Wordle), a forward over the episode's last rendering holds every
+    turn's action tokens in place, so the update costs one sequence per episode, not one per turn."""
+
+    packed: PackedEpisode
+    items: list[Item]
+
+
+def pack_items(items: Sequence[Item]) -> list[EpisodeItems] | None:
+    """Each episode of ``items`` (which come episode by episode, turn by turn) as one packed unit. An
+    episode that does not pack (a sampled reply whose tokens are not how the next prompt renders it,
+    such as an invalid answer cut at a stop) gives one unit per turn. None when no episode of two or
+    more turns packs: then the update stays per turn."""
+    ranges = _episode_ranges([item.sample for item in items])
+    units: list[EpisodeItems] = []
+    gained = False
+    for turns in ranges or []:
+        mine = list(items[turns.start : turns.stop])
+        episode = pack_episode([item.sample for item in mine])
+        if episode is None:
+            units += [EpisodeItems(_one_turn(item.sample), [item]) for item in mine]
+        else:
+            units.append(EpisodeItems(episode, mine))
+            gained |= len(mine) > 1
+    return units if gained else None
+
+
+def _episode_ranges(samples: Sequence[Sample]) -> list[range] | None:
+    """The index ranges of each episode's samples, or None unless they come episode by episode (each
+    episode's turns together, in order)."""
+    ranges: list[range] = []
+    seen: set[str] = set()
+    start = 0
+    for end in range(1, len(samples) + 1):
+        if end < len(samples) and samples[end].key == samples[start].key:
+            continue
+        turns = [s.turn for s in samples[start:end]]
+        if samples[start].key in seen or turns != sorted(turns):
+            return None
+        seen.add(samples[start].key)
+        ranges.append(range(start, end))
+        start = end
+    return ranges
+
+
+def _one_turn(sample: Sample) -> PackedEpisode:
+    return PackedEpisode(
+        ids=sample.prompt_ids + sample.action_ids, samples=[sample], starts=[len(sample.prompt_ids)]
+    )
+
+
+def turns_of(units: Sequence[Item | EpisodeItems]) -> int:
+    return sum(len(u.items) if isinstance(u, EpisodeItems) else 1 for u in units)
+
+
+def collate_items(units: Sequence[Item | EpisodeItems], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
+    """``collate`` of the turns (or ``collate_packed`` of packed episodes) plus each per-token field at
+    the action positions ([B, T]): the losses read both layouts the same way."""
+    if units and isinstance(units[0], EpisodeItems):
+        batch = collate_packed([u.packed for u in units], pad_id)
+        rows = [list(zip(u.items, u.packed.starts, strict=True)) for u in units]
+    else:
+        batch = collate([item.sample for item in units], pad_id)
+        rows = [[(item, len(item.sample.prompt_ids))] for item in units]
     width = batch["input_ids"].shape[1]
     for name in PER_TOKEN:
-        tensor = torch.zeros((len(items), width))
-        for row, item in enumerate(items):
-            values = getattr(item, name)
-            if values:
-                start = len(item.sample.prompt_ids)
-                tensor[row, start : start + len(values)] = torch.tensor(values, dtype=torch.float32)
+        tensor = torch.zeros((len(rows), width))
+        for row, placed in enumerate(rows):
+            for item, start in placed:
+                values = getattr(item, name)
+                if values:
+                    tensor[row, start : start + len(values)] = torch.tensor(values, dtype=torch.float32)
         batch[name] = tensor
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -67,9 +130,26 @@ def score(
     device: Any,
     batch_size: int = 32,
     value_head: Any = None,
+    packing: bool = False,
 ) -> tuple[list[list[float]], list[list[float]], list[float]]:
     """Per sample: the log-probabilities of its action tokens, the values before them (empty without a
-    value head) and V of the state after the turn (0.0 without one)."""
+    value head) and V of the state after the turn (0.0 without one). With ``packing`` (samples episode
+    by episode, turn by turn), each episode that packs takes one forward and gives the same numbers."""
+    if packing:
+        packed = [
+            (turns, episode)
+            for turns in _episode_ranges(samples) or []
+            if len(turns) > 1 and (episode := pack_episode(samples[turns.start : turns.stop])) is not None
+        ]
+        if packed:
+            order = [i for turns, _ in packed for i in turns]
+            rest = sorted(set(range(len(samples))) - set(order))
+            whole = _score_packed(model, [e for _, e in packed], pad_id, device, batch_size, value_head)
+            alone = score(model, [samples[i] for i in rest], pad_id, device, batch_size, value_head)
+            place = {i: k for k, i in enumerate(order + rest)}
+            merged = [a + b for a, b in zip(whole, alone, strict=True)]
+            logprobs, values, finals = ([part[place[i]] for i in range(len(samples))] for part in merged)
+            return logprobs, values, finals
     logprobs: list[list[float]] = []
     values: list[list[float]] = []
     finals: list[float] = []
@@ -92,6 +172,39 @@ def score(
             logprobs.append(lp[row, p - 1 : p - 1 + n].tolist())
             values.append(v[row, p - 1 : p - 1 + n].tolist() if v is not None else [])
             finals.append(float(after[row]))
+    return logprobs, values, finals
+
+
+def _score_packed(
+    model: Any,
+    episodes: Sequence[PackedEpisode],
+    pad_id: int,
+    device: Any,
+    batch_size: int,
+    value_head: Any,
+) -> tuple[list[list[float]], list[list[float]], list[float]]:
+    """``score`` over packed episodes, about ``batch_size`` turns per forward. The state after turn t is
+    the end of turn t + 1's prompt (after the last turn: the end of the final rendering)."""
+    logprobs: list[list[float]] = []
+    values: list[list[float]] = []
+    finals: list[float] = []
+    chunks: list[list[PackedEpisode]] = [[]]
+    for episode in episodes:
+        if chunks[-1] and sum(len(e.samples) for e in chunks[-1]) + len(episode.samples) > batch_size:
+            chunks.append([])
+        chunks[-1].append(episode)
+    for chunk in chunks:
+        batch = {k: v.to(device) for k, v in collate_packed(chunk, pad_id).items()}
+        out = forward(model, batch, hidden=value_head is not None)
+        lp = action_logprobs(out)
+        v = values_of(value_head, out) if value_head is not None else None
+        for row, episode in enumerate(chunk):
+            ends = [*(start - 1 for start in episode.starts[1:]), len(episode.ids) - 1]
+            for sample, p, end in zip(episode.samples, episode.starts, ends, strict=True):
+                n = len(sample.action_ids)
+                logprobs.append(lp[row, p - 1 : p - 1 + n].tolist())
+                values.append(v[row, p - 1 : p - 1 + n].tolist() if v is not None else [])
+                finals.append(float(v[row, end]) if v is not None else 0.0)
     return logprobs, values, finals
 
 

@@ -23,7 +23,15 @@ from typing import Any
 from lmrl.finetune.advantages import TurnTokens, gae, whiten
 from lmrl.finetune.common import bc_loss, forward, masked_mean, shifted
 from lmrl.finetune.data import collate
-from lmrl.finetune.policy import Item, action_logprobs, clipped_surrogate, collate_items, score, values_of
+from lmrl.finetune.policy import (
+    Item,
+    action_logprobs,
+    clipped_surrogate,
+    collate_items,
+    score,
+    turns_of,
+    values_of,
+)
 
 NAME = "ppo"
 VALUE_HEAD = True
@@ -33,8 +41,14 @@ DEFAULTS: dict[str, Any] = {"kl_coef": 0.001, "update_epochs": 4}
 def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[list[Item], dict[str, float]]:
     flat = [s for turns in samples for s in turns]
     pad = ctx.tokenizer.pad_token_id
-    current, values, finals = score(ctx.policy, flat, pad, ctx.device, value_head=ctx.value_module)
-    reference = score(ctx.reference, flat, pad, ctx.device)[0] if ctx.reference is not None else current
+    current, values, finals = score(
+        ctx.policy, flat, pad, ctx.device, value_head=ctx.value_module, packing=ctx.packing
+    )
+    reference = (
+        score(ctx.reference, flat, pad, ctx.device, packing=ctx.packing)[0]
+        if ctx.reference is not None
+        else current
+    )
     items: list[Item] = []
     kls: list[float] = []
     i = 0
@@ -64,7 +78,7 @@ def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[li
     return items, {"kl": sum(kls) / max(1, len(kls))}
 
 
-def loss(ctx: Any, items: list[Item]):
+def loss(ctx: Any, items: list[Any]):
     settings = ctx.settings
     batch = collate_items(items, ctx.tokenizer.pad_token_id, ctx.device)
     out = forward(ctx.model, batch, hidden=True)
@@ -76,7 +90,7 @@ def loss(ctx: Any, items: list[Item]):
     total = policy_loss + settings["value_coef"] * value_loss
     metrics.update(policy=float(policy_loss.detach()), value=float(value_loss.detach()))
     if settings.get("bc_weight") and ctx.bc_samples:
-        chosen = ctx.rng.sample(ctx.bc_samples, min(len(items), len(ctx.bc_samples)))
+        chosen = ctx.rng.sample(ctx.bc_samples, min(turns_of(items), len(ctx.bc_samples)))
         bc_batch = {k: v.to(ctx.device) for k, v in collate(chosen, ctx.tokenizer.pad_token_id).items()}
         bc = bc_loss(forward(ctx.model, bc_batch))
         total = total + settings["bc_weight"] * bc
