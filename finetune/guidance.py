@@ -234,7 +234,7 @@ def _candidate_tokens(
     (the same episode's previous turn) computes only its new tokens."""
     import copy
 
-    from lmrl.agents.batching import _CACHE_KWARG
+    from lmrl.agents.batching import CACHE_KWARG
 
     prompts = [request.prompt_ids for request in requests]
     rest = max(len(c) for request in requests for c in request.candidates) - 1
@@ -262,7 +262,7 @@ def _candidate_tokens(
                 position_ids=lengths[:, None] + torch.arange(rest, device=device),
                 use_cache=True,
                 output_hidden_states=True,
-                **{_CACHE_KWARG: shared},
+                **{CACHE_KWARG: shared},
             )
             logits = torch.cat([logits, following.logits], dim=1)
             hidden = torch.cat([hidden, following.hidden_states[-1]], dim=1)
@@ -286,7 +286,7 @@ def _encode_prompts(
     the attention mask of the prompt columns). With a ``prefix_store`` that supports the model, each
     row reuses the stored states of its longest stored prefix (laid out as ``generate_padded`` does)
     and the prompts are stored for the next turn."""
-    from lmrl.agents.batching import _CACHE_KWARG, _new_cache
+    from lmrl.agents.batching import CACHE_KWARG, new_cache
 
     matches = prefix_store.plan(model, prompts) if prefix_store is not None else None
     reuse = bool(matches) and prefix_store.supported is not False
@@ -301,7 +301,7 @@ def _encode_prompts(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     if reuse:
-        cache = _new_cache(model, len(prompts), width + room)
+        cache = new_cache(model, len(prompts), width + room)
         prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
     out = model(
         input_ids=ids[:, start:],
@@ -309,7 +309,7 @@ def _encode_prompts(
         position_ids=positions[:, start:],
         use_cache=True,
         output_hidden_states=True,
-        **({_CACHE_KWARG: cache} if reuse else {}),
+        **({CACHE_KWARG: cache} if reuse else {}),
     )
     if not reuse:
         return out, getattr(out, "cache", None) or out.past_key_values, mask

@@ -427,7 +427,7 @@ def generate_padded(
     # Always "greedy" for transformers: when sampling, our last processor has already drawn each row's
     # token and leaves it the only finite score (see ``_Sample``).
     extra: dict[str, Any] = {"do_sample": False}
-    cache = _new_cache(model, rows, width + options.max_new_tokens)
+    cache = new_cache(model, rows, width + options.max_new_tokens)
     if prefix_store is not None:
         prefix_store.fill(cache, reused, start, sum(map(len, prompts)))
     with torch.inference_mode():
@@ -436,7 +436,7 @@ def generate_padded(
             attention_mask=attention_mask.to(device),
             max_new_tokens=options.max_new_tokens,
             **extra,
-            **{_CACHE_KWARG: cache},
+            **{CACHE_KWARG: cache},
             logits_processor=LogitsProcessorList(processors),
             stopping_criteria=stopping,
             eos_token_id=sorted(eos) or None,
@@ -474,10 +474,10 @@ def _cache_kwarg() -> str:
     return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
 
 
-_CACHE_KWARG = _cache_kwarg()
+CACHE_KWARG = _cache_kwarg()  # public: the re-ranker (lmrl.finetune.guidance) passes caches too
 
 
-def _new_cache(model: Any, rows: int, length: int) -> Any:
+def new_cache(model: Any, rows: int, length: int) -> Any:
     """A key/value cache for one batch: preallocated (``StaticCache``: every new token is written in
     place) when the model's layers allow it; transformers' default growing cache concatenates the
     whole batch's keys and values at every step, which for SmolLM2 at batch 32 on a CPU was half of
