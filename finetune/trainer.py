@@ -23,6 +23,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "maze-fo": {**_MAZE, "max_length": 256},
     "maze-po": {**_MAZE, "max_length": 512},  # PO keeps a history
     "textnav-fo": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
-    "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 768},
+    # PO keeps the whole history: behaviour episodes reach ~1,150 tokens, and a prompt cut to the budget
+    # cannot be packed (one cut prompt sends the whole dataset back to per-turn training).
+    "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 2048},
     "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
 }
 # How the periodic evaluations play the checkpoint (local agent options, ``--eval-option``): on the
@@ -264,6 +267,13 @@ def training_units(samples: list[Any], config: TrainConfig) -> tuple[list[Any], 
         raise TrainError(f"--packing must be auto or off, not {config.packing!r}")
     packed = pack_dataset(samples) if config.packing == "auto" else None
     if not packed:
+        cut = sum(s.truncated_prompt for s in samples)
+        if config.packing == "auto" and cut:
+            print(
+                f"lmrl train: training per turn, not packed: {cut} of {len(samples)} prompts were cut to "
+                f"--max-length {config.settings['max_length']} (a longer budget keeps whole episodes)",
+                file=sys.stderr,
+            )
         return samples, config.batch_size, collate, lambda s: len(s.action_ids)
     turns_per_episode = len(samples) / len(packed)
     per_batch = max(1, round(config.batch_size / turns_per_episode))

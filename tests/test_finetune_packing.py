@@ -73,6 +73,22 @@ def test_a_window_or_a_cut_prompt_does_not_pack(tiny) -> None:
     assert pack_dataset(tight) is None  # one episode that cannot pack: the dataset trains per turn
 
 
+def test_a_budget_that_cuts_prompts_trains_per_turn_and_says_why(tiny, tmp_path, capsys) -> None:
+    from lmrl.finetune.trainer import TrainConfig, training_units
+
+    _, tokenizer = tiny
+    config = TrainConfig(algo="bc", data=[], out=tmp_path, settings={"max_length": 40})
+    tight = [s for samples in maze_po_samples(tokenizer, max_length=40) for s in samples]
+    units, per_batch, _, _ = training_units(tight, config)
+    assert units is tight and per_batch == config.batch_size
+    cut = sum(s.truncated_prompt for s in tight)
+    assert f"{cut} of {len(tight)} prompts were cut to --max-length 40" in capsys.readouterr().err
+    whole = [s for samples in maze_po_samples(tokenizer) for s in samples]
+    units, per_batch, _, _ = training_units(whole, config)
+    assert len(units) == 3 and per_batch == round(32 / (len(whole) / 3))
+    assert capsys.readouterr().err == ""
+
+
 def test_collate_packed_puts_rewards_discounts_and_next_states_where_the_turns_are(tiny) -> None:
     _, tokenizer = tiny
     terminated, truncated, _ = maze_po_samples(tokenizer)
