@@ -459,9 +459,10 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
 def _update_units(
     items: list[Any], packing: bool, batch_size: int
 ) -> tuple[list[Any], int, Callable, Callable]:
-    """What a minibatch is made of: whole episodes when every episode of the round packs (then a
-    minibatch takes as many episodes as hold about ``batch_size`` turns), else single turns. Returns
-    (units, units per minibatch, a unit's action tokens, the tokens its forward reads)."""
+    """What a minibatch is made of: with ``packing``, whole episodes where they pack and single turns
+    of those that do not (``pack_items``; a minibatch then takes as many units as hold about
+    ``batch_size`` turns), else single turns. Returns (units, units per minibatch, a unit's action
+    tokens, the tokens its forward reads)."""
     from lmrl.finetune.policy import pack_items
 
     units = pack_items(items) if packing else None
