@@ -30,7 +30,7 @@ from pathlib import Path
 import _common  # noqa: F401
 
 import lmrl
-from lmrl.finetune.evaluation import evaluate
+from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.online import OnlineConfig, train_online
 from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 from lmrl.reports.paper import paper_table2
@@ -96,7 +96,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         data = args.out / task / "data"
         episodes = max(25, round(DATASET_EPISODES.get(task, 1000) * args.dataset_scale))
-        _complete(lmrl.run(
+        require_complete(lmrl.run(
             task, "scripted/behavior", episodes=episodes, out=data, seed=0, concurrency=64,
             max_turns=DATASET_MAX_TURNS.get(task),
         ))  # fmt: skip
@@ -338,7 +338,7 @@ def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
 def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     """The behaviour policy itself on the evaluation episodes (the dataset average anchor's policy)."""
     out = args.out / task / "behavior-eval"
-    _complete(
+    require_complete(
         lmrl.run(
             task, "scripted/behavior", episodes=EVAL_EPISODES.get(task, args.eval_episodes), out=out,
             seed=EVAL_SEED,
@@ -349,14 +349,6 @@ def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
 
     anchors = {name: t["anchors"] for name, t in read_manifest(out)["tasks"].items()}
     return float(summarize(episodes_frame(lmrl.load_run(out)), anchors).iloc[0]["normalized"])
-
-
-def _complete(result) -> None:
-    """A run stopped early (SIGTERM) is no dataset and no anchor: stop here; a rerun resumes it."""
-    if not result.complete:
-        from lmrl.finetune.evaluation import RunInterrupted
-
-        raise RunInterrupted(f"{result.run_dir}: stopped after {result.skipped + result.finished} episodes")
 
 
 def _row(task, algo, runs, behaviour, episodes, args) -> dict:

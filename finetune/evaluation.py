@@ -20,10 +20,14 @@ def play_all(config: Any) -> Any:
     from lmrl.rollout import run_sync
     from lmrl.runner import Runner
 
-    result = run_sync(Runner(config).run)
+    return require_complete(run_sync(Runner(config).run))
+
+
+def require_complete(result: Any) -> Any:
+    """The ``RunResult`` itself, or ``RunInterrupted`` when its run stopped before its last episode."""
     if not result.complete:
         raise RunInterrupted(
-            f"{config.out}: stopped after {result.skipped + result.finished} of {result.planned} episodes"
+            f"{result.run_dir}: stopped after {result.skipped + result.finished} of {result.planned} episodes"
         )
     return result
 
