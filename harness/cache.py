@@ -55,6 +55,22 @@ from lmrl.models.smollm2 import cache_root
 
 FILE = "responses.sqlite"
 _BUSY_TIMEOUT_S = 60.0
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock: two processes that
+    open a new cache at once can meet SQLITE_BUSY here without SQLite's busy handler ever waiting."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 _BATCH_S = 0.02  # the writer waits this long after the first queued reply so that a batch gathers
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)"
 _SCHEMA = """
@@ -211,7 +227,7 @@ class ResponseCache:
             self._db = sqlite3.connect(
                 self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a crash loses the tail
             self._db.executescript(_SCHEMA)
             if index:
