@@ -230,3 +230,26 @@ def test_an_episode_reranks_the_same_with_and_without_reused_prefixes(tiny_dir) 
         return [turn.action for turn in episode.turns]
 
     assert play(True) == play(False)
+
+
+def test_textnav_reranks_over_the_admissible_commands(tiny_dir) -> None:  # noqa: F811
+    # Text-Nav's candidates change with the state: each turn the re-ranked agent says one of the
+    # commands its observation lists, so an untrained model plays a whole episode with no invalid reply.
+    from lmrl.rollout import rollout, run_sync
+    from lmrl.tasks import make_task
+
+    task = make_task("textnav-po")
+    task.reset(0)
+    before = task.candidate_actions()
+    move = next(c for c in before if c.startswith("go "))
+    task.step(move)
+    assert task.candidate_actions() == task.admissible_commands() != before
+    player = LocalAgent(
+        f"local/{tiny_dir}", AgentOptions(temperature=1.0, extra={"rerank": True}), style="text"
+    )
+    try:
+        episode = run_sync(lambda: rollout("textnav-po", player, 5, 0, style="text", max_turns=12))
+    finally:
+        anyio.run(player.aclose)
+    assert len(episode.turns) > 1 and not any(turn.invalid for turn in episode.turns)
+    assert len({turn.action for turn in episode.turns}) > 1

@@ -462,6 +462,11 @@ class TextNav(Task):
         self._commands = sorted(commands)
         return self._commands
 
+    def candidate_actions(self) -> list[str] | None:
+        """The admissible commands now (the observation lists them): a value-guided local agent with
+        ``rerank`` ranks whole commands, so a command's value is scored once, not token by token."""
+        return list(self.admissible_commands())
+
     def describe_room(self) -> str:
         """What is here: furniture, visible objects and exits. Never names the room."""
         room = self.room
