@@ -30,6 +30,7 @@ from pathlib import Path
 import _common  # noqa: F401
 
 import lmrl
+from lmrl.agents.local_settings import parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.online import OnlineConfig, train_online
 from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
@@ -65,6 +66,15 @@ def main() -> None:
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
         "gamma); runs with options are kept apart by name",
     )
+    parser.add_argument(
+        "--eval-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a local agent option for validation and evaluation over the task's (e.g. rerank=true "
+        "on Text-Nav: pick among the admissible commands); finished checkpoints are evaluated "
+        "again, not retrained, and the results are kept apart by name",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=200, help="tasks other than maze")
     parser.add_argument("--val-episodes", type=int, default=50, help="beta tuning episodes, not maze")
@@ -92,6 +102,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
     args.value_settings = _value_settings(args.value_option, parser)
+    try:
+        args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
+    except ValueError as error:
+        parser.error(str(error))
+    args.eval_suffix = "".join(
+        f"-{key}" if value is True else f"-{key}{value}" for key, value in sorted(args.eval_settings.items())
+    )
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -135,13 +152,16 @@ def _one_run(job: tuple) -> dict:
     if algo in ONLINE:
         return _one_online_run(task, algo, seed, args)
     run = args.out / task / _run_name(algo, seed, args)
-    done = run / "bench_result.json"
+    done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
         result = json.loads(done.read_text())
         if "move_accuracy" not in result:
             result["move_accuracy"] = move_accuracy(run, task, result["beta"])
             done.write_text(json.dumps(result))
         return result
+    trained = run / "bench_result.json"
+    if args.eval_suffix and trained.exists():  # evaluate the finished checkpoint again, other options
+        return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
     started = time.perf_counter()
     start: dict = {}
     if _from_bc(algo, args):
@@ -169,7 +189,7 @@ def _one_run(job: tuple) -> dict:
         progress=args.jobs == 1,
     )
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
-    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval")
+    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
     result = {"normalized": final["normalized"], "seconds": time.perf_counter() - started, "beta": beta}
     result["move_accuracy"] = move_accuracy(run, task, beta)
     print(f"{task} {algo} seed {seed}: normalized {result['normalized']:.1f} (beta {beta}) "
@@ -185,9 +205,12 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     """Online RL from the same seed's BC checkpoint, then the same evaluation as every offline row. The
     curve is each round's rollout mean return (on-policy, rollouts cut at ``--online-max-turns``)."""
     run = args.out / task / f"{algo}-from-bc-s{seed}"
-    done = run / "bench_result.json"
+    done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
         return json.loads(done.read_text())
+    trained = run / "bench_result.json"
+    if args.eval_suffix and trained.exists():
+        return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
     bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
     started = time.perf_counter() - bc["seconds"]
     log: list[dict] = []
@@ -202,7 +225,7 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         progress=False,
         on_log=log.append,
     )  # fmt: skip
-    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval")
+    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval", args)
     result = {
         "normalized": final["normalized"],
         "seconds": time.perf_counter() - started,
@@ -216,6 +239,21 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         flush=True,
     )
     done.write_text(json.dumps(result))
+    return result
+
+
+def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, args) -> dict:
+    """A finished checkpoint under ``--eval-option``: beta tuned again on validation (MC, ILQL) and
+    the same evaluation episodes, played with the options. Its CPU time is the training run's (that
+    run's evaluation included) plus this one's."""
+    started = time.perf_counter() - trained["seconds"]
+    beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
+    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
+    result = {**trained, "normalized": final["normalized"], "beta": beta}
+    result["seconds"] = time.perf_counter() - started
+    print(f"{task} {algo} seed {seed} ({args.eval_suffix[1:]}): normalized {result['normalized']:.1f} "
+          f"(beta {beta})", flush=True)  # fmt: skip
+    (run / f"bench_result{args.eval_suffix}.json").write_text(json.dumps(result))
     return result
 
 
@@ -315,18 +353,22 @@ def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | No
     return sum(good) / len(good)
 
 
-def _play(checkpoint: Path, task: str, episodes: int, seed: int, beta: float | None, name: str) -> dict:
-    options = dict(TASK_EVAL_OPTIONS.get(task, {}))
+def _play(checkpoint: Path, task: str, episodes: int, seed: int, beta: float | None, name: str, args) -> dict:
+    """Play ``episodes`` into ``checkpoint/<name><eval suffix>`` with the task's evaluation options
+    and ``--eval-option`` over them."""
+    options = {**TASK_EVAL_OPTIONS.get(task, {}), **args.eval_settings}
     if beta is not None:
         options["beta"] = beta
-    return evaluate(checkpoint, task, episodes, seed, checkpoint / name, "text", options)
+    directory, _, leaf = name.partition("/")
+    where = checkpoint / (directory + args.eval_suffix) / leaf
+    return evaluate(checkpoint, task, episodes, seed, where, "text", options)
 
 
 def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
     """The beta of the grid with the best mean normalized score on the validation episodes."""
     episodes = VALIDATION_EPISODES.get(task, args.val_episodes)
     scores = {
-        beta: _play(checkpoint, task, episodes, VALIDATION_SEED, beta, f"validation/beta-{beta:g}")[
+        beta: _play(checkpoint, task, episodes, VALIDATION_SEED, beta, f"validation/beta-{beta:g}", args)[
             "normalized"
         ]
         for beta in (float(b) for b in args.betas.split(","))
@@ -363,7 +405,8 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     return {
         "task": task,
         "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
-        + "".join(f", {k} {v:g}" for k, v in sorted(args.value_settings.items()) if algo in ("mc", "ilql")),
+        + "".join(f", {k} {v:g}" for k, v in sorted(args.value_settings.items()) if algo in ("mc", "ilql"))
+        + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(mean, 1),
