@@ -98,10 +98,19 @@ def main() -> None:
     parser.add_argument("--episodes-per-round", type=int, default=64, help="online: episodes per round")
     parser.add_argument("--online-max-turns", type=int, default=30, help="online: rollouts cut here")
     parser.add_argument("--online-lr", type=float, default=1e-4, help="online: learning rate")
+    parser.add_argument(
+        "--online-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"online: a setting over the bench's ({', '.join(ONLINE_OPTIONS)}); runs with options "
+        "are kept apart by name",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once, one thread each (2)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
-    args.value_settings = _value_settings(args.value_option, parser)
+    args.value_settings = _number_settings(args.value_option, parser, VALUE_OPTIONS, "--value-option")
+    args.online_settings = _number_settings(args.online_option, parser, ONLINE_OPTIONS, "--online-option")
     try:
         args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
     except ValueError as error:
@@ -204,7 +213,8 @@ ONLINE = {"ppo", "grpo", "grpo-episode", "online-filtered-bc"}
 def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
     """Online RL from the same seed's BC checkpoint, then the same evaluation as every offline row. The
     curve is each round's rollout mean return (on-policy, rollouts cut at ``--online-max-turns``)."""
-    run = args.out / task / f"{algo}-from-bc-s{seed}"
+    options = "".join(f"-{key}{value:g}" for key, value in sorted(args.online_settings.items()))
+    run = args.out / task / f"{algo}{options}-from-bc-s{seed}"
     done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -220,7 +230,7 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
             credit="episode" if algo == "grpo-episode" else "turn",
             task=task, out=run, base=str(args.out / task / f"bc-s{seed}"), seed=seed, rounds=args.rounds,
             episodes_per_round=args.episodes_per_round, max_turns=args.online_max_turns, lr=args.online_lr,
-            update_epochs=2, batch_size=64,
+            **{"update_epochs": 2, "batch_size": 64, **args.online_settings},
         ),
         progress=False,
         on_log=log.append,
@@ -292,18 +302,25 @@ def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespac
 
 
 VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma")
+ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 
-def _value_settings(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, float]:
-    settings = {}
+def _number_settings(
+    pairs: list[str], parser: argparse.ArgumentParser, keys: tuple[str, ...], flag: str
+) -> dict[str, float]:
+    """``KEY=NUMBER`` pairs of ``flag`` (whole numbers as ints), keys from ``keys``."""
+    settings: dict[str, float] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        if key not in VALUE_OPTIONS:
-            parser.error(f"--value-option {pair}: the key is one of {', '.join(VALUE_OPTIONS)}")
+        if key not in keys:
+            parser.error(f"{flag} {pair}: the key is one of {', '.join(keys)}")
         try:
-            settings[key] = float(value)
+            number = float(value)
         except ValueError:
-            parser.error(f"--value-option {pair}: the value is a number")
+            parser.error(f"{flag} {pair}: the value is a number")
+        settings[key] = (
+            int(number) if number.is_integer() and key in ("group_size", "update_epochs") else number
+        )
     return settings
 
 
@@ -406,6 +423,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "task": task,
         "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
         + "".join(f", {k} {v:g}" for k, v in sorted(args.value_settings.items()) if algo in ("mc", "ilql"))
+        + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
