@@ -260,6 +260,9 @@ def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, a
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
     final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
     result = {**trained, "normalized": final["normalized"], "beta": beta}
+    config = json.loads((run / "train_config.json").read_text())
+    if config.get("max_steps"):  # the row names the steps the checkpoint was trained for
+        result["max_steps"] = config["max_steps"]
     result["seconds"] = time.perf_counter() - started
     print(f"{task} {algo} seed {seed} ({args.eval_suffix[1:]}): normalized {result['normalized']:.1f} "
           f"(beta {beta})", flush=True)  # fmt: skip
@@ -434,7 +437,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "paper": _paper(task, algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
-        "max_steps": _steps(algo, args),
+        "max_steps": runs[0].get("max_steps", _steps(algo, args)),
         "cpu_minutes_per_run": round(statistics.fmean(r["seconds"] for r in runs) / 60, 1),
     }
 
