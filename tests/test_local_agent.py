@@ -140,6 +140,28 @@ def test_local_options_reach_the_engine_and_the_manifest(tiny_dir, tmp_path):
     assert agent["batching"]["prefix_store"]["budget_mb"] == 3.0
 
 
+def test_the_environment_sets_the_default_prefix_budget(tiny_dir, tmp_path, monkeypatch, capsys):
+    # Several processes on one machine cap their prefix stores with LMRL_PREFIX_CACHE_MB; an explicit
+    # option still wins, and a bad value is a one-line error that names the variable.
+    from lmrl.agents.local_settings import PREFIX_CACHE_ENV
+
+    argv = ["run", "--task", "maze-fo", "--model", f"local/{tiny_dir}", "--no-progress"]
+    argv += ["--episodes", "1", "--max-turns", "1", "--max-tokens", "4", "--temperature", "0"]
+    monkeypatch.setenv(PREFIX_CACHE_ENV, "5")
+    budgets = []
+    for name, extra in (("env", []), ("option", ["--local-option", "prefix_cache_mb=3"])):
+        out = tmp_path / name
+        assert main([*argv, "--out", str(out), *extra]) == 0
+        agent = json.loads((out / "manifest.json").read_text())["models"][f"local/{tiny_dir}"]
+        budgets.append(agent["batching"]["prefix_store"]["budget_mb"])
+    assert budgets == [5.0, 3.0]
+    monkeypatch.setenv(PREFIX_CACHE_ENV, "lots")
+    assert main([*argv, "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{PREFIX_CACHE_ENV} must be a number of MiB" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_checkpoint_without_weights_fails_at_preflight_before_the_run_dir(tiny_dir, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -30,8 +30,8 @@ default 64 for chat, 32 for text), ``seed`` (seeds torch once at load), and in `
 ``max_prompt_tokens`` prompt budget (default: the model's context minus max new tokens)
 ``share_prefixes``  keep each prompt's key/value states so that the next turn (and other
                     episodes sharing its system prompt) compute only new tokens (default true)
-``prefix_cache_mb`` memory for those states (default: a quarter of what is free at load,
-                    at most 8 GiB on a CPU); least recently used go first
+``prefix_cache_mb`` memory for those states (default: ``$LMRL_PREFIX_CACHE_MB``, else a quarter
+                    of what is free at load, at most 8 GiB on a CPU); least recently used go first
 ``beta``            weight of the value heads in Q-guided decoding (>= 0; default: the beta
                     saved with them; 0 = plain decoding); checkpoints without heads ignore it
 =================== ====================================================================

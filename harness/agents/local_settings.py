@@ -4,6 +4,7 @@ made: device and dtype, sampling beyond temperature, batching, prefix reuse, val
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from lmrl.agents.base import AgentConfigError
 from lmrl.options import flag_option
 
+PREFIX_CACHE_ENV = "LMRL_PREFIX_CACHE_MB"  # the default prefix_cache_mb of every local agent
 _DEVICE = re.compile(r"auto|cpu(:\d+)?|cuda(:\d+)?|mps")
 _DTYPES = {
     "float32": "float32",
@@ -93,10 +95,19 @@ class LocalSettings:
                 fields["share_prefixes"] = flag_option(
                     "share_prefixes", extra["share_prefixes"], error=ValueError
                 )
-            if extra.get("prefix_cache_mb") is not None:
-                fields["prefix_cache_mb"] = float(extra["prefix_cache_mb"])
-                if fields["prefix_cache_mb"] < 0:
-                    raise ValueError("prefix_cache_mb must not be negative")
+            # Several processes on one machine each take a quarter of the free memory by default;
+            # the environment variable caps them all at once (bench/learning.py sets it per job).
+            cache_mb = extra.get("prefix_cache_mb")
+            name = "prefix_cache_mb"
+            if cache_mb is None and os.environ.get(PREFIX_CACHE_ENV, "").strip():
+                cache_mb, name = os.environ[PREFIX_CACHE_ENV], PREFIX_CACHE_ENV
+            if cache_mb is not None:
+                try:
+                    fields["prefix_cache_mb"] = float(cache_mb)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name} must be a number of MiB, not {cache_mb!r}") from None
+                if not fields["prefix_cache_mb"] >= 0:
+                    raise ValueError(f"{name} must not be negative")
             if extra.get("beta") is not None:
                 fields["beta"] = float(extra["beta"])
                 if not (math.isfinite(fields["beta"]) and fields["beta"] >= 0):
