@@ -439,6 +439,10 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
         "episodes": len(episodes),
         "mean_return": sum(returns) / max(1, len(returns)),
         "success": sum(bool(e.success) for e in episodes) / max(1, len(episodes)),
+        # the share of the round's replies the task refused: what a policy drifting off the action
+        # format shows first, before its return falls
+        "invalid": sum(t.invalid for e in episodes for t in e.turns)
+        / max(1, sum(len(e.turns) for e in episodes)),
         **stats,
         **means,
         "kl_coef": ctx.kl_coef,
@@ -521,7 +525,7 @@ def _save_state(
 
 
 def _plot(out: Path) -> None:
-    """Mean return and success per round (``train_log.png``)."""
+    """Mean return, success and invalid replies per round (``train_log.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -533,11 +537,13 @@ def _plot(out: Path) -> None:
     if not records:
         return
     rounds = [r["round"] for r in records]
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     axes[0].plot(rounds, [r["mean_return"] for r in records], marker="o")
     axes[0].set(xlabel="round", ylabel="mean return (rollouts)")
     axes[1].plot(rounds, [r["success"] for r in records], marker="o")
     axes[1].set(xlabel="round", ylabel="success (rollouts)")
+    axes[2].plot(rounds, [r.get("invalid", 0.0) for r in records], marker="o", color="tab:red")
+    axes[2].set(xlabel="round", ylabel="invalid replies (share of turns)")
     figure.tight_layout()
     figure.savefig(out / "train_log.png", dpi=100)
     plt.close(figure)
@@ -547,6 +553,7 @@ def _figures(record: dict[str, Any]) -> str:
     """The progress bar's line for a round: mean return, success, KL, loss, episodes/s."""
     return (
         f"return {record['mean_return']:.2f}  success {record['success']:.0%}  "
+        f"invalid {record.get('invalid', 0.0):.0%}  "
         f"kl {record.get('kl', 0.0):.4f}  loss {record.get('loss', 0.0):.4f}  "
         f"{record['episodes_per_s']:.1f} ep/s"
     )

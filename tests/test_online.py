@@ -147,6 +147,10 @@ def test_training_uses_the_sampled_tokens_and_each_round_plays_the_updated_weigh
     # the result plays through the harness; the log says where the time went
     assert (out / "model.safetensors").exists() and (out / "train_log.png").exists()
     assert all(r["rollout_s"] > 0 and r["update_s"] > 0 and r["tokens_per_s"] > 0 for r in log)
+    # the share of refused replies, as the round's run directory counts them
+    for record, episodes in zip(log, (round0, round1), strict=True):
+        replies = [t.invalid for e in episodes for t in e.turns]
+        assert record["invalid"] == pytest.approx(sum(replies) / len(replies))
     assert not (out / "state").exists()
 
 
