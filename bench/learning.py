@@ -175,11 +175,7 @@ def _one_run(job: tuple) -> dict:
     run = args.out / task / _run_name(algo, seed, args)
     done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
-        result = json.loads(done.read_text())
-        if result.get("move_accuracy") is None and _decision_states(task) is not None:
-            result["move_accuracy"] = move_accuracy(run, task, result["beta"])
-            done.write_text(json.dumps(result))
-        return result
+        return _finished(done, run, task)
     trained = run / "bench_result.json"
     if args.eval_suffix and trained.exists():  # evaluate the finished checkpoint again, other options
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
@@ -229,7 +225,7 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     run = args.out / task / f"{algo}{options}-from-bc-s{seed}"
     done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
-        return json.loads(done.read_text())
+        return _finished(done, run, task)
     trained = run / "bench_result.json"
     if args.eval_suffix and trained.exists():
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
@@ -261,6 +257,15 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         flush=True,
     )
     done.write_text(json.dumps(result))
+    return result
+
+
+def _finished(done: Path, run: Path, task: str) -> dict:
+    """A finished run's result, with the move accuracy added where it is new for the task."""
+    result = json.loads(done.read_text())
+    if result.get("move_accuracy") is None and _decision_states(task) is not None:
+        result["move_accuracy"] = move_accuracy(run, task, result["beta"])
+        done.write_text(json.dumps(result))
     return result
 
 
