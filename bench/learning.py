@@ -231,7 +231,6 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
     bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
     started = time.perf_counter() - bc["seconds"]
-    log: list[dict] = []
     train_online(
         OnlineConfig(
             algo="grpo" if algo.startswith("grpo") else algo,
@@ -241,7 +240,6 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
             **{"update_epochs": 2, "batch_size": 64, **args.online_settings},
         ),
         progress=False,
-        on_log=log.append,
     )  # fmt: skip
     final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval", args)
     result = {
@@ -249,7 +247,10 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         "seconds": time.perf_counter() - started,
         "beta": None,
         "move_accuracy": move_accuracy(run, task, None),
-        "curve": [r["mean_return"] for r in log],
+        # every round's, from the run's log: a resumed run's process saw only the rounds after it
+        "curve": [
+            json.loads(line)["mean_return"] for line in (run / "train_log.jsonl").read_text().splitlines()
+        ],
         "episodes_per_round": args.episodes_per_round,
     }
     print(
