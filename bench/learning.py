@@ -95,6 +95,12 @@ def main() -> None:
         "grpo-episode (episode-level credit), online-filtered-bc; comma-separated",
     )
     parser.add_argument("--rounds", type=int, default=20, help="online: rounds per run")
+    parser.add_argument(
+        "--pick-round",
+        action="store_true",
+        help="online: evaluate the round whose checkpoint scores best on the validation episodes "
+        "(run seed 2000, as beta), not the last round; kept apart by name",
+    )
     parser.add_argument("--episodes-per-round", type=int, default=64, help="online: episodes per round")
     parser.add_argument("--online-max-turns", type=int, default=30, help="online: rollouts cut here")
     parser.add_argument("--online-lr", type=float, default=1e-4, help="online: learning rate")
@@ -117,7 +123,7 @@ def main() -> None:
         parser.error(str(error))
     args.eval_suffix = "".join(
         f"-{key}" if value is True else f"-{key}{value}" for key, value in sorted(args.eval_settings.items())
-    )
+    ) + ("-pickround" if args.pick_round else "")
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -241,8 +247,10 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         ),
         progress=False,
     )  # fmt: skip
-    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval", args)
+    where, picked = _pick_round(run, task, args) if args.pick_round else (run, None)
+    final = _play(where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval", args)
     result = {
+        "round": picked,
         "normalized": final["normalized"],
         "seconds": time.perf_counter() - started,
         "beta": None,
@@ -276,8 +284,9 @@ def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, a
     run's evaluation included) plus this one's."""
     started = time.perf_counter() - trained["seconds"]
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
-    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
-    result = {**trained, "normalized": final["normalized"], "beta": beta}
+    where, picked = _pick_round(run, task, args) if args.pick_round and algo in ONLINE else (run, None)
+    final = _play(where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
+    result = {**trained, "normalized": final["normalized"], "beta": beta, "round": picked}
     config = json.loads((run / "train_config.json").read_text())
     if config.get("max_steps"):  # the row names the steps the checkpoint was trained for
         result["max_steps"] = config["max_steps"]
@@ -286,6 +295,21 @@ def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, a
           f"(beta {beta})", flush=True)  # fmt: skip
     (run / f"bench_result{args.eval_suffix}.json").write_text(json.dumps(result))
     return result
+
+
+def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, int]:
+    """The round checkpoint with the best mean normalized score on the validation episodes (the
+    first such round on a tie), and its round number."""
+    episodes = VALIDATION_EPISODES.get(task, args.val_episodes)
+    scores = {
+        int(checkpoint.parent.name.removeprefix("round-")): _play(
+            checkpoint, task, episodes, VALIDATION_SEED, None, "validation", args
+        )["normalized"]
+        for checkpoint in sorted((run / "rounds").glob("round-*/checkpoint"))
+    }
+    print("  validation: " + ", ".join(f"round {r}: {v:.1f}" for r, v in scores.items()), flush=True)
+    best = max(scores, key=scores.__getitem__)
+    return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
 
 
 def episodes_to_90(curve: list[float], per_round: int) -> int | None:
@@ -484,13 +508,20 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "normalized": round(mean, 1),
         "ci95": round(half, 1),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
-        "beta": " ".join("-" if r["beta"] is None else f"{r['beta']:g}" for r in runs),
+        "beta": " ".join(_picked(r) for r in runs),
         "paper": _paper(task, algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
         "max_steps": runs[0].get("max_steps", _steps(algo, args)),
         "cpu_minutes_per_run": round(statistics.fmean(r["seconds"] for r in runs) / 60, 1),
     }
+
+
+def _picked(result: dict) -> str:
+    """What validation chose for a run: its beta, or (``--pick-round``) its round."""
+    if result.get("round") is not None:
+        return f"round {result['round']}"
+    return "-" if result["beta"] is None else f"{result['beta']:g}"
 
 
 def _paper(task: str, algo: str) -> float | None:
@@ -505,7 +536,7 @@ def _write(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | beta (validation) "
+        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | beta or round (validation) "
         "| move accuracy | paper Table 2 | behaviour policy | data episodes | steps | CPU min/run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
