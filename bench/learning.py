@@ -161,7 +161,7 @@ def main() -> None:
 def _share_prefix_memory(jobs: int) -> None:
     """Each job's local agents keep prompts' key/value states in a store sized from the free memory
     when they load. ``jobs`` processes loading at once would each take a quarter of the same free
-    memory (an OOM kill with six online runs on 23 GB), so they share that quarter."""
+    memory, so they share that quarter (``LMRL_PREFIX_CACHE_MB``, unless it is set already)."""
     if os.environ.get(PREFIX_CACHE_ENV):
         return
     with open("/proc/meminfo") as meminfo:
