@@ -140,6 +140,32 @@ def test_local_options_reach_the_engine_and_the_manifest(tiny_dir, tmp_path):
     assert agent["batching"]["prefix_store"]["budget_mb"] == 3.0
 
 
+def test_sampled_generations_reproduce_whatever_they_are_batched_with(tiny_dir, tmp_path):
+    # Each turn samples from a stream seeded by the episode's own, not from torch's global generator:
+    # four episodes in one batch say what each says alone, and a rerun says it again.
+    import lmrl
+
+    def play(name: str, concurrency: int) -> dict:
+        out = tmp_path / name
+        argv = [
+            "run",
+            "--task",
+            "maze-fo",
+            "--model",
+            f"local/{tiny_dir}",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+        argv += ["--episodes", "4", "--max-turns", "3", "--max-tokens", "6", "--temperature", "1"]
+        assert main([*argv, "--concurrency", str(concurrency)]) == 0
+        return {e.index: [t.raw_output for t in e.turns] for e in lmrl.load_run(out)}
+
+    together = play("together", 4)
+    assert together == play("alone", 1) == play("again", 4)
+    assert len({tuple(replies) for replies in together.values()}) > 1  # sampled, not one fixed reply
+
+
 def test_the_environment_sets_the_default_prefix_budget(tiny_dir, tmp_path, monkeypatch, capsys):
     # Several processes on one machine cap their prefix stores with LMRL_PREFIX_CACHE_MB; an explicit
     # option still wins, and a bad value is a one-line error that names the variable.

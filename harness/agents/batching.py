@@ -116,6 +116,7 @@ class _Request:
     event: anyio.Event
     token: anyio.lowlevel.EventLoopToken
     input_ids: list[int] | None = None
+    seed: int | None = None  # the request's own sampling stream (None: torch's global generator)
     result: GenerationResult | None = None
     error: BaseException | None = None
     cancelled: bool = False
@@ -190,15 +191,15 @@ class PaddedBatchEngine:
         }
 
     # --- the caller's side (event loop) ----------------------------------------------------------
-    async def generate(self, prompt: list[int] | Encoder, options: GenerationOptions) -> GenerationResult:
-        """Queue one prompt (token ids, or a function the generation thread calls to get them)."""
+    async def generate(
+        self, prompt: list[int] | Encoder, options: GenerationOptions, seed: int | None = None
+    ) -> GenerationResult:
+        """Queue one prompt (token ids, or a function the generation thread calls to get them). With a
+        ``seed``, its samples come from a stream of its own, whatever it is batched with."""
         if self._closed:
             raise EngineClosed("the local model was released")
-        if callable(prompt):
-            request = _Request(options, prompt, anyio.Event(), anyio.lowlevel.current_token())
-        else:
-            ids = list(prompt)
-            request = _Request(options, lambda: ids, anyio.Event(), anyio.lowlevel.current_token())
+        encode = prompt if callable(prompt) else (lambda ids=list(prompt): ids)
+        request = _Request(options, encode, anyio.Event(), anyio.lowlevel.current_token(), seed=seed)
         self._queue.put(request)
         if self._dead:  # the thread stopped (and drained the queue) around our put: nobody will answer
             raise EngineClosed("the local model was released")
@@ -300,6 +301,7 @@ class PaddedBatchEngine:
                 pad_token_id=self.pad_token_id,
                 prefix_store=self.prefix_store,
                 cancelled=lambda: self._closed,
+                seeds=[r.seed for r in batch],
             )
         except Exception as error:
             for request in batch:
@@ -390,6 +392,7 @@ def generate_padded(
     pad_token_id: int = 0,
     prefix_store: PrefixStore | None = None,
     cancelled: Callable[[], bool] | None = None,
+    seeds: Sequence[int | None] | None = None,
 ) -> list[GenerationResult]:
     """Generate for several prompts at once: left padding, attention mask, raw-logit logprobs.
 
@@ -399,7 +402,8 @@ def generate_padded(
     reuse more recomputes a few of its tokens in what would otherwise be padding, which keeps every
     row contiguous: ``[padding][reused][computed][reply]``. Position ids come from the attention mask,
     so every row sees the same positions as it would alone. Afterwards each row's prompt and reply
-    are stored for the next turn.
+    are stored for the next turn. ``seeds`` (one per prompt, or None) give rows their own sampling
+    streams, so a row samples the same tokens alone or in any batch (up to float rounding).
     """
     if not prompts or min(len(p) for p in prompts) == 0:
         raise ValueError("empty prompt")
@@ -418,7 +422,7 @@ def generate_padded(
         attention_mask[row, width - len(ids) :] = 1
     recorder = _RawLogprobs()
     processors: list[Any] = [recorder, *options.logits_processors]
-    processors += _sampling_warpers(options)
+    processors += _sampling_warpers(options, seeds)
     stopping = StoppingCriteriaList()
     if options.stop:
         stopping.append(_StopStrings(tokenizer, options.stop, width))
@@ -541,7 +545,7 @@ def _shortest_prefix_with_stop(tokenizer: Any, tokens: list[int], stops: Sequenc
     return high
 
 
-def _sampling_warpers(options: GenerationOptions) -> list[Any]:
+def _sampling_warpers(options: GenerationOptions, seeds: Sequence[int | None] | None = None) -> list[Any]:
     if options.temperature <= 0:
         return []  # greedy: argmax of the (possibly value-guided) logits
     warpers: list[Any] = []
@@ -551,19 +555,30 @@ def _sampling_warpers(options: GenerationOptions) -> list[Any]:
         warpers.append(TopKLogitsWarper(options.top_k))
     if options.top_p < 1.0:
         warpers.append(TopPLogitsWarper(options.top_p))
-    return [*warpers, _Sample()]
+    return [*warpers, _Sample(seeds)]
 
 
 class _Sample(LogitsProcessor):
     """Draws each row's next token from ``softmax(scores)`` by inverse CDF (one uniform number per row,
     from torch's global generator) and returns scores where only that token is finite, so greedy
     selection picks it. transformers' ``torch.multinomial`` draws an exponential variate for every
-    vocabulary entry of every row instead: for SmolLM2 at batch 32 on a CPU, 6% of all the time."""
+    vocabulary entry of every row instead: for SmolLM2 at batch 32 on a CPU, 6% of all the time.
+    A row with a seed draws from a generator of its own instead."""
+
+    def __init__(self, seeds: Sequence[int | None] | None = None) -> None:
+        self.streams = None
+        if seeds is not None and any(seed is not None for seed in seeds):
+            self.streams = [None if seed is None else torch.Generator().manual_seed(seed) for seed in seeds]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         probs = torch.softmax(scores.float(), dim=-1)
         cdf = probs.cumsum_(dim=-1)
-        draw = torch.rand((scores.shape[0], 1), device=scores.device) * cdf[:, -1:]
+        if self.streams is None:
+            uniform = torch.rand((scores.shape[0], 1), device=scores.device)
+        else:
+            uniform = torch.cat([torch.rand((1, 1), generator=stream) for stream in self.streams])
+            uniform = uniform.to(scores.device)
+        draw = uniform * cdf[:, -1:]
         picked = torch.searchsorted(cdf, draw, right=True).clamp_(max=scores.shape[-1] - 1)
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter_(1, picked, 0.0)

@@ -529,7 +529,10 @@ class LocalAgent(Agent):
         candidates = prompt.task.candidate_actions() if self.settings.rerank else None
         if candidates:
             return await self._rank(prompt, candidates, started)
-        result = await self.engine.generate(lambda: self.encode(prompt), self._generation)
+        # One draw from the episode's own stream seeds this turn's sampling: reruns sample the same
+        # tokens whatever the episode is batched with (and the stream is used the same either way).
+        seed = prompt.rng.getrandbits(63)
+        result = await self.engine.generate(lambda: self.encode(prompt), self._generation, seed)
         return Completion(
             text=result.text,
             tokens_in=result.prompt_tokens,
