@@ -162,11 +162,10 @@ def _share_prefix_memory(jobs: int) -> None:
     """Each job's local agents keep prompts' key/value states in a store sized from the free memory
     when they load. ``jobs`` processes loading at once would each take a quarter of the same free
     memory, so they share that quarter (``LMRL_PREFIX_CACHE_MB``, unless it is set already)."""
-    if os.environ.get(PREFIX_CACHE_ENV):
-        return
-    with open("/proc/meminfo") as meminfo:
-        free_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-    os.environ[PREFIX_CACHE_ENV] = str(max(64, free_kb // 1024 // 4 // jobs))
+    from lmrl.agents.batching import default_prefix_budget
+
+    if not os.environ.get(PREFIX_CACHE_ENV):
+        os.environ[PREFIX_CACHE_ENV] = str(max(64, default_prefix_budget(None) // 2**20 // jobs))
 
 
 def _one_run(job: tuple) -> dict:
@@ -212,7 +211,7 @@ def _one_run(job: tuple) -> dict:
         progress=args.jobs == 1,
     )
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
-    final = _play(run, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
+    final, _ = _evaluate_final(run, task, beta, args, online=False)
     result = {"normalized": final["normalized"], "seconds": time.perf_counter() - started, "beta": beta}
     result["move_accuracy"] = move_accuracy(run, task, beta)
     print(f"{task} {algo} seed {seed}: normalized {result['normalized']:.1f} (beta {beta}) "
@@ -247,8 +246,7 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         ),
         progress=False,
     )  # fmt: skip
-    where, picked = _pick_round(run, task, args) if args.pick_round else (run, None)
-    final = _play(where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, None, "eval", args)
+    final, picked = _evaluate_final(run, task, None, args, online=True)
     result = {
         "round": picked,
         "normalized": final["normalized"],
@@ -284,8 +282,7 @@ def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, a
     run's evaluation included) plus this one's."""
     started = time.perf_counter() - trained["seconds"]
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
-    where, picked = _pick_round(run, task, args) if args.pick_round and algo in ONLINE else (run, None)
-    final = _play(where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args)
+    final, picked = _evaluate_final(run, task, beta, args, online=algo in ONLINE)
     result = {**trained, "normalized": final["normalized"], "beta": beta, "round": picked}
     config = json.loads((run / "train_config.json").read_text())
     if config.get("max_steps"):  # the row names the steps the checkpoint was trained for
@@ -295,6 +292,15 @@ def _evaluate_again(run: Path, task: str, algo: str, seed: int, trained: dict, a
           f"(beta {beta})", flush=True)  # fmt: skip
     (run / f"bench_result{args.eval_suffix}.json").write_text(json.dumps(result))
     return result
+
+
+def _evaluate_final(run: Path, task: str, beta: float | None, args, online: bool) -> tuple[dict, int | None]:
+    """The evaluation episodes played by ``run``, or by the round validation picks (``--pick-round``,
+    online runs); and that round."""
+    where, picked = _pick_round(run, task, args) if args.pick_round and online else (run, None)
+    return _play(
+        where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args
+    ), picked
 
 
 def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, int]:

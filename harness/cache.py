@@ -57,20 +57,6 @@ FILE = "responses.sqlite"
 _BUSY_TIMEOUT_S = 60.0
 
 
-def _switch_to_wal(db: sqlite3.Connection) -> None:
-    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock: two processes that
-    open a new cache at once can meet SQLITE_BUSY here without SQLite's busy handler ever waiting."""
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 _BATCH_S = 0.02  # the writer waits this long after the first queued reply so that a batch gathers
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)"
 _SCHEMA = """
@@ -85,6 +71,20 @@ CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at);
 """
 # Option names that carry credentials (api_key, access_token, ...); max_tokens does not match.
 _CREDENTIAL = re.compile(r"(^|_)(api_?key|key|secret|password|credentials?|token)$", re.IGNORECASE)
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock: two processes that
+    open a new cache at once can meet SQLITE_BUSY here without SQLite's busy handler ever waiting."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class CacheError(ValueError):

@@ -16,7 +16,8 @@ longer than the context keeps the system message and drops the oldest exchanges 
 last tokens (text).
 
 Options: ``AgentOptions.temperature`` (default 1.0; 0 = greedy), ``max_tokens`` (max new tokens;
-default 64 for chat, 32 for text), ``seed`` (seeds torch once at load), and in ``AgentOptions.extra``:
+default 64 for chat, 32 for text), ``seed`` (seeds torch once at load; each turn samples from a
+stream seeded by its episode), and in ``AgentOptions.extra``:
 
 =================== ====================================================================
 ``device``          ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``
