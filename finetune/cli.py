@@ -75,6 +75,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         help="a local agent option for the evaluations, as lmrl run's --local-option (maze: rerank=true "
         "by default); repeat",
     )
+    parser.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a task option for the rollouts and evaluations, as lmrl run's (e.g. "
+        "endgames.opponent_depth=5); repeat",
+    )
     parser.add_argument("--save-every", type=positive_int, default=50, help="resumable state every N steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     online = parser.add_argument_group("online (ppo, online-filtered-bc, grpo)")
@@ -115,6 +123,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "directory: transformers serve) or post:/ROUTE (POST {model_path} there: SGLang's "
         "/update_weights_from_disk) (path)",
     )
+    online.add_argument(
+        "--rollout-task-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a task option for the rollouts only, over --task-option: the training distribution "
+        "(e.g. endgames.positions=random; evaluations keep the task's evaluation set); repeat",
+    )
     online.add_argument("--rollout-model", help="post: the served model's name (the first listed)")
     online.add_argument(
         "--rollout-request",
@@ -145,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} trains offline: give --data RUN_DIR")
     if args.rollout_server:
         raise TrainError(f"--rollout-server plays online rounds; --algo {args.algo} trains offline")
+    if args.rollout_task_option:
+        raise TrainError(f"--rollout-task-option is for online rounds; --algo {args.algo} trains offline")
     for run_dir in args.data:
         if not (Path(run_dir) / "manifest.json").exists():
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
@@ -177,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed,
         eval_options=eval_options,
+        eval_task_options=_task_options(args.task_option, "--task-option", _dataset_task(args.data)),
         save_every=args.save_every,
     )
     final = train(config, progress=not args.no_progress)
@@ -203,6 +222,29 @@ def _eval_options(args: argparse.Namespace) -> dict[str, Any]:
         raise TrainError(str(error)) from None
 
 
+def _dataset_task(run_dirs: list[Path]) -> str:
+    """The task of the first run directory (``train`` checks that the others match)."""
+    from lmrl.rundir import read_manifest
+
+    return sorted(read_manifest(Path(run_dirs[0]))["tasks"])[0]
+
+
+def _task_options(items: list[str], flag: str, task: str) -> dict[str, Any]:
+    """``NAME.KEY=VALUE`` items for ``task`` (the only task a training run plays), checked against it."""
+    from lmrl.cli_options import UsageError, keyed_options
+    from lmrl.finetune.online import check_task_options
+
+    try:
+        options = keyed_options(items, flag, f"{task}.KEY=VALUE")
+    except UsageError as error:
+        raise TrainError(str(error)) from None
+    for name in options:
+        if name != task:
+            raise TrainError(f"{flag} names task {name!r}; this run plays {task!r}")
+    check_task_options(task, options.get(task, {}))
+    return options.get(task, {})
+
+
 def _run_online(args: argparse.Namespace) -> int:
     if not args.task:
         raise TrainError(f"--algo {args.algo} trains online: give --task TASK")
@@ -213,11 +255,13 @@ def _run_online(args: argparse.Namespace) -> int:
 
     from lmrl.cli_options import json_or_text
     from lmrl.options import role_specs
+    from lmrl.tasks import resolve_task
 
     try:
         roles = role_specs(args.role)
+        task = resolve_task(args.task)
     except ValueError as error:
-        raise TrainError(str(error)) from None
+        raise TrainError(str(error).splitlines()[0]) from None
     eval_options = _eval_options(args)
     request: dict[str, Any] = {}
     for item in args.rollout_request:
@@ -229,7 +273,7 @@ def _run_online(args: argparse.Namespace) -> int:
         request[key.strip()] = json_or_text(raw)
     config = OnlineConfig(
         algo=args.algo,
-        task=args.task,
+        task=task,
         out=args.out,
         base=args.base,
         rounds=args.rounds,
@@ -255,6 +299,8 @@ def _run_online(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         style=args.style,
         roles=roles,
+        task_options=_task_options(args.task_option, "--task-option", task),
+        rollout_task_options=_task_options(args.rollout_task_option, "--rollout-task-option", task),
         concurrency=args.concurrency,
         max_turns=args.max_turns,
         eval_every=args.eval_every,

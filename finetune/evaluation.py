@@ -40,10 +40,11 @@ def evaluate(
     run_dir: Path,
     style: str = "text",
     options: dict[str, Any] | None = None,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mean return (95% CI), normalized score and success rate of ``local/<checkpoint>`` on ``episodes``
     episodes of ``task`` (in the ``style`` it was trained on, run seed ``seed``), played with the local
-    agent ``options`` (``beta``, ``rerank``, ...)."""
+    agent ``options`` (``beta``, ``rerank``, ...) and the task's ``task_options``."""
     from lmrl.agents import AgentOptions
     from lmrl.reports import episodes_frame, summarize
     from lmrl.rundir import load_episodes, read_manifest
@@ -53,6 +54,7 @@ def evaluate(
     config = RunConfig(
         out=run_dir, tasks=[task], models=[spec], episodes=episodes, concurrency=min(64, episodes),
         seed=seed, style=style, agent_options=AgentOptions(extra=dict(options or {})),
+        task_options={task: dict(task_options)} if task_options else {},
     )  # fmt: skip
     play_all(config)
     manifest = read_manifest(run_dir)

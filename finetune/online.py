@@ -81,6 +81,10 @@ class OnlineConfig:
     max_length: int | None = None
     style: str = "text"
     roles: dict[str, str] = field(default_factory=dict)
+    # the task's options in rollouts and evaluations (e.g. a faster engine), and in rollouts only over
+    # them (e.g. endgames' random training positions instead of the evaluation set)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    rollout_task_options: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 64
     max_turns: int | None = None
     eval_every: int | None = None  # rounds
@@ -108,7 +112,13 @@ class OnlineConfig:
             "packing",  # the layout of the update's batches, not what it computes
         ):
             record.pop(name)
+        for name in ("task_options", "rollout_task_options"):
+            if not record[name]:  # runs from before task options resume as they are
+                record.pop(name)
         return record
+
+    def rollout_options(self) -> dict[str, Any]:
+        return {**self.task_options, **self.rollout_task_options}
 
 
 @dataclass
@@ -273,6 +283,19 @@ def _check(config: OnlineConfig) -> None:
     for run_dir in config.bc_data:
         if not (Path(run_dir) / "manifest.json").exists():
             raise TrainError(f"--bc-data {run_dir} is not an lmrl run directory")
+    check_task_options(config.task, config.task_options, config.rollout_options())
+
+
+def check_task_options(task: str, *options: dict[str, Any]) -> None:
+    """``TrainError`` (one line) unless ``task`` takes each set of options, before anything is written."""
+    from lmrl.task import InvalidTaskOption
+    from lmrl.tasks import make_task
+
+    for settings in options:
+        try:
+            make_task(task, **settings)
+        except InvalidTaskOption as error:
+            raise TrainError(str(error)) from None
 
 
 def _valid_filter(rule: str) -> bool:
@@ -378,16 +401,19 @@ def _rollouts(config: OnlineConfig, round_index: int, spec: str, options: Any) -
         roles=dict(config.roles),
         max_turns=config.max_turns,
         agent_options=options,
+        task_options={config.task: config.rollout_options()},
     )
     play_all(run)
 
 
-def round_samples(ctx: Context, episodes: Sequence[Any], task: str) -> list[list[Sample]]:
+def round_samples(
+    ctx: Context, episodes: Sequence[Any], task: str, task_options: dict[str, Any] | None = None
+) -> list[list[Sample]]:
     """Each episode's turns as samples from the logged token ids and log-probabilities."""
     from lmrl.finetune.data import episode_samples
     from lmrl.tasks import make_task
 
-    made = make_task(task)
+    made = make_task(task, **(task_options or {}))
     return [
         episode_samples(
             made,
@@ -409,7 +435,7 @@ def _update(config, algo, ctx, kl, optimizer, episodes, round_index, rollout_s, 
 
     started = time.perf_counter()
     ctx.kl_coef = kl.coef
-    samples = round_samples(ctx, episodes, config.task)
+    samples = round_samples(ctx, episodes, config.task, config.rollout_options())
     items, stats = algo.prepare(ctx, episodes, samples)
     units, per_batch, action_tokens, sequence_tokens = _update_units(items, ctx.packing, config.batch_size)
     ctx.model.train()
@@ -487,8 +513,9 @@ def _evaluate(config: OnlineConfig, checkpoint: Path, round_index: int) -> dict:
     options = {**TASK_EVAL_OPTIONS.get(config.task, {}), **config.eval_options}
     run_dir = config.out / "rounds" / f"round-{round_index:03d}" / "eval"
     return evaluate(
-        checkpoint, config.task, config.eval_episodes, config.eval_seed, run_dir, config.style, options
-    )
+        checkpoint, config.task, config.eval_episodes, config.eval_seed, run_dir, config.style, options,
+        config.task_options,
+    )  # fmt: skip
 
 
 def _bc_samples(config: OnlineConfig, tokenizer: Any, settings: dict[str, Any]) -> list[Sample]:

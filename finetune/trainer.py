@@ -94,6 +94,7 @@ class TrainConfig:
     eval_episodes: int = 25
     eval_seed: int = 1000  # evaluation episodes come from seeds the training data never used
     eval_options: dict[str, Any] = field(default_factory=dict)  # local agent options (task defaults first)
+    eval_task_options: dict[str, Any] = field(default_factory=dict)  # the evaluations' task options
     save_every: int = 50
     log_every: int = 10
     settings: dict[str, Any] = field(default_factory=dict)  # resolved hyper-parameters
@@ -103,8 +104,8 @@ class TrainConfig:
         record = asdict(self)
         # settings are derived (task defaults + the fields above); the rest may change on a rerun
         volatile = (
-            "out", "max_steps", "eval_every", "eval_episodes", "eval_options", "save_every", "log_every",
-            "settings",
+            "out", "max_steps", "eval_every", "eval_episodes", "eval_options", "eval_task_options",
+            "save_every", "log_every", "settings",
         )  # fmt: skip
         for name in volatile:
             record.pop(name)
@@ -294,8 +295,9 @@ def _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, fi
         run_dir = (config.out / "evals" / "final") if final else where.parent / "run"
         options = {**TASK_EVAL_OPTIONS.get(task, {}), **config.eval_options}
         record["eval"] = evaluate(
-            where, task, config.eval_episodes, config.eval_seed, run_dir, config.style, options
-        )
+            where, task, config.eval_episodes, config.eval_seed, run_dir, config.style, options,
+            config.eval_task_options,
+        )  # fmt: skip
     return record
 
 

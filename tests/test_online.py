@@ -259,6 +259,10 @@ def test_a_killed_run_resumes_from_the_last_finished_round(policy, tmp_path) -> 
         (["--algo", "ppo", "--task", "maze-fo", "--bc-weight", "1"], "--bc-data"),
         (["--algo", "online-filtered-bc", "--task", "maze-fo", "--filter", "top:2"], "--filter"),
         (["--algo", "bc"], "give --data"),
+        (["--algo", "ppo", "--task", "maze-fo", "--task-option", "maze-fo.nope=1"], "no option(s) nope"),
+        (["--algo", "ppo", "--task", "endgames", "--rollout-task-option", "endgames.positions=x"], "'x'"),
+        (["--algo", "ppo", "--task", "maze-fo", "--task-option", "wordle.vocab=full"], "plays 'maze-fo'"),
+        (["--algo", "bc", "--data", "x", "--rollout-task-option", "x.y=1"], "for online rounds"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys) -> None:
@@ -267,6 +271,36 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (out / "rounds").exists()
+
+
+def test_rollouts_play_the_training_positions_and_evaluations_the_evaluation_set(policy, tmp_path) -> None:
+    # endgames: rounds draw random training positions (--rollout-task-option), the evaluations play
+    # the fixed evaluation set; both take --task-option (a fast engine), and the real engine answers.
+    from lmrl.rundir import read_manifest
+    from lmrl.tasks.chess.endgames import load_positions
+
+    out = tmp_path / "endgames"
+    config = _online(
+        policy, out, algo="online-filtered-bc", task="endgames", rounds=1, episodes_per_round=4,
+        max_turns=2, eval_every=1, eval_episodes=4, task_options={"opponent_depth": 1},
+        rollout_task_options={"positions": "random"},
+    )  # fmt: skip
+    train_online(config, progress=False)
+    evaluation_set = {p.fen for p in load_positions()}
+    round_dir = out / "rounds" / "round-000"
+
+    def options(run: Path) -> tuple:
+        played = read_manifest(run)["tasks"]["endgames"]["options"]
+        return played["positions"], played["opponent_depth"]
+
+    assert options(round_dir / "run") == ("random", 1)
+    played = {e.info["start_fen"] for e in lmrl.load_run(round_dir / "run")}
+    assert len(played) == 4 and not played & evaluation_set
+    assert options(round_dir / "eval") == ("eval", 1)
+    assert {e.info["start_fen"] for e in lmrl.load_run(round_dir / "eval")} <= evaluation_set
+    # the options are part of what a resumed run must share
+    assert "rollout_task_options" in config.identity()
+    assert "task_options" not in _online(policy, out).identity()
 
 
 def test_lmrl_report_reads_an_online_run(policy, tmp_path) -> None:

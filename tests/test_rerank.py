@@ -253,3 +253,29 @@ def test_textnav_reranks_over_the_admissible_commands(tiny_dir) -> None:  # noqa
         anyio.run(player.aclose)
     assert len(episode.turns) > 1 and not any(turn.invalid for turn in episode.turns)
     assert len({turn.action for turn in episode.turns}) > 1
+
+
+def test_endgames_rerank_over_the_legal_moves(tiny_dir) -> None:  # noqa: F811
+    # Chess candidates are the legal moves in SAN, following the board: an untrained model re-ranked
+    # plays against the real engine and never makes an illegal move (generating, it rarely makes a
+    # legal one).
+    import chess
+
+    from lmrl.rollout import rollout, run_sync
+    from lmrl.tasks import make_task
+
+    task = make_task("endgames", positions="random", opponent_depth=1)
+    task.reset(3)
+    legal = task.candidate_actions()
+    assert legal == sorted(task.board.san(m) for m in task.board.legal_moves) and len(legal) > 5
+    player = LocalAgent(
+        f"local/{tiny_dir}", AgentOptions(temperature=1.0, extra={"rerank": True}), style="text"
+    )
+    try:
+        episode = run_sync(lambda: rollout(task, player, 7, 0, style="text", max_turns=6))
+    finally:
+        anyio.run(player.aclose)
+        anyio.run(task.aclose)
+    assert len(episode.turns) > 1 and not any(turn.invalid for turn in episode.turns)
+    board = chess.Board(episode.info["start_fen"])
+    assert episode.turns[0].action in {board.san(m) for m in board.legal_moves}

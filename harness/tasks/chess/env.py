@@ -407,6 +407,13 @@ class Chess(Task):
             "engine": {"path": path, "name": engine_name(path) if path else None},
         }
 
+    def candidate_actions(self) -> list[str] | None:
+        """The legal moves now, in SAN: a value-guided local agent with ``rerank`` ranks whole moves
+        (never an illegal one) instead of generating them character by character."""
+        if self.done:
+            return None
+        return sorted(self.board.san(move) for move in self.board.legal_moves)
+
     # --- rendering -------------------------------------------------------------------------------
     def format_action(self, action: str) -> str:
         """Moves are written character by character in the text style ("N f 3")."""
