@@ -92,6 +92,9 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
         (["--algo", "bc", "--data", "{maze}", "--lora", "rank=4"], "--lora"),
         (["--algo", "bc", "--data", "{maze}", "--eval-option", "colour=blue"], "--eval-option 'colour=blue'"),
         (["--algo", "bc", "--data", "{maze}", "--eval-option", "beta=-1"], "beta must be"),
+        (["--algo", "bc", "--data", "{maze}", "--task-option", "maze-fo.walls=2"], "no option(s) walls"),
+        (["--algo", "bc", "--data", "{maze}", "--task-option", "wordle.vocab=full"], "plays 'maze-fo'"),
+        (["--algo", "bc", "--data", "{wordle}", "--task-option", "wordle.vocab=0"], "positive word count"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
@@ -105,6 +108,16 @@ def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
     assert not (out / "config.json").exists()
+
+
+def test_evaluations_play_with_the_task_options(wordle_data, tmp_path) -> None:
+    from lmrl.rundir import read_manifest
+
+    out = tmp_path / "bc"
+    args = ["train", "--algo", "bc", "--data", str(wordle_data), "--out", str(out), "--max-steps", "2"]
+    assert main([*args, "--eval-episodes", "2", "--task-option", "wordle.vocab=50", "--no-progress"]) == 0
+    played = read_manifest(out / "evals" / "final")["tasks"]["wordle"]["options"]
+    assert played["vocab"] == "50"  # not the default, "full"
 
 
 @pytest.mark.slow
