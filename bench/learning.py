@@ -186,9 +186,14 @@ def _one_run(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.jobs))
-    if algo in ONLINE:
-        return _one_online_run(task, algo, seed, args)
-    run = args.out / task / _run_name(algo, seed, args)
+    run = _run_dir(task, algo, seed, args)
+    result = _one_online_run(task, algo, seed, args) if algo in ONLINE else _one_offline_run(job)
+    return {**_outcome(run, result, args), **result}
+
+
+def _one_offline_run(job: tuple) -> dict:
+    task, algo, seed, data, args = job
+    run = _run_dir(task, algo, seed, args)
     done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
         return _finished(done, run, task)
@@ -237,8 +242,7 @@ ONLINE = {"ppo", "grpo", "grpo-episode", "online-filtered-bc"}
 def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
     """Online RL from the same seed's BC checkpoint, then the same evaluation as every offline row. The
     curve is each round's rollout mean return (on-policy, rollouts cut at ``--online-max-turns``)."""
-    options = "".join(f"-{key}{value:g}" for key, value in sorted(args.online_settings.items()))
-    run = args.out / task / f"{algo}{options}-from-bc-s{seed}"
+    run = _run_dir(task, algo, seed, args)
     done = run / f"bench_result{args.eval_suffix}.json"
     if done.exists():
         return _finished(done, run, task)
@@ -277,6 +281,28 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     )
     done.write_text(json.dumps(result))
     return result
+
+
+def _run_dir(task: str, algo: str, seed: int, args: argparse.Namespace) -> Path:
+    if algo in ONLINE:
+        options = "".join(f"-{key}{value:g}" for key, value in sorted(args.online_settings.items()))
+        return args.out / task / f"{algo}{options}-from-bc-s{seed}"
+    return args.out / task / _run_name(algo, seed, args)
+
+
+def _outcome(run: Path, result: dict, args: argparse.Namespace) -> dict:
+    """Mean return, success and the share of invalid replies of the run's evaluation episodes (the
+    picked round's where validation picked one): what the normalized score hides on a task like
+    endgames, where each illegal move costs -1 (the paper's App. E table)."""
+    if result.get("round") is not None:
+        run = run / "rounds" / f"round-{result['round']:03d}" / "checkpoint"
+    episodes = lmrl.load_run(run / f"eval{args.eval_suffix}")
+    turns = [t for e in episodes for t in e.turns]
+    return {
+        "mean_return": statistics.fmean(e.return_ for e in episodes),
+        "success": statistics.fmean(bool(e.success) for e in episodes),
+        "invalid": sum(t.invalid for t in turns) / max(1, len(turns)),
+    }
 
 
 def _finished(done: Path, run: Path, task: str) -> dict:
@@ -531,6 +557,9 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(mean, 1),
         "ci95": round(half, 1),
+        "mean_return": round(statistics.fmean(r["mean_return"] for r in runs), 3),
+        "success": round(statistics.fmean(r["success"] for r in runs), 3),
+        "invalid": round(statistics.fmean(r["invalid"] for r in runs), 3),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
         "beta": " ".join(_picked(r) for r in runs),
         "paper": _paper(task, algo),
@@ -560,13 +589,15 @@ def _write(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | beta or round (validation) "
-        "| move accuracy | paper Table 2 | behaviour policy | data episodes | steps | CPU min/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | return / success / invalid "
+        "| beta or round (validation) | move accuracy | paper Table 2 | behaviour policy | data episodes "
+        "| steps | CPU min/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} | {r['beta']} "
+            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} "
+            f"| {r['mean_return']:.3g} / {r['success']:.0%} / {r['invalid']:.1%} | {r['beta']} "
             f"| {r['move_accuracy']} | {r['paper']} "
             f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "
             f"| {r['cpu_minutes_per_run']} |"
