@@ -165,7 +165,7 @@ def main() -> None:
             runs = [results[algo, seed] for seed in seeds]
             rows.append(_row(task, algo, runs, behaviour, episodes, args))
         if online:
-            _plot_online(task, {algo: [results[algo, seed] for seed in seeds] for algo in online}, args)
+            _plot_online(task, _online_results(args.out / task), args)
     _write(rows, args.out)
 
 
@@ -364,6 +364,19 @@ def episodes_to_90(curve: list[float], per_round: int) -> int | None:
         return None
     bar = curve[0] + 0.9 * (final - curve[0])
     return next(per_round * (i + 1) for i, value in enumerate(curve) if value >= bar)
+
+
+def _online_results(task_dir: Path) -> dict[str, list[dict]]:
+    """Every finished online run under ``task_dir``, by setting (the run name without its seed): the
+    plot compares them all, whichever invocation of the bench trained each."""
+    runs: dict[str, list[dict]] = {}
+    for done in sorted(task_dir.glob("*-from-bc-s*/bench_result.json")):
+        name = done.parent.name
+        if any(name.startswith(f"{algo}-") for algo in ONLINE):
+            runs.setdefault(name.rpartition("-s")[0].removesuffix("-from-bc"), []).append(
+                json.loads(done.read_text())
+            )
+    return {name: results for name, results in runs.items() if "curve" in results[0]}
 
 
 def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
