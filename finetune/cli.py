@@ -231,16 +231,13 @@ def _dataset_task(run_dirs: list[Path]) -> str:
 
 def _task_options(items: list[str], flag: str, task: str) -> dict[str, Any]:
     """``NAME.KEY=VALUE`` items for ``task`` (the only task a training run plays), checked against it."""
-    from lmrl.cli_options import UsageError, keyed_options
+    from lmrl.cli_options import UsageError, task_options
     from lmrl.finetune.online import check_task_options
 
     try:
-        options = keyed_options(items, flag, f"{task}.KEY=VALUE")
+        options = task_options(items, [task], flag)
     except UsageError as error:
         raise TrainError(str(error)) from None
-    for name in options:
-        if name != task:
-            raise TrainError(f"{flag} names task {name!r}; this run plays {task!r}")
     check_task_options(task, options.get(task, {}))
     return options.get(task, {})
 

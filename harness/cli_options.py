@@ -62,11 +62,14 @@ def json_or_text(raw: str) -> Any:
         return raw
 
 
-def task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
-    options = keyed_options(items, "--task-option", "wordle.vocab=full")
+def task_options(
+    items: list[str], tasks: list[str], flag: str = "--task-option"
+) -> dict[str, dict[str, Any]]:
+    options = keyed_options(items, flag, "wordle.vocab=full")
     for task in options:
         if task not in tasks:
-            raise UsageError(f"--task-option names task {task!r}, which is not in this run")
+            plays = ", ".join(map(repr, tasks))
+            raise UsageError(f"{flag} names task {task!r}, which is not in this run (it plays {plays})")
     return options
 
 
