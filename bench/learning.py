@@ -75,7 +75,7 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
-        "gamma); runs with options are kept apart by name",
+        "gamma; ILQL's backup=action); runs with options are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -210,8 +210,7 @@ def _one_offline_run(job: tuple) -> dict:
             "base": str(args.out / task / f"bc-s{seed}"),
             "lr": TASK_DEFAULTS.get(task, {}).get("lr", 3e-4),
         }
-    if algo in ("mc", "ilql"):
-        start.update(args.value_settings)
+    start.update(_value_settings(algo, args))
     train(
         TrainConfig(
             algo=algo,
@@ -403,19 +402,26 @@ def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespac
     plt.close(figure)
 
 
-VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma")
+VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup")
+WORD_OPTIONS = {"backup": ("token", "action")}  # settings that are words, not numbers
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 
 def _number_settings(
     pairs: list[str], parser: argparse.ArgumentParser, keys: tuple[str, ...], flag: str
 ) -> dict[str, float]:
-    """``KEY=NUMBER`` pairs of ``flag`` (whole numbers as ints), keys from ``keys``."""
-    settings: dict[str, float] = {}
+    """``KEY=NUMBER`` pairs of ``flag`` (whole numbers as ints; ``WORD_OPTIONS`` take one of their
+    words), keys from ``keys``."""
+    settings: dict[str, float | str] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in keys:
             parser.error(f"{flag} {pair}: the key is one of {', '.join(keys)}")
+        if key in WORD_OPTIONS:
+            if value not in WORD_OPTIONS[key]:
+                parser.error(f"{flag} {pair}: the value is one of {', '.join(WORD_OPTIONS[key])}")
+            settings[key] = value
+            continue
         try:
             number = float(value)
         except ValueError:
@@ -424,6 +430,17 @@ def _number_settings(
             int(number) if number.is_integer() and key in ("group_size", "update_epochs") else number
         )
     return settings
+
+
+def _value_settings(algo: str, args: argparse.Namespace) -> dict[str, float | str]:
+    """The --value-option settings that apply to ``algo`` (``backup`` is ILQL's alone)."""
+    if algo not in ("mc", "ilql"):
+        return {}
+    return {k: v for k, v in args.value_settings.items() if algo == "ilql" or k != "backup"}
+
+
+def _setting(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def _from_bc(algo: str, args: argparse.Namespace) -> bool:
@@ -438,8 +455,7 @@ def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
     name = f"{algo}-from-bc" if _from_bc(algo, args) else algo
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
-    if algo in ("mc", "ilql"):
-        name += "".join(f"-{key}{value:g}" for key, value in sorted(args.value_settings.items()))
+    name += "".join(f"-{key}{_setting(value)}" for key, value in sorted(_value_settings(algo, args).items()))
     return f"{name}-s{seed}"
 
 
@@ -563,7 +579,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     return {
         "task": task,
         "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
-        + "".join(f", {k} {v:g}" for k, v in sorted(args.value_settings.items()) if algo in ("mc", "ilql"))
+        + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))
         + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
         "seeds": len(scores),

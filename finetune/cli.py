@@ -43,6 +43,12 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument("--beta", type=nonneg_float, help="MC/ILQL decoding: logits + beta * Q (saved)")
     parser.add_argument("--tau", type=nonneg_float, help="ILQL expectile (task default)")
     parser.add_argument("--polyak", type=nonneg_float, help="ILQL target-Q update rate (task default)")
+    parser.add_argument(
+        "--backup",
+        choices=["token", "action"],
+        default="token",
+        help="ILQL: values back up one token per hop (the paper) or one whole action (a turn) per hop",
+    )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
     parser.add_argument("--filter", default="success", help="filtered BC: success or top:FRACTION")
@@ -184,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         beta=args.beta,
         tau=args.tau,
         polyak=args.polyak,
+        backup=args.backup,
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,

@@ -11,6 +11,14 @@ the same action, or after the action's last token the next turn's prompt):
     L     = L_BC + L_Q + L_V + cql_weight * L_CQL;  after each step Q' <- alpha Q + (1 - alpha) Q'
 
 Decoding samples from ``BC logits + beta * (min(Q1, Q2) - V)`` (``lmrl.finetune.guidance``).
+
+``backup="action"`` (``--backup action``) backs values up once per turn instead of once per token:
+every token of turn t regresses on the turn's target ``r_t + discount_t * V(s_{t+1})``, with
+V(s_{t+1}) read where the next action starts, and V learns only at the state before each action's
+first token, from the target Q of the action's last token (the whole action taken). A value then
+crosses a turn in one hop instead of one hop (and one Polyak-averaged copy) per token. Q of an
+action's last token is Q(s, a) of the whole action, so decoding guides with ``beta * min(Q1, Q2)``
+(extraction "q": the re-ranker scores a candidate by Q after its last token, as MC returns').
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ from lmrl.finetune.heads import ValueHeads
 
 NAME = "ilql"
 EXTRACTION = "advantage"
+BACKUPS = ("token", "action")
+
+
+def extraction(settings: dict[str, Any]) -> str:
+    """What decoding adds to the logits for a model trained with ``settings`` (see the module doc)."""
+    return "q" if settings.get("backup", "token") == "action" else EXTRACTION
 
 
 def make_heads(model: Any, settings: dict[str, Any]) -> ValueHeads:
@@ -42,6 +56,20 @@ def next_values(v: torch.Tensor, v_final: torch.Tensor, batch: dict[str, torch.T
     return following
 
 
+def action_bounds(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For an action mask [B, T] (actions are runs of 1s): where each action starts (1.0 at its
+    first token), and for every position the index of the last token of the action it lies in (of
+    the next action, outside one)."""
+    before = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], dim=1)
+    after = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    first = mask * (1 - before)
+    ends = (mask * (1 - after)).bool()
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    marked = torch.where(ends, positions, torch.full_like(positions, mask.shape[1] - 1))
+    last = marked.flip(1).cummin(1).values.flip(1)  # the nearest action end at or after each position
+    return first, last
+
+
 def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings: dict[str, Any]):
     out = forward(model, batch, hidden=True)
     h = heads(out.hidden)
@@ -56,10 +84,16 @@ def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings
             v_final = heads(final)["v"].squeeze(-1)
         following = next_values(v.detach(), v_final, batch)
     target = shifted(batch, "rewards") + shifted(batch, "discounts") * following
+    v_mask = out.mask
+    if settings.get("backup", "token") == "action":
+        first, last = action_bounds(out.mask)
+        target = target.gather(1, last)  # the turn's target, on every token of the action
+        q_target = q_target.gather(1, last)  # Qt of the whole action, read where V learns
+        v_mask = out.mask * first
     q_loss = masked_mean((q1 - target) ** 2 + (q2 - target) ** 2, out.mask)
     diff = q_target.detach() - v
     tau = settings.get("tau", 0.7)
-    v_loss = masked_mean((tau - (diff < 0).float()).abs() * diff**2, out.mask)
+    v_loss = masked_mean((tau - (diff < 0).float()).abs() * diff**2, v_mask)
     bc = bc_loss(out)
     total = bc + q_loss + v_loss
     metrics = {"bc": float(bc.detach()), "q": float(q_loss.detach()), "v": float(v_loss.detach())}

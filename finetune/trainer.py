@@ -8,7 +8,8 @@ only through ``mpirun``; ``--multi_gpu`` starts them with torchrun on the CPU to
 
 An algorithm is a module with ``NAME``, ``EXTRACTION`` (``None``, ``"q"`` or ``"advantage"``),
 ``make_heads(model, settings)``, ``loss(model, heads, batch, settings) -> (loss, metrics)`` and
-optionally ``after_step(heads, settings)`` (``bc``, ``filtered_bc``, ``mc_returns``, ``ilql``).
+optionally ``after_step(heads, settings)`` and ``extraction(settings)`` (where a setting changes
+what decoding adds) (``bc``, ``filtered_bc``, ``mc_returns``, ``ilql``).
 
 The output directory is a checkpoint the harness plays as ``local/<out>`` (weights, tokenizer, and for
 MC/ILQL ``value_heads.*`` with beta), plus ``train_config.json``, ``train_log.jsonl`` (losses, tokens/s,
@@ -85,6 +86,7 @@ class TrainConfig:
     tau: float | None = None
     cql_weight: float | None = None
     polyak: float | None = None  # ILQL target update rate (task default)
+    backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -109,6 +111,8 @@ class TrainConfig:
         )  # fmt: skip
         for name in volatile:
             record.pop(name)
+        if record["backup"] == "token":  # the default: states saved before the option resume
+            record.pop("backup")
         return record
 
 
@@ -133,6 +137,7 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
         raise TrainError(f"--style must be text or chat, not {config.style!r}")
     if config.discount not in ("per_turn", "per_token"):
         raise TrainError(f"--discount must be per_turn or per_token, not {config.discount!r}")
+    settings["backup"] = config.backup
     return settings
 
 
@@ -163,6 +168,10 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     from lmrl.finetune.data import DatasetError, dataset_samples, shuffled_batches
 
     algo = algorithm(config.algo)
+    if config.backup not in ("token", "action"):
+        raise TrainError(f"--backup must be token or action, not {config.backup!r}")
+    if config.backup != "token" and config.algo != "ilql":
+        raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
     episodes, task = _data(config)
     out = config.out
     state_dir = out / "state"
@@ -310,7 +319,7 @@ def _save_checkpoint(where: Path, config, accelerator, model, heads, tokenizer, 
             where,
             beta=config.settings["beta"],
             algo=config.algo,
-            extraction=algo.EXTRACTION,
+            extraction=algo.extraction(config.settings) if hasattr(algo, "extraction") else algo.EXTRACTION,
             gamma=config.settings["gamma"],
             support=config.settings["support"],
         )

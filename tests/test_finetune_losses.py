@@ -253,6 +253,38 @@ def test_ilql_value_gradient_comes_from_the_expectile_loss_only(batch) -> None:
     assert heads.target_q1.weight.grad is None and heads.target_q2.weight.grad is None
 
 
+def test_ilql_action_backup_gives_every_token_its_turns_target_and_v_the_whole_actions_value(batch) -> None:
+    """backup="action": both tokens of a turn regress on r_t + discount * V(where the next action
+    starts); V learns only before each action's first token, from min(Q1', Q2') after its last."""
+    tau = 0.7
+    model = BigramToy()
+    heads = ilql_heads(model)
+
+    total, metrics = ilql.loss(model, heads, batch, {"tau": tau, "cql_weight": 0.0, "backup": "action"})
+
+    # A: reward 1, terminated -> 1.0 on both tokens; B: 0.5 + GAMMA * V(9) * bootstrap 1 = 0.875 on both
+    targets = [1.0, 1.0, 0.875, 0.875]
+    q = mean([(Q1[st] - t) ** 2 + (Q2[st] - t) ** 2 for st, t in zip(STEPS, targets, strict=True)])
+    # V at the two first-token states only: V(2) against min(Q1', Q2')(3 -> 4) = min(1, 0.75) = 0.75,
+    # V(6) against min(Q1', Q2')(7 -> 8) = min(1, 1.25) = 1
+    diffs = [0.75 - V[2], 1.0 - V[6]]
+    assert diffs == [0.5, 0.0]
+    v = mean([(tau if d >= 0 else 1 - tau) * d**2 for d in diffs])
+    bc = mean([nll(s, a) for s, a in STEPS])
+    assert metrics["q"] == pytest.approx(q, abs=1e-6)
+    assert metrics["v"] == pytest.approx(v, abs=1e-6)
+    assert float(total) == pytest.approx(bc + q + v, abs=1e-6)
+    assert ilql.extraction({"backup": "action"}) == "q" and ilql.extraction({}) == "advantage"
+
+
+def test_action_bounds_find_each_actions_first_and_last_token() -> None:
+    mask = torch.tensor([[0, 1, 1, 0, 0, 1, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]]).float()
+    first, last = ilql.action_bounds(mask)
+    assert first.tolist() == [[0, 1, 0, 0, 0, 1, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    assert last[0].tolist()[:10] == [2, 2, 2, 5, 5, 5, 9, 9, 9, 9]
+    assert last[1].tolist()[:2] == [1, 1]
+
+
 def test_polyak_update_moves_the_targets_by_alpha() -> None:
     heads = ValueHeads(3, 2, double_q=True, value=True, targets=True)
     for name, base in (("q1", 1.0), ("q2", -2.0), ("target_q1", 0.5), ("target_q2", 4.0)):

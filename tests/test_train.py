@@ -37,13 +37,17 @@ def wordle_data(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("algo", [bc, mc_returns, ilql])
-def test_one_step_lowers_each_loss(algo, maze_data, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("algo", "backup"),
+    [(bc, "token"), (mc_returns, "token"), (ilql, "token"), (ilql, "action")],
+    ids=["bc", "mc", "ilql", "ilql-action-backup"],
+)
+def test_one_step_lowers_each_loss(algo, backup, maze_data, tmp_path) -> None:
     torch.manual_seed(0)
     model, tokenizer = load(prepare_base("tiny", "maze-fo", tmp_path / "base", seed=0))
     samples = dataset_samples(load_dataset([maze_data])[:4], tokenizer, max_length=256, gamma=0.9)
     batch = collate(samples[:16], tokenizer.pad_token_id)
-    settings = {"gamma": 0.9, "tau": 0.7, "cql_weight": 0.1, "polyak": 0.005}
+    settings = {"gamma": 0.9, "tau": 0.7, "cql_weight": 0.1, "polyak": 0.005, "backup": backup}
     heads = algo.make_heads(model, settings)
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     optimizer = torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.05)
@@ -81,6 +85,17 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert len(lmrl.load_run(played)) == 2
 
 
+def test_ilql_with_action_backup_saves_q_guidance_and_plays(maze_data, tmp_path) -> None:
+    out = tmp_path / "ilql"
+    args = ["train", "--algo", "ilql", "--backup", "action", "--data", str(maze_data), "--out", str(out)]
+    assert main([*args, "--max-steps", "3", "--eval-episodes", "2", "--no-progress"]) == 0
+    meta = json.loads((out / "value_heads.json").read_text())
+    assert meta["algo"] == "ilql" and meta["extraction"] == "q"  # Q after the action's last token
+    assert json.loads((out / "train_config.json").read_text())["backup"] == "action"
+    final = lmrl.load_run(out / "evals" / "final")
+    assert len(final) == 2 and all(not turn.invalid for e in final for turn in e.turns)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -95,6 +110,7 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
         (["--algo", "bc", "--data", "{maze}", "--task-option", "maze-fo.walls=2"], "no option(s) walls"),
         (["--algo", "bc", "--data", "{maze}", "--task-option", "wordle.vocab=full"], "plays 'maze-fo'"),
         (["--algo", "bc", "--data", "{wordle}", "--task-option", "wordle.vocab=0"], "positive word count"),
+        (["--algo", "mc", "--data", "{maze}", "--backup", "action"], "--backup action is an ILQL setting"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
