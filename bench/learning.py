@@ -591,12 +591,22 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "invalid": round(statistics.fmean(r["invalid"] for r in runs), 3),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
         "beta": " ".join(_picked(r) for r in runs),
+        "episodes_to_90": _reach(runs),
         "paper": _paper(task, algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
         "max_steps": runs[0].get("max_steps", _steps(algo, args)),
         "cpu_minutes_per_run": round(statistics.fmean(r["seconds"] for r in runs) / 60, 1),
     }
+
+
+def _reach(runs: list[dict]) -> str:
+    """Online runs: each seed's episodes until its rollout return covers 90% of its gain ("-" when
+    it never gained); "" for offline runs."""
+    if "curve" not in runs[0]:
+        return ""
+    reach = [episodes_to_90(r["curve"], r["episodes_per_round"]) for r in runs]
+    return " ".join("-" if n is None else str(n) for n in reach)
 
 
 def _picked(result: dict) -> str:
@@ -619,15 +629,15 @@ def _write(rows: list[dict], out: Path) -> None:
         writer.writerows(rows)
     lines = [
         "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | return / success / invalid "
-        "| beta or round (validation) | move accuracy | paper Table 2 | behaviour policy | data episodes "
-        "| steps | CPU min/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| beta or round (validation) | online: episodes to 90% | move accuracy | paper Table 2 "
+        "| behaviour policy | data episodes | steps | CPU min/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} "
             f"| {r['mean_return']:.3g} / {r['success']:.0%} / {r['invalid']:.1%} | {r['beta']} "
-            f"| {r['move_accuracy']} | {r['paper']} "
+            f"| {r['episodes_to_90']} | {r['move_accuracy']} | {r['paper']} "
             f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "
             f"| {r['cpu_minutes_per_run']} |"
         )
