@@ -268,10 +268,8 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
         "seconds": time.perf_counter() - started,
         "beta": None,
         "move_accuracy": move_accuracy(run, task, None),
-        # every round's, from the run's log: a resumed run's process saw only the rounds after it
-        "curve": [
-            json.loads(line)["mean_return"] for line in (run / "train_log.jsonl").read_text().splitlines()
-        ],
+        "curve": _round_log(run, "mean_return"),
+        "success_curve": _round_log(run, "success"),
         "episodes_per_round": args.episodes_per_round,
     }
     print(
@@ -304,11 +302,21 @@ def _outcome(run: Path, result: dict, args: argparse.Namespace) -> dict:
     }
 
 
+def _round_log(run: Path, key: str) -> list[float]:
+    """Every round's ``key`` from an online run's log (a resumed run's process saw only the rounds
+    after it)."""
+    return [json.loads(line)[key] for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
 def _finished(done: Path, run: Path, task: str) -> dict:
-    """A finished run's result, with the move accuracy added where it is new for the task."""
+    """A finished run's result, with the move accuracy (and an online run's success curve) added
+    where it is new."""
     result = json.loads(done.read_text())
     if result.get("move_accuracy") is None and _decision_states(task) is not None:
         result["move_accuracy"] = move_accuracy(run, task, result["beta"])
+        done.write_text(json.dumps(result))
+    if "curve" in result and "success_curve" not in result:
+        result["success_curve"] = _round_log(run, "success")
         done.write_text(json.dumps(result))
     return result
 
@@ -379,24 +387,29 @@ def _online_results(task_dir: Path) -> dict[str, list[dict]]:
 
 
 def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
-    """Rollout return per episode played, mean over seeds, one line per algorithm, with each seed's
-    episodes-to-90% in the legend (``online_<task>.png``)."""
+    """Rollout return and success per episode played, mean over seeds, one line per algorithm, with
+    each seed's episodes-to-90% in the legend (``online_<task>.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.5, 3.8))
-    for algo, results in runs.items():
-        curves = [r["curve"] for r in results]
-        length = min(map(len, curves))
-        mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-        per_round = results[0]["episodes_per_round"]
-        reach = [episodes_to_90(c, per_round) for c in curves]
-        label = f"{algo} (90% at {', '.join('-' if r is None else str(r) for r in reach)} episodes)"
-        axis.plot([per_round * (i + 1) for i in range(length)], mean, marker=".", label=label)
-    axis.set(xlabel="episodes played", ylabel="rollout mean return", title=f"{task}: online RL from BC")
-    axis.legend(fontsize=8)
+    panels = (("curve", "rollout mean return"), ("success_curve", "rollout success"))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for axis, (key, label) in zip(axes, panels, strict=True):
+        for algo, results in runs.items():
+            curves = [r[key] for r in results if key in r]
+            if not curves:
+                continue
+            length = min(map(len, curves))
+            mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+            per_round = results[0]["episodes_per_round"]
+            reach = [episodes_to_90(c, per_round) for c in curves]
+            legend = f"{algo} (90% at {', '.join('-' if r is None else str(r) for r in reach)} episodes)"
+            axis.plot([per_round * (i + 1) for i in range(length)], mean, marker=".", label=legend)
+        axis.set(xlabel="episodes played", ylabel=label)
+        axis.legend(fontsize=7)
+    figure.suptitle(f"{task}: online RL from BC (mean over seeds)")
     figure.tight_layout()
     figure.savefig(args.out / f"online_{task}.png", dpi=110)
     plt.close(figure)
@@ -601,12 +614,15 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
 
 
 def _reach(runs: list[dict]) -> str:
-    """Online runs: each seed's episodes until its rollout return covers 90% of its gain ("-" when
-    it never gained); "" for offline runs."""
+    """Online runs: each seed's episodes until its rollout return, and its rollout success, cover 90%
+    of their gain ("-" when it never gained); "" for offline runs."""
     if "curve" not in runs[0]:
         return ""
-    reach = [episodes_to_90(r["curve"], r["episodes_per_round"]) for r in runs]
-    return " ".join("-" if n is None else str(n) for n in reach)
+    parts = []
+    for name, key in (("return", "curve"), ("success", "success_curve")):
+        reach = [episodes_to_90(r[key], r["episodes_per_round"]) for r in runs if key in r]
+        parts.append(f"{name} " + " ".join("-" if n is None else str(n) for n in reach))
+    return ", ".join(parts)
 
 
 def _picked(result: dict) -> str:
