@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrl.finetune.online import ONLINE_ALGORITHMS, OnlineConfig, train_online
-from lmrl.finetune.trainer import ALGORITHMS, TrainConfig, TrainError, train
+from lmrl.finetune.trainer import ALGORITHMS, BACKUPS, TrainConfig, TrainError, train
 
 
 def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
@@ -45,7 +45,7 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument("--polyak", type=nonneg_float, help="ILQL target-Q update rate (task default)")
     parser.add_argument(
         "--backup",
-        choices=["token", "action"],
+        choices=BACKUPS,
         default="token",
         help="ILQL: values back up one token per hop (the paper) or one whole action (a turn) per hop",
     )

@@ -32,7 +32,6 @@ from lmrl.finetune.heads import ValueHeads
 
 NAME = "ilql"
 EXTRACTION = "advantage"
-BACKUPS = ("token", "action")
 
 
 def extraction(settings: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
+BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
 # in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
@@ -168,8 +169,8 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     from lmrl.finetune.data import DatasetError, dataset_samples, shuffled_batches
 
     algo = algorithm(config.algo)
-    if config.backup not in ("token", "action"):
-        raise TrainError(f"--backup must be token or action, not {config.backup!r}")
+    if config.backup not in BACKUPS:
+        raise TrainError(f"--backup must be one of {', '.join(BACKUPS)}, not {config.backup!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
     episodes, task = _data(config)
