@@ -33,7 +33,7 @@ import lmrl
 from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.online import OnlineConfig, train_online
-from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
+from lmrl.finetune.trainer import BACKUPS, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 from lmrl.reports.paper import paper_table2
 from lmrl.reports.stats import t95
 
@@ -312,11 +312,12 @@ def _finished(done: Path, run: Path, task: str) -> dict:
     """A finished run's result, with the move accuracy (and an online run's success curve) added
     where it is new."""
     result = json.loads(done.read_text())
+    before = dict(result)
     if result.get("move_accuracy") is None and _decision_states(task) is not None:
         result["move_accuracy"] = move_accuracy(run, task, result["beta"])
-        done.write_text(json.dumps(result))
     if "curve" in result and "success_curve" not in result:
         result["success_curve"] = _round_log(run, "success")
+    if result != before:
         done.write_text(json.dumps(result))
     return result
 
@@ -404,8 +405,7 @@ def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespac
             length = min(map(len, curves))
             mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
             per_round = results[0]["episodes_per_round"]
-            reach = [episodes_to_90(c, per_round) for c in curves]
-            legend = f"{algo} (90% at {', '.join('-' if r is None else str(r) for r in reach)} episodes)"
+            legend = f"{algo} (90% at {_reach_per_seed(curves, per_round, ', ')} episodes)"
             axis.plot([per_round * (i + 1) for i in range(length)], mean, marker=".", label=legend)
         axis.set(xlabel="episodes played", ylabel=label)
         axis.legend(fontsize=7)
@@ -416,7 +416,7 @@ def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespac
 
 
 VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup")
-WORD_OPTIONS = {"backup": ("token", "action")}  # settings that are words, not numbers
+WORD_OPTIONS = {"backup": BACKUPS}  # settings that are words, not numbers
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 
@@ -618,11 +618,17 @@ def _reach(runs: list[dict]) -> str:
     of their gain ("-" when it never gained); "" for offline runs."""
     if "curve" not in runs[0]:
         return ""
-    parts = []
-    for name, key in (("return", "curve"), ("success", "success_curve")):
-        reach = [episodes_to_90(r[key], r["episodes_per_round"]) for r in runs if key in r]
-        parts.append(f"{name} " + " ".join("-" if n is None else str(n) for n in reach))
-    return ", ".join(parts)
+    per_round = runs[0]["episodes_per_round"]
+    return ", ".join(
+        f"{name} " + _reach_per_seed([r[key] for r in runs if key in r], per_round)
+        for name, key in (("return", "curve"), ("success", "success_curve"))
+    )
+
+
+def _reach_per_seed(curves: list[list[float]], per_round: int, separator: str = " ") -> str:
+    """Each curve's episodes to 90% of its gain, "-" where it never gained."""
+    reach = [episodes_to_90(curve, per_round) for curve in curves]
+    return separator.join("-" if n is None else str(n) for n in reach)
 
 
 def _picked(result: dict) -> str:
