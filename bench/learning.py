@@ -18,7 +18,6 @@ evaluation run, and ``learning.csv`` / ``learning.md`` beside them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import os
@@ -28,14 +27,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import _common  # noqa: F401
+import learning_table as table
+from learning_diagnostics import decision_states, move_accuracy
 
 import lmrl
 from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.online import OnlineConfig, train_online
 from lmrl.finetune.trainer import BACKUPS, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
-from lmrl.reports.paper import paper_table2
-from lmrl.reports.stats import t95
 
 DATASET_EPISODES = {
     "maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000,
@@ -165,8 +164,8 @@ def main() -> None:
             runs = [results[algo, seed] for seed in seeds]
             rows.append(_row(task, algo, runs, behaviour, episodes, args))
         if online:
-            _plot_online(task, _online_results(args.out / task), args)
-    _write(rows, args.out)
+            table.plot_online(task, table.online_results(args.out / task, ONLINE), args.out)
+    table.write(rows, args.out)
 
 
 def _share_prefix_memory(jobs: int) -> None:
@@ -313,7 +312,7 @@ def _finished(done: Path, run: Path, task: str) -> dict:
     where it is new."""
     result = json.loads(done.read_text())
     before = dict(result)
-    if result.get("move_accuracy") is None and _decision_states(task) is not None:
+    if result.get("move_accuracy") is None and decision_states(task) is not None:
         result["move_accuracy"] = move_accuracy(run, task, result["beta"])
     if "curve" in result and "success_curve" not in result:
         result["success_curve"] = _round_log(run, "success")
@@ -362,57 +361,6 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
     print("  validation: " + ", ".join(f"round {r}: {v:.1f}" for r, v in scores.items()), flush=True)
     best = max(scores, key=scores.__getitem__)
     return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
-
-
-def episodes_to_90(curve: list[float], per_round: int) -> int | None:
-    """Episodes played until the rollout return first covers 90% of the way from the first round to
-    the final level (mean of the last three rounds); None when it never improved."""
-    final = statistics.fmean(curve[-3:])
-    if final <= curve[0]:
-        return None
-    bar = curve[0] + 0.9 * (final - curve[0])
-    return next(per_round * (i + 1) for i, value in enumerate(curve) if value >= bar)
-
-
-def _online_results(task_dir: Path) -> dict[str, list[dict]]:
-    """Every finished online run under ``task_dir``, by setting (the run name without its seed): the
-    plot compares them all, whichever invocation of the bench trained each."""
-    runs: dict[str, list[dict]] = {}
-    for done in sorted(task_dir.glob("*-from-bc-s*/bench_result.json")):
-        name = done.parent.name
-        if any(name.startswith(f"{algo}-") for algo in ONLINE):
-            runs.setdefault(name.rpartition("-s")[0].removesuffix("-from-bc"), []).append(
-                json.loads(done.read_text())
-            )
-    return {name: results for name, results in runs.items() if "curve" in results[0]}
-
-
-def _plot_online(task: str, runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
-    """Rollout return and success per episode played, mean over seeds, one line per algorithm, with
-    each seed's episodes-to-90% in the legend (``online_<task>.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (("curve", "rollout mean return"), ("success_curve", "rollout success"))
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for axis, (key, label) in zip(axes, panels, strict=True):
-        for algo, results in runs.items():
-            curves = [r[key] for r in results if key in r]
-            if not curves:
-                continue
-            length = min(map(len, curves))
-            mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-            per_round = results[0]["episodes_per_round"]
-            legend = f"{algo} (90% at {_reach_per_seed(curves, per_round, ', ')} episodes)"
-            axis.plot([per_round * (i + 1) for i in range(length)], mean, marker=".", label=legend)
-        axis.set(xlabel="episodes played", ylabel=label)
-        axis.legend(fontsize=7)
-    figure.suptitle(f"{task}: online RL from BC (mean over seeds)")
-    figure.tight_layout()
-    figure.savefig(args.out / f"online_{task}.png", dpi=110)
-    plt.close(figure)
 
 
 VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup")
@@ -472,68 +420,6 @@ def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
     return f"{name}-s{seed}"
 
 
-def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | None:
-    """The share of a task's decision states where the greedy re-ranked choice (BC + beta * value)
-    is a right one: maze-fo (the paper's "move accuracy"), a shortest-path move from each of the 25
-    start cells; Text-Nav, the walkthrough's command in each state along the walkthrough from each of
-    the 8 rooms, with the history so far in the prompt. ``None`` for other tasks."""
-    states = _decision_states(task)
-    if states is None:
-        return None
-    import random
-
-    from lmrl.finetune import models
-    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
-
-    model, tokenizer = models.load(checkpoint, None)
-    model.eval()
-    guidance = load_guidance(checkpoint, model, beta)[0] if beta else None
-    requests = [
-        RankRequest(
-            tokenizer(prompt)["input_ids"],
-            [tokenizer(c + "\n", add_special_tokens=False)["input_ids"] for c in candidates],
-            0.0,
-            random.Random(0),
-        )
-        for prompt, candidates, _ in states
-    ]
-    chosen = rank_batch(model, requests, guidance)
-    good = [
-        candidates[best] in right for (_, candidates, right), (best, _) in zip(states, chosen, strict=True)
-    ]
-    return sum(good) / len(good)
-
-
-def _decision_states(task: str) -> list[tuple[str, list[str], set[str]]] | None:
-    """(the text prompt, the candidate actions as the agent writes them, the right ones) per state."""
-    from lmrl.task import Segment
-    from lmrl.tasks.registry import make_task
-
-    if task == "maze-fo":
-        from lmrl.tasks.maze import ACTIONS, DISTANCE, START_CELLS, move
-
-        maze = make_task(task)
-        states = []
-        for index, cell in enumerate(START_CELLS):
-            prompt = maze.render([Segment("observation", maze.reset(0, index))], "text")
-            right = {maze.format_action(a) for a in ACTIONS if DISTANCE[move(cell, a)] < DISTANCE[cell]}
-            states.append((prompt, [maze.format_action(a) for a in ACTIONS], right))
-        return states
-    if task in ("textnav-fo", "textnav-po"):
-        from lmrl.tasks.textnav import ROOMS, walkthrough
-
-        states = []
-        for index in range(len(ROOMS)):
-            house = make_task(task)
-            history = [Segment("observation", house.reset(0, index))]
-            for command in walkthrough(house.start):
-                states.append((house.render(history, "text"), house.candidate_actions(), {command}))
-                observation = house.step(command).observation
-                history += [Segment("action", command), Segment("observation", observation)]
-        return states
-    return None
-
-
 def _play(checkpoint: Path, task: str, episodes: int, seed: int, beta: float | None, name: str, args) -> dict:
     """Play ``episodes`` into ``checkpoint/<name><eval suffix>`` with the task's evaluation options
     and ``--eval-option`` over them."""
@@ -582,12 +468,6 @@ def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
 
 def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     scores = [r["normalized"] for r in runs]
-    mean = statistics.fmean(scores)
-    half = (
-        t95(len(scores) - 1) * statistics.stdev(scores) / len(scores) ** 0.5
-        if len(scores) > 1
-        else float("nan")
-    )
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
@@ -597,74 +477,20 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
-        "normalized": round(mean, 1),
-        "ci95": round(half, 1),
+        "normalized": round(statistics.fmean(scores), 1),
+        "ci95": round(table.ci95(scores), 1),
         "mean_return": round(statistics.fmean(r["mean_return"] for r in runs), 3),
         "success": round(statistics.fmean(r["success"] for r in runs), 3),
         "invalid": round(statistics.fmean(r["invalid"] for r in runs), 3),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
-        "beta": " ".join(_picked(r) for r in runs),
-        "episodes_to_90": _reach(runs),
-        "paper": _paper(task, algo),
+        "beta": " ".join(table.picked(r) for r in runs),
+        "episodes_to_90": table.reach(runs),
+        "paper": table.paper(task, algo),
         "behaviour_policy": round(behaviour, 1),
         "dataset_episodes": episodes,
         "max_steps": runs[0].get("max_steps", _steps(algo, args)),
         "cpu_minutes_per_run": round(statistics.fmean(r["seconds"] for r in runs) / 60, 1),
     }
-
-
-def _reach(runs: list[dict]) -> str:
-    """Online runs: each seed's episodes until its rollout return, and its rollout success, cover 90%
-    of their gain ("-" when it never gained); "" for offline runs."""
-    if "curve" not in runs[0]:
-        return ""
-    per_round = runs[0]["episodes_per_round"]
-    return ", ".join(
-        f"{name} " + _reach_per_seed([r[key] for r in runs if key in r], per_round)
-        for name, key in (("return", "curve"), ("success", "success_curve"))
-    )
-
-
-def _reach_per_seed(curves: list[list[float]], per_round: int, separator: str = " ") -> str:
-    """Each curve's episodes to 90% of its gain, "-" where it never gained."""
-    reach = [episodes_to_90(curve, per_round) for curve in curves]
-    return separator.join("-" if n is None else str(n) for n in reach)
-
-
-def _picked(result: dict) -> str:
-    """What validation chose for a run: its beta, or (``--pick-round``) its round."""
-    if result.get("round") is not None:
-        return f"round {result['round']}"
-    return "-" if result["beta"] is None else f"{result['beta']:g}"
-
-
-def _paper(task: str, algo: str) -> float | None:
-    table = paper_table2()
-    return float(table.loc[task, algo]) if task in table.index and algo in table.columns else None
-
-
-def _write(rows: list[dict], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "learning.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
-        "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed | return / success / invalid "
-        "| beta or round (validation) | online: episodes to 90% | move accuracy | paper Table 2 "
-        "| behaviour policy | data episodes | steps | CPU min/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} "
-            f"| {r['mean_return']:.3g} / {r['success']:.0%} / {r['invalid']:.1%} | {r['beta']} "
-            f"| {r['episodes_to_90']} | {r['move_accuracy']} | {r['paper']} "
-            f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "
-            f"| {r['cpu_minutes_per_run']} |"
-        )
-    (out / "learning.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""The learning benchmark's diagnostic: how often a checkpoint's greedy choice is right in a task's
+decision states (maze-fo's shortest-path moves, Text-Nav's walkthrough commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | None:
+    """The share of a task's decision states where the greedy re-ranked choice (BC + beta * value)
+    is a right one: maze-fo (the paper's "move accuracy"), a shortest-path move from each of the 25
+    start cells; Text-Nav, the walkthrough's command in each state along the walkthrough from each of
+    the 8 rooms, with the history so far in the prompt. ``None`` for other tasks."""
+    states = decision_states(task)
+    if states is None:
+        return None
+    import random
+
+    from lmrl.finetune import models
+    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
+
+    model, tokenizer = models.load(checkpoint, None)
+    model.eval()
+    guidance = load_guidance(checkpoint, model, beta)[0] if beta else None
+    requests = [
+        RankRequest(
+            tokenizer(prompt)["input_ids"],
+            [tokenizer(c + "\n", add_special_tokens=False)["input_ids"] for c in candidates],
+            0.0,
+            random.Random(0),
+        )
+        for prompt, candidates, _ in states
+    ]
+    chosen = rank_batch(model, requests, guidance)
+    good = [
+        candidates[best] in right for (_, candidates, right), (best, _) in zip(states, chosen, strict=True)
+    ]
+    return sum(good) / len(good)
+
+
+def decision_states(task: str) -> list[tuple[str, list[str], set[str]]] | None:
+    """(the text prompt, the candidate actions as the agent writes them, the right ones) per state."""
+    from lmrl.task import Segment
+    from lmrl.tasks.registry import make_task
+
+    if task == "maze-fo":
+        from lmrl.tasks.maze import ACTIONS, DISTANCE, START_CELLS, move
+
+        maze = make_task(task)
+        states = []
+        for index, cell in enumerate(START_CELLS):
+            prompt = maze.render([Segment("observation", maze.reset(0, index))], "text")
+            right = {maze.format_action(a) for a in ACTIONS if DISTANCE[move(cell, a)] < DISTANCE[cell]}
+            states.append((prompt, [maze.format_action(a) for a in ACTIONS], right))
+        return states
+    if task in ("textnav-fo", "textnav-po"):
+        from lmrl.tasks.textnav import ROOMS, walkthrough
+
+        states = []
+        for index in range(len(ROOMS)):
+            house = make_task(task)
+            history = [Segment("observation", house.reset(0, index))]
+            for command in walkthrough(house.start):
+                states.append((house.render(history, "text"), house.candidate_actions(), {command}))
+                observation = house.step(command).observation
+                history += [Segment("action", command), Segment("observation", observation)]
+        return states
+    return None
