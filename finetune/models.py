@@ -39,7 +39,7 @@ def prepare_base(base: str, task: str, directory: Path, seed: int) -> Path:
                 tasks=(task,),
             )
         return directory
-    from lmrl.agents.local import checkpoint_path
+    from lmrl.agents.local_models import checkpoint_path
 
     name = base.removeprefix("local/")
     if name == "smollm2":

@@ -162,7 +162,7 @@ def train_online(
     import torch
     from accelerate import Accelerator
 
-    from lmrl.agents.local import release_model, share_model
+    from lmrl.agents.local_models import release_model, share_model
     from lmrl.finetune import models
     from lmrl.finetune.advantages import KLController
     from lmrl.tasks import resolve_task

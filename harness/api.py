@@ -20,7 +20,7 @@ from lmrl.runner import RunConfig, Runner, RunResult
 def _options(value: AgentOptions | Mapping[str, Any] | None) -> AgentOptions:
     if value is None or isinstance(value, AgentOptions):
         return value or AgentOptions()
-    from lmrl.agents.local import LocalSettings
+    from lmrl.agents.local_settings import LocalSettings
 
     return options_from_settings(dict(value), LocalSettings.KEYS)
 

@@ -76,7 +76,7 @@ def task_options(
 def agent_options(items: list[str], flag: str, example: str) -> dict[str, Any]:
     from lmrl.agents import AgentConfigError
     from lmrl.agents.base import options_from_settings
-    from lmrl.agents.local import LocalSettings
+    from lmrl.agents.local_settings import LocalSettings
 
     try:
         return {

@@ -8,7 +8,7 @@ import os
 import random
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see lmrl.agents.local)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see lmrl.agents.local_models)
 
 import anyio  # noqa: E402
 import pytest  # noqa: E402
@@ -22,7 +22,8 @@ from lmrl.agents.batching import (  # noqa: E402
     PaddedBatchEngine,
     generate_padded,
 )
-from lmrl.agents.local import LocalAgent, loaded_models  # noqa: E402
+from lmrl.agents.local import LocalAgent  # noqa: E402
+from lmrl.agents.local_models import loaded_models  # noqa: E402
 from lmrl.agents.prefix_store import PrefixStore  # noqa: E402
 from lmrl.cli import main  # noqa: E402
 from lmrl.models.tiny import build_tiny_model  # noqa: E402
@@ -62,14 +63,11 @@ def prompts_of_many_lengths(tokenizer, count: int = 6) -> list[list[int]]:
 
 
 # --- fixtures and loading ------------------------------------------------------------------------
-def test_tiny_model_is_deterministic_and_fast(tmp_path):
-    started = time.perf_counter()
+def test_tiny_model_is_deterministic(tmp_path):
     a = build_tiny_model(tmp_path / "a", seed=3)
-    elapsed = time.perf_counter() - started
     b = build_tiny_model(tmp_path / "b", seed=3)
     for name in ("model.safetensors", "tokenizer.json", "config.json", "chat_template.jinja"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert elapsed < 10  # ~0.2 s when the machine is idle
     tokenizer = AutoTokenizer.from_pretrained(a)
     assert tokenizer.chat_template and tokenizer.pad_token == "<pad>"
     text = make_task("maze-fo").system_prompt()

@@ -183,7 +183,8 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(
                 out = model(torch.tensor([request.prompt_ids + candidate]), output_hidden_states=True)
             at = range(len(request.prompt_ids) - 1, len(request.prompt_ids) - 1 + len(candidate))
             lp = [float(out.logits[0, j].log_softmax(-1)[t]) for j, t in zip(at, candidate, strict=True)]
-            bonus = guidance.bonus(out.hidden_states[-1][0, list(at)])
+            with torch.no_grad():
+                bonus = guidance.bonus(out.hidden_states[-1][0, list(at)])
             value = sum(float(bonus[k, t]) for k, t in enumerate(candidate))
             scores.append(sum(lp) + 0.5 * value)
             per_token.append(lp)

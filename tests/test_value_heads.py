@@ -8,7 +8,7 @@ import os
 import random
 import shutil
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see lmrl.agents.local)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see lmrl.agents.local_models)
 
 import anyio  # noqa: E402
 import pytest  # noqa: E402
@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from lmrl.agents import AgentConfigError, AgentOptions, make_agent  # noqa: E402
 from lmrl.agents.batching import GenerationOptions, generate_padded  # noqa: E402
-from lmrl.agents.local import LocalAgent, loaded_models  # noqa: E402
+from lmrl.agents.local import LocalAgent  # noqa: E402
+from lmrl.agents.local_models import loaded_models  # noqa: E402
 from lmrl.agents.prefix_store import PrefixStore  # noqa: E402
 from lmrl.cli import main  # noqa: E402
 from lmrl.finetune.guidance import QGuidance, load_guidance  # noqa: E402

@@ -22,7 +22,7 @@ def make_agent(
     """The agent a spec names, with ``options`` (an ``AgentOptions``, or a dict of the keys
     ``--role-option`` takes: ``{"temperature": 0, "api_base": ..., "reasoning_effort": "low"}``)."""
     if isinstance(options, Mapping):
-        from lmrl.agents.local import LocalSettings
+        from lmrl.agents.local_settings import LocalSettings
 
         options = options_from_settings(dict(options), LocalSettings.KEYS)
     options = options or AgentOptions()
