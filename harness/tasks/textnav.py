@@ -74,9 +74,11 @@ walkthrough, else random). **Deviation**: the committed agent follows its walkth
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import deque
+from pathlib import Path
 from typing import Any, ClassVar
 
 from lmrl.parsing import Invalid, Parsed, Span, non_overlapping, read_action
@@ -84,30 +86,14 @@ from lmrl.task import Anchors, InvalidTaskOption, Policy, StepResult, Task
 from lmrl.tasks.registry import register_task
 
 # --- the house -----------------------------------------------------------------------------------
+HOUSE_PATH = Path(__file__).parent / "data" / "textnav_house.json"
+_HOUSE: dict[str, Any] = json.loads(HOUSE_PATH.read_text(encoding="utf-8"))
 # Room order of the original ``make_game.py``; episode ``index`` starts in ROOMS[index % 8].
-ROOMS: tuple[str, ...] = (
-    "bedroom",
-    "office",
-    "bathroom",
-    "living room",
-    "kitchen",
-    "dining room",
-    "garden",
-    "backyard",
-)
+ROOMS: tuple[str, ...] = tuple(_HOUSE["rooms"])
 DIRECTIONS: tuple[str, ...] = ("north", "south", "east", "west")  # also the shortest-path tie-break order
 OPPOSITE: dict[str, str] = {"north": "south", "south": "north", "east": "west", "west": "east"}
 # (room, direction, room it leads to); each also gives the way back in the opposite direction.
-CONNECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("bedroom", "west", "living room"),
-    ("living room", "west", "dining room"),
-    ("dining room", "west", "kitchen"),
-    ("kitchen", "north", "garden"),
-    ("living room", "south", "office"),
-    ("office", "east", "bathroom"),
-    ("bedroom", "south", "bathroom"),
-    ("kitchen", "west", "backyard"),
-)
+CONNECTIONS: tuple[tuple[str, str, str], ...] = tuple(tuple(door) for door in _HOUSE["connections"])
 
 
 def _exits() -> dict[str, dict[str, str]]:
@@ -120,47 +106,25 @@ def _exits() -> dict[str, dict[str, str]]:
 
 EXITS: dict[str, dict[str, str]] = _exits()
 
-TABLE_ROOMS: frozenset[str] = frozenset({"bedroom", "living room", "dining room"})
-CONTAINER_ROOM: dict[str, str] = {"chest": "office", "fridge": "kitchen"}
+TABLE_ROOMS: frozenset[str] = frozenset(_HOUSE["table_rooms"])
+CONTAINER_ROOM: dict[str, str] = dict(_HOUSE["container_room"])
 ROOM_CONTAINER: dict[str, str] = {room: container for container, room in CONTAINER_ROOM.items()}
 # Each table has its own look, as the original's generated descriptions had (unstable / solid / shaky).
-TABLE_LOOK: dict[str, str] = {
-    "bedroom": "The table is unstable.",
-    "living room": "The table is solidly built.",
-    "dining room": "The table is shaky.",
-}
+TABLE_LOOK: dict[str, str] = dict(_HOUSE["table_look"])
 
 STALE = "stale food"
 # Listing order of objects everywhere (tables, containers, floor, inventory).
-OBJECTS: tuple[str, ...] = (STALE, "fresh food", "bowl", "coffee cup", "plate", "utensils", "fruit")
-FOODS: frozenset[str] = frozenset({STALE, "fresh food", "fruit"})
-ARTICLE: dict[str, str] = {
-    STALE: "some stale food",
-    "fresh food": "some fresh food",
-    "bowl": "a bowl",
-    "coffee cup": "a coffee cup",
-    "plate": "a plate",
-    "utensils": "some utensils",
-    "fruit": "some fruit",
-}
+OBJECTS: tuple[str, ...] = tuple(thing["name"] for thing in _HOUSE["objects"])
+FOODS: frozenset[str] = frozenset(thing["name"] for thing in _HOUSE["objects"] if thing["food"])
+ARTICLE: dict[str, str] = {thing["name"]: thing["article"] for thing in _HOUSE["objects"]}
 
 # Where an object is: ("table", room), ("floor", room), ("in", container), ("carried", ""), ("eaten", "").
 Place = tuple[str, str]
 CARRIED: Place = ("carried", "")
 EATEN: Place = ("eaten", "")
-START_PLACES: dict[str, Place] = {
-    STALE: ("table", "living room"),
-    "fresh food": ("table", "living room"),
-    "bowl": ("table", "bedroom"),
-    "coffee cup": ("table", "dining room"),
-    "plate": ("table", "dining room"),
-    "utensils": ("in", "chest"),
-    "fruit": ("in", "fridge"),
-}
+START_PLACES: dict[str, Place] = {thing["name"]: tuple(thing["start"]) for thing in _HOUSE["objects"]}
 
-OBJECTIVE = (
-    "Your objective is to put the stale food on the table in the living room into the fridge in the kitchen."
-)
+OBJECTIVE: str = _HOUSE["objective"]
 INVALID = "That is not possible here."
 DEFAULT_MAX_STEPS = 15  # the paper's data-collection horizon
 
@@ -333,23 +297,16 @@ def optimal_policy(task: TextNav, rng: random.Random) -> str:
 # the original's fixed ``RandomState(1234)`` per episode). Probability 0.9, which matches the paper's
 # words ("near-optimal in one half, random elsewhere"), gives 0.22 and 12.9 (0.25 with the fixed seed).
 # So ``behavior`` uses 0.9 and ``behavior-code`` keeps the committed 0.1.
-BEHAVIOR_ROOM_SETS: tuple[frozenset[str], frozenset[str]] = (
-    frozenset({"office", "bathroom", "garden", "backyard"}),
-    frozenset({"kitchen", "dining room", "living room", "bedroom"}),
+BEHAVIOR_ROOM_SETS: tuple[frozenset[str], ...] = tuple(
+    frozenset(rooms) for rooms in _HOUSE["behavior_room_sets"]
 )
 BEHAVIOR_FIRST_SET_P = 0.75
 BEHAVIOR_WALKTHROUGH_P = 0.9  # ``behavior``: reproduces the paper's dataset statistics
 BEHAVIOR_CODE_WALKTHROUGH_P = 0.1  # ``behavior-code``: the committed collect_data.py
 # The original's per-room walkthrough segments: [without the stale food, with it].
-BEHAVIOR_WALKTHROUGH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "bedroom": (("go west",), ("go west",)),
-    "office": (("go north",), ("go north",)),
-    "bathroom": (("go north",), ("go north",)),
-    "living room": ((f"take {STALE} from table", "go west"), ("go west",)),
-    "kitchen": (("go east",), ("open fridge", f"insert {STALE} into fridge", "close fridge")),
-    "dining room": (("go east",), ("go west",)),
-    "garden": (("go south",), ("go south",)),
-    "backyard": (("go east",), ("go east",)),
+BEHAVIOR_WALKTHROUGH: dict[str, tuple[tuple[str, ...], ...]] = {
+    room: tuple(tuple(segment) for segment in segments)
+    for room, segments in _HOUSE["behavior_walkthrough"].items()
 }
 
 
