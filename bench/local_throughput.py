@@ -96,7 +96,7 @@ def cell(spec: str, concurrency: int, args: argparse.Namespace, extra: dict, api
             await agent.preflight()  # load (and warm up) outside the timed part
             loaded = getattr(agent, "_loaded", None)
             if loaded is not None:
-                from lmrl.agents.batching import GenerationOptions, generate_padded
+                from lmrl.agents.padded_generation import GenerationOptions, generate_padded
 
                 ids = loaded.tokenizer("warm up", add_special_tokens=False)["input_ids"]
                 generate_padded(loaded.model, loaded.tokenizer, [ids], GenerationOptions(max_new_tokens=2))
@@ -184,7 +184,7 @@ def compare_continuous_batching(path: Path, args: argparse.Namespace) -> None:
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
     from transformers.utils import logging as hf_logging
 
-    from lmrl.agents.batching import GenerationOptions, generate_padded
+    from lmrl.agents.padded_generation import GenerationOptions, generate_padded
     from lmrl.task import Prompt, Segment
     from lmrl.tasks import make_task
 

@@ -234,7 +234,7 @@ def _candidate_tokens(
     (the same episode's previous turn) computes only its new tokens."""
     import copy
 
-    from lmrl.agents.batching import CACHE_KWARG
+    from lmrl.agents.padded_generation import CACHE_KWARG
 
     prompts = [request.prompt_ids for request in requests]
     rest = max(len(c) for request in requests for c in request.candidates) - 1
@@ -286,7 +286,7 @@ def _encode_prompts(
     the attention mask of the prompt columns). With a ``prefix_store`` that supports the model, each
     row reuses the stored states of its longest stored prefix (laid out as ``generate_padded`` does)
     and the prompts are stored for the next turn."""
-    from lmrl.agents.batching import CACHE_KWARG, new_cache
+    from lmrl.agents.padded_generation import CACHE_KWARG, new_cache
 
     matches = prefix_store.plan(model, prompts) if prefix_store is not None else None
     reuse = bool(matches) and prefix_store.supported is not False

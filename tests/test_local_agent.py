@@ -374,7 +374,7 @@ async def test_episodes_play_the_same_with_prefix_reuse_and_within_its_budget(bu
 
 
 def test_sampling_follows_the_softmax_and_never_picks_a_filtered_token():
-    from lmrl.agents.batching import _sampling_warpers
+    from lmrl.agents.padded_generation import _sampling_warpers
 
     torch.manual_seed(0)
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).repeat(20000, 1)

@@ -16,9 +16,9 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from lmrl.agents import AgentConfigError, AgentOptions, make_agent  # noqa: E402
-from lmrl.agents.batching import GenerationOptions, generate_padded  # noqa: E402
 from lmrl.agents.local import LocalAgent  # noqa: E402
 from lmrl.agents.local_models import loaded_models  # noqa: E402
+from lmrl.agents.padded_generation import GenerationOptions, generate_padded  # noqa: E402
 from lmrl.agents.prefix_store import PrefixStore  # noqa: E402
 from lmrl.cli import main  # noqa: E402
 from lmrl.finetune.guidance import QGuidance, load_guidance  # noqa: E402
