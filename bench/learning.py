@@ -13,6 +13,7 @@ evaluation run, and ``learning.csv`` / ``learning.md`` beside them.
 
     python bench/learning.py                                   # the full table (hours on a CPU)
     python bench/learning.py --tasks maze-fo --algos bc,ilql --seeds 0 --max-steps 300   # a quick look
+    python bench/learning.py --tasks wordle --base local/smollm2   # from a pretrained base (GPU-sized)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +35,7 @@ from learning_diagnostics import decision_states, move_accuracy
 import lmrl
 from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
+from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import OnlineConfig, train_online
 from lmrl.finetune.trainer import BACKUPS, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 
@@ -91,6 +94,13 @@ def main() -> None:
     parser.add_argument("--betas", default="0,1,4,16,64", help="MC/ILQL: the beta grid tried on validation")
     parser.add_argument(
         "--dataset-scale", type=float, default=1.0, help="fraction of the paper's dataset size"
+    )
+    parser.add_argument(
+        "--base",
+        default="tiny",
+        help="what BC and the from-scratch runs start from: tiny (the CPU default), small, "
+        "local/smollm2 or any save_pretrained directory (GPU-sized); runs on another base than "
+        "tiny are kept apart by name (bc-small-s0)",
     )
     parser.add_argument(
         "--init",
@@ -200,15 +210,14 @@ def _one_offline_run(job: tuple) -> dict:
     if args.eval_suffix and trained.exists():  # evaluate the finished checkpoint again, other options
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
     started = time.perf_counter()
-    start: dict = {}
     if _from_bc(algo, args):
-        bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
-        started -= bc["seconds"]  # the CPU time of a run includes the BC run it starts from
-        # a from-scratch model's learning rate, not a pretrained checkpoint's
-        start = {
-            "base": str(args.out / task / f"bc-s{seed}"),
-            "lr": TASK_DEFAULTS.get(task, {}).get("lr", 3e-4),
-        }
+        bc_run = _run_dir(task, "bc", seed, args)
+        started -= json.loads((bc_run / "bench_result.json").read_text())["seconds"]  # BC's CPU time counts
+        start = {"base": str(bc_run)}
+        if args.base in SIZES:  # a from-scratch model's learning rate, not a pretrained checkpoint's
+            start["lr"] = TASK_DEFAULTS.get(task, {}).get("lr", 3e-4)
+    else:
+        start = {"base": args.base}
     start.update(_value_settings(algo, args))
     train(
         TrainConfig(
@@ -247,13 +256,13 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     trained = run / "bench_result.json"
     if args.eval_suffix and trained.exists():
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
-    bc = json.loads((args.out / task / f"bc-s{seed}" / "bench_result.json").read_text())
-    started = time.perf_counter() - bc["seconds"]
+    bc_run = _run_dir(task, "bc", seed, args)
+    started = time.perf_counter() - json.loads((bc_run / "bench_result.json").read_text())["seconds"]
     train_online(
         OnlineConfig(
             algo="grpo" if algo.startswith("grpo") else algo,
             credit="episode" if algo == "grpo-episode" else "turn",
-            task=task, out=run, base=str(args.out / task / f"bc-s{seed}"), seed=seed, rounds=args.rounds,
+            task=task, out=run, base=str(bc_run), seed=seed, rounds=args.rounds,
             episodes_per_round=args.episodes_per_round, max_turns=args.online_max_turns, lr=args.online_lr,
             task_options=TASK_OPTIONS.get(task, {}), rollout_task_options=TRAIN_TASK_OPTIONS.get(task, {}),
             **{"update_epochs": 2, "batch_size": 64, **args.online_settings},
@@ -282,7 +291,7 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
 def _run_dir(task: str, algo: str, seed: int, args: argparse.Namespace) -> Path:
     if algo in ONLINE:
         options = "".join(f"-{key}{value:g}" for key, value in sorted(args.online_settings.items()))
-        return args.out / task / f"{algo}{options}-from-bc-s{seed}"
+        return args.out / task / f"{algo}{options}{_base_tag(args)}-from-bc-s{seed}"
     return args.out / task / _run_name(algo, seed, args)
 
 
@@ -412,8 +421,15 @@ def _steps(algo: str, args: argparse.Namespace) -> int:
     return args.value_steps or args.max_steps if algo in ("mc", "ilql") else args.max_steps
 
 
+def _base_tag(args: argparse.Namespace) -> str:
+    """The base in run names: nothing for tiny (the runs before ``--base`` keep their names)."""
+    if args.base == "tiny":
+        return ""
+    return "-" + re.sub(r"[^A-Za-z0-9.]+", "-", Path(args.base.removeprefix("local/")).name).strip("-")
+
+
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
-    name = f"{algo}-from-bc" if _from_bc(algo, args) else algo
+    name = f"{algo}{_base_tag(args)}-from-bc" if _from_bc(algo, args) else f"{algo}{_base_tag(args)}"
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
     name += "".join(f"-{key}{_setting(value)}" for key, value in sorted(_value_settings(algo, args).items()))
@@ -472,6 +488,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
     return {
         "task": task,
         "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
+        + ("" if args.base == "tiny" else f", base {args.base}")
         + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))
         + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
