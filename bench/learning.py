@@ -30,7 +30,7 @@ from pathlib import Path
 
 import _common  # noqa: F401
 import learning_table as table
-from learning_diagnostics import decision_states, move_accuracy
+from learning_diagnostics import move_accuracy
 
 import lmrl
 from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
@@ -211,8 +211,8 @@ def _one_offline_run(job: tuple) -> dict:
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
     started = time.perf_counter()
     if _from_bc(algo, args):
-        bc_run = _run_dir(task, "bc", seed, args)
-        started -= json.loads((bc_run / "bench_result.json").read_text())["seconds"]  # BC's CPU time counts
+        bc_run, bc_seconds = _bc_start(task, seed, args)
+        started -= bc_seconds
         start = {"base": str(bc_run)}
         if args.base in SIZES:  # a from-scratch model's learning rate, not a pretrained checkpoint's
             start["lr"] = TASK_DEFAULTS.get(task, {}).get("lr", 3e-4)
@@ -256,8 +256,8 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     trained = run / "bench_result.json"
     if args.eval_suffix and trained.exists():
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
-    bc_run = _run_dir(task, "bc", seed, args)
-    started = time.perf_counter() - json.loads((bc_run / "bench_result.json").read_text())["seconds"]
+    bc_run, bc_seconds = _bc_start(task, seed, args)
+    started = time.perf_counter() - bc_seconds
     train_online(
         OnlineConfig(
             algo="grpo" if algo.startswith("grpo") else algo,
@@ -286,6 +286,12 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     )
     done.write_text(json.dumps(result))
     return result
+
+
+def _bc_start(task: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
+    """The same seed's BC checkpoint, and its CPU seconds: a run's time includes the BC it starts from."""
+    run = _run_dir(task, "bc", seed, args)
+    return run, json.loads((run / "bench_result.json").read_text())["seconds"]
 
 
 def _run_dir(task: str, algo: str, seed: int, args: argparse.Namespace) -> Path:
@@ -321,8 +327,10 @@ def _finished(done: Path, run: Path, task: str) -> dict:
     where it is new."""
     result = json.loads(done.read_text())
     before = dict(result)
-    if result.get("move_accuracy") is None and decision_states(task) is not None:
-        result["move_accuracy"] = move_accuracy(run, task, result["beta"])
+    if result.get("move_accuracy") is None:
+        accuracy = move_accuracy(run, task, result["beta"])  # None for tasks without decision states
+        if accuracy is not None:
+            result["move_accuracy"] = accuracy
     if "curve" in result and "success_curve" not in result:
         result["success_curve"] = _round_log(run, "success")
     if result != before:
@@ -429,7 +437,7 @@ def _base_tag(args: argparse.Namespace) -> str:
 
 
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
-    name = f"{algo}{_base_tag(args)}-from-bc" if _from_bc(algo, args) else f"{algo}{_base_tag(args)}"
+    name = f"{algo}{_base_tag(args)}" + ("-from-bc" if _from_bc(algo, args) else "")
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
     name += "".join(f"-{key}{_setting(value)}" for key, value in sorted(_value_settings(algo, args).items()))
