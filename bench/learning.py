@@ -37,7 +37,7 @@ from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import OnlineConfig, train_online
-from lmrl.finetune.trainer import BACKUPS, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
+from lmrl.finetune.trainer import BACKUPS, LR_SCHEDULES, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
 
 DATASET_EPISODES = {
     "maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000,
@@ -77,7 +77,7 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
-        "gamma; ILQL's backup=action); runs with options are kept apart by name",
+        "gamma, lr_schedule=cosine|linear; ILQL's backup=action); runs with options are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -380,8 +380,8 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
     return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
 
 
-VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup")
-WORD_OPTIONS = {"backup": BACKUPS}  # settings that are words, not numbers
+VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup", "lr_schedule")
+WORD_OPTIONS = {"backup": BACKUPS, "lr_schedule": LR_SCHEDULES}  # settings that are words, not numbers
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrl.finetune.online import ONLINE_ALGORITHMS, OnlineConfig, train_online
-from lmrl.finetune.trainer import ALGORITHMS, BACKUPS, TrainConfig, TrainError, train
+from lmrl.finetune.trainer import ALGORITHMS, BACKUPS, LR_SCHEDULES, TrainConfig, TrainError, train
 
 
 def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
@@ -35,6 +35,12 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument("--max-steps", type=positive_int, help="optimizer steps (instead of --epochs)")
     parser.add_argument("--seed", type=int, default=0, help="weights, data order and dropout (0)")
     parser.add_argument("--lr", type=nonneg_float, help="learning rate (3e-4 from scratch, 2e-5 pretrained)")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default="constant",
+        help="offline: constant lr, or linear/cosine decay to 0 over the run's steps (constant)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="turns per step (32)")
     parser.add_argument("--gamma", type=nonneg_float, help="discount (task default)")
     parser.add_argument(
@@ -184,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         batch_size=args.batch_size,
         gamma=args.gamma,
         discount=args.discount,
@@ -285,6 +292,7 @@ def _run_online(args: argparse.Namespace) -> int:
         group_size=args.group_size,
         seed=args.seed,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         batch_size=args.batch_size,
         packing=args.packing,
         update_epochs=args.update_epochs,

@@ -33,6 +33,7 @@ from typing import Any
 
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
+LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
 # in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
@@ -88,6 +89,7 @@ class TrainConfig:
     cql_weight: float | None = None
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
+    lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -112,8 +114,9 @@ class TrainConfig:
         )  # fmt: skip
         for name in volatile:
             record.pop(name)
-        if record["backup"] == "token":  # the default: states saved before the option resume
-            record.pop("backup")
+        for name, default in (("backup", "token"), ("lr_schedule", "constant")):
+            if record[name] == default:  # the default: states saved before the option resume
+                record.pop(name)
         return record
 
 
@@ -171,6 +174,9 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     algo = algorithm(config.algo)
     if config.backup not in BACKUPS:
         raise TrainError(f"--backup must be one of {', '.join(BACKUPS)}, not {config.backup!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        known = ", ".join(LR_SCHEDULES)
+        raise TrainError(f"--lr-schedule must be one of {known}, not {config.lr_schedule!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
     episodes, task = _data(config)
@@ -235,7 +241,11 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)
+                lr = scheduled_lr(settings["lr"], config.lr_schedule, step, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 loss = weighted_step(accelerator, optimizer, loss, weight)
+                metrics["lr"] = lr
                 if hasattr(algo, "after_step"):
                     algo.after_step(accelerator.unwrap_model(heads), settings)
                 step += 1
@@ -336,6 +346,17 @@ def _save_state(state_dir, config, accelerator, model, heads, tokenizer, optimiz
     (partial / "state.json").write_text(json.dumps({"step": step, "identity": jsonable(config.identity())}))
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
+
+
+def scheduled_lr(lr: float, schedule: str, step: int, total: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``total``: a function of the step alone, so a
+    resumed run follows the schedule of an uninterrupted one."""
+    done = step / max(total, 1)
+    if schedule == "linear":
+        return lr * (1.0 - done)
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+    return lr
 
 
 # --- one optimizer step, shared by the offline and online loops ----------------------------------
