@@ -85,6 +85,26 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert len(lmrl.load_run(played)) == 2
 
 
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("constant", [1.0, 1.0, 1.0, 1.0]),
+        ("linear", [1.0, 0.75, 0.5, 0.25]),
+        ("cosine", [1.0, 0.854, 0.5, 0.146]),
+    ],
+)
+def test_the_lr_schedule_sets_each_steps_rate(schedule, expected, maze_data, tmp_path) -> None:
+    from lmrl.finetune.trainer import TrainConfig, train
+
+    config = TrainConfig(
+        algo="bc", data=[str(maze_data)], out=tmp_path / "bc", max_steps=4, lr=1e-3, lr_schedule=schedule,
+        eval_episodes=0, log_every=1,
+    )  # fmt: skip
+    train(config, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "bc" / "train_log.jsonl").read_text().splitlines()]
+    assert [round(r["lr"] / 1e-3, 3) for r in log if "lr" in r] == expected
+
+
 def test_ilql_with_action_backup_saves_q_guidance_and_plays(maze_data, tmp_path) -> None:
     out = tmp_path / "ilql"
     args = ["train", "--algo", "ilql", "--backup", "action", "--data", str(maze_data), "--out", str(out)]
@@ -111,6 +131,7 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(maze_data, tmp_path)
         (["--algo", "bc", "--data", "{maze}", "--task-option", "wordle.vocab=full"], "plays 'maze-fo'"),
         (["--algo", "bc", "--data", "{wordle}", "--task-option", "wordle.vocab=0"], "positive word count"),
         (["--algo", "mc", "--data", "{maze}", "--backup", "action"], "--backup action is an ILQL setting"),
+        (["--algo", "bc", "--data", "{maze}", "--lr-schedule", "step"], "--lr-schedule: invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
@@ -143,7 +164,7 @@ def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "lmrl.cli", "train", "--algo", "bc", "--data", str(maze_data),
                 "--out", str(out), "--max-steps", "24", "--save-every", "4", "--batch-size", "8",
-                "--eval-episodes", "0", "--no-progress"]  # fmt: skip
+                "--lr-schedule", "cosine", "--eval-episodes", "0", "--no-progress"]  # fmt: skip
 
     straight = tmp_path / "straight"
     subprocess.run(command(straight), check=True, capture_output=True, cwd=ROOT)
