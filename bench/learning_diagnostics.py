@@ -1,5 +1,6 @@
 """The learning benchmark's diagnostic: how often a checkpoint's greedy choice is right in a task's
-decision states (maze-fo's shortest-path moves, Text-Nav's walkthrough commands)."""
+decision states (maze-fo's shortest-path moves, Text-Nav's walkthrough commands, Wordle's words
+consistent with the feedback so far)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | No
     """The share of a task's decision states where the greedy re-ranked choice (BC + beta * value)
     is a right one: maze-fo (the paper's "move accuracy"), a shortest-path move from each of the 25
     start cells; Text-Nav, the walkthrough's command in each state along the walkthrough from each of
-    the 8 rooms, with the history so far in the prompt. ``None`` for other tasks."""
+    the 8 rooms, with the history so far in the prompt; Wordle, a word consistent with all the feedback
+    so far, after one to three random guesses (``WORDLE_STATES`` states). ``None`` for other tasks."""
     states = decision_states(task)
     if states is None:
         return None
@@ -65,4 +67,39 @@ def decision_states(task: str) -> list[tuple[str, list[str], set[str]]] | None:
                 observation = house.step(command).observation
                 history += [Segment("action", command), Segment("observation", observation)]
         return states
+    if task == "wordle":
+        return _wordle_states()
     return None
+
+
+WORDLE_STATES = 60
+
+
+def _wordle_states() -> list[tuple[str, list[str], set[str]]]:
+    """Histories of one to three uniformly random guesses (the behaviour policy's usual move), each
+    from its own secret; right: the words still consistent with the feedback (never the whole
+    vocabulary: states where no guess has narrowed it are left out)."""
+    import random
+
+    from lmrl.task import Segment
+    from lmrl.tasks.registry import make_task
+
+    states: list[tuple[str, list[str], set[str]]] = []
+    rng = random.Random(0)
+    index = 0
+    while len(states) < WORDLE_STATES:
+        game = make_task("wordle")
+        history = [Segment("observation", game.reset(10_000 + index))]
+        index += 1
+        for _ in range(rng.randint(1, 3)):
+            guess = rng.choice(game.vocab)
+            result = game.step(guess)
+            history += [
+                Segment("action", game.format_action(guess)),
+                Segment("observation", result.observation),
+            ]
+            if result.terminated:
+                break
+        if not game.done and len(game.candidates) < len(game.vocab):
+            states.append((game.render(history, "text"), game.candidate_actions(), set(game.candidates)))
+    return states
