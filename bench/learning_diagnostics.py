@@ -4,6 +4,7 @@ consistent with the feedback so far)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -103,3 +104,64 @@ def _wordle_states() -> list[tuple[str, list[str], set[str]]]:
         if not game.done and len(game.candidates) < len(game.vocab):
             states.append((game.render(history, "text"), game.candidate_actions(), set(game.candidates)))
     return states
+
+
+def value_table(checkpoint: Path, task: str) -> list[tuple[str, list[float], set[int], int]] | None:
+    """Per decision state: its label, the value the checkpoint's heads alone give each candidate
+    (beta 1, no BC term), the indices of the right candidates and the value's greedy pick. ``None``
+    for a checkpoint without value heads or a task without decision states."""
+    states = decision_states(task)
+    if states is None or not (checkpoint / "value_heads.json").exists():
+        return None
+    import random
+
+    from lmrl.finetune import models
+    from lmrl.finetune.guidance import RankRequest, candidate_values, load_guidance
+
+    model, tokenizer = models.load(checkpoint, None)
+    model.eval()
+    guidance = load_guidance(checkpoint, model, 1.0)[0]
+    requests = [
+        RankRequest(
+            tokenizer(prompt)["input_ids"],
+            [tokenizer(c + "\n", add_special_tokens=False)["input_ids"] for c in candidates],
+            0.0,
+            random.Random(0),
+        )
+        for prompt, candidates, _ in states
+    ]
+    lines = [prompt.strip().splitlines()[-1] for prompt, _, _ in states]
+    shared = len(os.path.commonprefix(lines))  # maze: "The goal is at ... current position is at position "
+    rows = []
+    values = candidate_values(model, requests, guidance)
+    for line, (_, candidates, right), value in zip(lines, states, values, strict=True):
+        label = line[shared:][:70]
+        right_indices = {i for i, c in enumerate(candidates) if c in right}
+        rows.append((label, value, right_indices, max(range(len(value)), key=value.__getitem__)))
+    return rows
+
+
+def main() -> None:
+    """``python bench/learning_diagnostics.py CHECKPOINT TASK``: the value of each candidate in each
+    decision state, the wrong greedy picks marked (for the four maze moves; Text-Nav and Wordle list
+    the greedy pick only)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("task")
+    args = parser.parse_args()
+    rows = value_table(args.checkpoint, args.task)
+    if rows is None:
+        parser.error(f"{args.checkpoint} has no value heads, or {args.task} has no decision states")
+    for label, values, right, pick in rows:
+        shown = (
+            " ".join(f"{v:7.2f}" for v in values) if len(values) <= 4 else f"pick {pick}: {values[pick]:.2f}"
+        )
+        print(f"{label:<72} {shown}  {'' if pick in right else 'WRONG'}")
+    wrong = sum(pick not in right for *_, right, pick in rows)
+    print(f"{len(rows) - wrong} of {len(rows)} greedy value picks right")
+
+
+if __name__ == "__main__":
+    main()

@@ -179,26 +179,9 @@ def rank_batch(
     else sampled from softmax(score / T) with the request's ``rng``. Every candidate of every request
     is one row of a single forward (many episodes' choices share it). Returns, per request, the chosen
     index and that action's per-token BC log-probabilities."""
-    device = next(model.parameters()).device
-    # One flat index over every candidate token: its row (= its candidate) and the token; ``last``:
-    # each candidate's last token.
-    rows: list[int] = []
-    tokens: list[int] = []
-    last: list[int] = []
-    for row, candidate in enumerate(c for request in requests for c in request.candidates):
-        rows += [row] * len(candidate)
-        tokens += candidate
-        last.append(len(tokens) - 1)
-    rows_t = torch.tensor(rows, device=device)
     with torch.no_grad():
-        token_logprobs, bonus = _candidate_tokens(model, requests, guidance, device, prefix_store)
-        scores = torch.zeros(len(last), device=device).index_add_(0, rows_t, token_logprobs)
-        if guidance is not None:
-            if guidance.extraction == "advantage":
-                value = torch.zeros_like(scores).index_add_(0, rows_t, bonus)
-            else:
-                value = bonus[torch.tensor(last, device=device)]
-            scores = scores + guidance.beta * value
+        token_logprobs, loglik, value = _candidate_scores(model, requests, guidance, prefix_store)
+    scores = loglik if value is None else loglik + guidance.beta * value
     flat_scores, flat_logprobs = scores.tolist(), token_logprobs.tolist()
     chosen: list[tuple[int, list[float]]] = []
     row, token = 0, 0
@@ -216,6 +199,42 @@ def rank_batch(
         row += count
         token += sum(len(c) for c in request.candidates)
     return chosen
+
+
+def candidate_values(model: Any, requests: list[RankRequest], guidance: QGuidance) -> list[list[float]]:
+    """Per request, each candidate's value as the re-ranker adds it (before ``beta``): what a
+    checkpoint's value heads alone think of each action (the learning benchmark's diagnostics)."""
+    with torch.no_grad():
+        _, _, value = _candidate_scores(model, requests, guidance)
+    flat, out, row = value.tolist(), [], 0
+    for request in requests:
+        out.append(flat[row : row + len(request.candidates)])
+        row += len(request.candidates)
+    return out
+
+
+def _candidate_scores(
+    model: Any, requests: list[RankRequest], guidance: QGuidance | None, prefix_store: Any = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Every candidate token's BC log-probability (flat), and per candidate its summed BC
+    log-likelihood and (with ``guidance``) its value: ``advantage``, the sum over its tokens of
+    min(Q1, Q2) - V; ``q``, Q of its last token."""
+    device = next(model.parameters()).device
+    # One flat index over every candidate token: its row (= its candidate); ``last``: each candidate's
+    # last token.
+    rows: list[int] = []
+    last: list[int] = []
+    for row, candidate in enumerate(c for request in requests for c in request.candidates):
+        rows += [row] * len(candidate)
+        last.append(len(rows) - 1)
+    rows_t = torch.tensor(rows, device=device)
+    token_logprobs, bonus = _candidate_tokens(model, requests, guidance, device, prefix_store)
+    loglik = torch.zeros(len(last), device=device).index_add_(0, rows_t, token_logprobs)
+    if guidance is None:
+        return token_logprobs, loglik, None
+    if guidance.extraction == "advantage":
+        return token_logprobs, loglik, torch.zeros_like(loglik).index_add_(0, rows_t, bonus)
+    return token_logprobs, loglik, bonus[torch.tensor(last, device=device)]
 
 
 def _candidate_tokens(

@@ -153,7 +153,7 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmrl.finetune import guidance as module
-    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
+    from lmrl.finetune.guidance import RankRequest, candidate_values, load_guidance, rank_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     if chunked:  # 3 rows of 4 tokens per forward: the 8 candidates go in 3 chunks, one split mid-request
@@ -176,8 +176,9 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(
     ranked = rank_batch(model, requests, guidance, store)
     if reuse:
         assert store.stats.tokens_reused >= 2 * (min(map(len, prompts)) - 8)
-    for request, (best, logprobs) in zip(requests, ranked, strict=True):
-        scores, per_token = [], []
+    diagnosed = candidate_values(model, requests, guidance)  # the values alone, as the diagnostics read them
+    for request, (best, logprobs), shown in zip(requests, ranked, diagnosed, strict=True):
+        scores, per_token, values = [], [], []
         for candidate in candidates:
             with torch.no_grad():
                 out = model(torch.tensor([request.prompt_ids + candidate]), output_hidden_states=True)
@@ -188,7 +189,9 @@ def test_candidates_of_different_lengths_score_as_full_forwards_do(
             value = sum(float(bonus[k, t]) for k, t in enumerate(candidate))
             scores.append(sum(lp) + 0.5 * value)
             per_token.append(lp)
+            values.append(value)
         assert best == max(range(len(candidates)), key=scores.__getitem__)
+        assert shown == pytest.approx(values, abs=1e-4)
         assert logprobs == pytest.approx(per_token[best], abs=1e-4)
 
 
