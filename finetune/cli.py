@@ -261,6 +261,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} trains online: give --task TASK")
     if args.data:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
+    if args.lr_schedule != "constant":
+        raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 
@@ -292,7 +294,6 @@ def _run_online(args: argparse.Namespace) -> int:
         group_size=args.group_size,
         seed=args.seed,
         lr=args.lr,
-        lr_schedule=args.lr_schedule,
         batch_size=args.batch_size,
         packing=args.packing,
         update_epochs=args.update_epochs,
