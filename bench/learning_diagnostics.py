@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | None:
@@ -17,14 +18,26 @@ def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | No
     states = decision_states(task)
     if states is None:
         return None
+    from lmrl.finetune.guidance import load_guidance, rank_batch
+
+    model, requests = _greedy_requests(checkpoint, states)
+    guidance = load_guidance(checkpoint, model, beta)[0] if beta else None
+    chosen = rank_batch(model, requests, guidance)
+    good = [
+        candidates[best] in right for (_, candidates, right), (best, _) in zip(states, chosen, strict=True)
+    ]
+    return sum(good) / len(good)
+
+
+def _greedy_requests(checkpoint: Path, states: list[tuple[str, list[str], set[str]]]) -> tuple[Any, list]:
+    """The checkpoint's model (eval mode) and one greedy re-ranking request per decision state."""
     import random
 
     from lmrl.finetune import models
-    from lmrl.finetune.guidance import RankRequest, load_guidance, rank_batch
+    from lmrl.finetune.guidance import RankRequest
 
     model, tokenizer = models.load(checkpoint, None)
     model.eval()
-    guidance = load_guidance(checkpoint, model, beta)[0] if beta else None
     requests = [
         RankRequest(
             tokenizer(prompt)["input_ids"],
@@ -34,11 +47,7 @@ def move_accuracy(checkpoint: Path, task: str, beta: float | None) -> float | No
         )
         for prompt, candidates, _ in states
     ]
-    chosen = rank_batch(model, requests, guidance)
-    good = [
-        candidates[best] in right for (_, candidates, right), (best, _) in zip(states, chosen, strict=True)
-    ]
-    return sum(good) / len(good)
+    return model, requests
 
 
 def decision_states(task: str) -> list[tuple[str, list[str], set[str]]] | None:
@@ -113,23 +122,10 @@ def value_table(checkpoint: Path, task: str) -> list[tuple[str, list[float], set
     states = decision_states(task)
     if states is None or not (checkpoint / "value_heads.json").exists():
         return None
-    import random
+    from lmrl.finetune.guidance import candidate_values, load_guidance
 
-    from lmrl.finetune import models
-    from lmrl.finetune.guidance import RankRequest, candidate_values, load_guidance
-
-    model, tokenizer = models.load(checkpoint, None)
-    model.eval()
+    model, requests = _greedy_requests(checkpoint, states)
     guidance = load_guidance(checkpoint, model, 1.0)[0]
-    requests = [
-        RankRequest(
-            tokenizer(prompt)["input_ids"],
-            [tokenizer(c + "\n", add_special_tokens=False)["input_ids"] for c in candidates],
-            0.0,
-            random.Random(0),
-        )
-        for prompt, candidates, _ in states
-    ]
     lines = [prompt.strip().splitlines()[-1] for prompt, _, _ in states]
     shared = len(os.path.commonprefix(lines))  # maze: "The goal is at ... current position is at position "
     rows = []
