@@ -37,7 +37,7 @@ from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import OnlineConfig, train_online
-from lmrl.finetune.trainer import BACKUPS, LR_SCHEDULES, TASK_DEFAULTS, TASK_EVAL_OPTIONS, TrainConfig, train
+from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, WORD_SETTINGS, TrainConfig, train
 
 DATASET_EPISODES = {
     "maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000,
@@ -380,8 +380,8 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
     return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
 
 
-VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", "backup", "lr_schedule")
-WORD_OPTIONS = {"backup": BACKUPS, "lr_schedule": LR_SCHEDULES}  # settings that are words, not numbers
+VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
+WORD_OPTIONS = WORD_SETTINGS  # settings that are words, not numbers
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 

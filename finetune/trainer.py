@@ -34,6 +34,8 @@ from typing import Any
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
+# The settings that are one of a few words (the first, the default), as flags spell them.
+WORD_SETTINGS: dict[str, tuple[str, ...]] = {"backup": BACKUPS, "lr_schedule": LR_SCHEDULES}
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
 # in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
@@ -114,8 +116,8 @@ class TrainConfig:
         )  # fmt: skip
         for name in volatile:
             record.pop(name)
-        for name, default in (("backup", "token"), ("lr_schedule", "constant")):
-            if record[name] == default:  # the default: states saved before the option resume
+        for name, words in WORD_SETTINGS.items():
+            if record[name] == words[0]:  # the default: states saved before the option resume
                 record.pop(name)
         return record
 
@@ -172,11 +174,10 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     from lmrl.finetune.data import DatasetError, dataset_samples, shuffled_batches
 
     algo = algorithm(config.algo)
-    if config.backup not in BACKUPS:
-        raise TrainError(f"--backup must be one of {', '.join(BACKUPS)}, not {config.backup!r}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        known = ", ".join(LR_SCHEDULES)
-        raise TrainError(f"--lr-schedule must be one of {known}, not {config.lr_schedule!r}")
+    for name, words in WORD_SETTINGS.items():
+        if getattr(config, name) not in words:
+            flag = "--" + name.replace("_", "-")
+            raise TrainError(f"{flag} must be one of {', '.join(words)}, not {getattr(config, name)!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
     episodes, task = _data(config)
