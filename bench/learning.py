@@ -77,7 +77,8 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
-        "gamma, lr_schedule=cosine|linear; ILQL's backup=action); runs with options are kept apart by name",
+        "gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action); runs with options are kept "
+        "apart by name",
     )
     parser.add_argument(
         "--eval-option",

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from lmrl.finetune.online import ONLINE_ALGORITHMS, OnlineConfig, train_online
-from lmrl.finetune.trainer import ALGORITHMS, BACKUPS, LR_SCHEDULES, TrainConfig, TrainError, train
+from lmrl.finetune.trainer import (
+    ALGORITHMS,
+    BACKUPS,
+    HEAD_SHAPES,
+    LR_SCHEDULES,
+    TrainConfig,
+    TrainError,
+    train,
+)
 
 
 def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
@@ -54,6 +62,12 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         choices=BACKUPS,
         default="token",
         help="ILQL: values back up one token per hop (the paper) or one whole action (a turn) per hop",
+    )
+    parser.add_argument(
+        "--heads",
+        choices=HEAD_SHAPES,
+        default="linear",
+        help="MC/ILQL value heads: linear, or 2-layer MLPs as wide as the model (the paper's)",
     )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
@@ -198,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         tau=args.tau,
         polyak=args.polyak,
         backup=args.backup,
+        heads=args.heads,
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,
@@ -263,6 +278,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
     if args.lr_schedule != "constant":
         raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
+    if args.heads != "linear":
+        raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 

@@ -94,7 +94,7 @@ class QGuidance(LogitsProcessor):
     def bonus(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., H] -> [..., vocab]: Q (min over two heads), minus V for "advantage" (not times beta)."""
         heads = self.heads
-        hidden = hidden.to(heads.q1.weight.dtype)
+        hidden = hidden.to(heads.dtype)
         first, second = (heads.target_q1, heads.target_q2) if self.use_targets else (heads.q1, heads.q2)
         q = first(hidden)
         if second is not None:

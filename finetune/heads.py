@@ -1,6 +1,7 @@
 """Value heads on a causal LM's last hidden states (the input of its ``lm_head``), saved beside its weights.
 
-``ValueHeads(hidden_size, vocab_size, double_q, value, targets)`` holds up to five linear heads:
+``ValueHeads(hidden_size, vocab_size, double_q, value, targets, mlp)`` holds up to five heads, each
+linear or (``mlp=True``, the paper's shape) a 2-layer MLP whose inner width is the model's:
 
 =============== ============================ ===================================================
 ``q1``          hidden -> vocab              token-level Q(s, a) for every next token a (ILQL, MC)
@@ -9,8 +10,9 @@
 ``target_q1/2`` frozen copies (targets)      moved toward q1/q2 by ``polyak_update(alpha)``
 =============== ============================ ===================================================
 
-Q heads start near zero (small random weights, zero bias; each head its own draw so the two Q heads
-differ), so ``logits + beta * Q`` starts as the plain LM and guidance grows with training.
+Q heads start near zero (small random weights in the output layer, zero bias; each head its own draw
+so the two Q heads differ), so ``logits + beta * Q`` starts as the plain LM and guidance grows with
+training.
 
 A checkpoint directory with heads holds two more files: ``value_heads.safetensors`` (every head's
 tensors, no pickle) and ``value_heads.json`` (sizes, which heads, the decoding ``beta``, the algorithm,
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ class ValueHeads(nn.Module):
         double_q: bool = False,
         value: bool = False,
         targets: bool = False,
+        mlp: bool = False,
     ) -> None:
         super().__init__()
         self.hidden_size = int(hidden_size)
@@ -66,27 +70,35 @@ class ValueHeads(nn.Module):
         self.double_q = bool(double_q)
         self.value = bool(value)
         self.targets = bool(targets)
-        self.q1 = self._linear(self.vocab_size)
-        self.q2 = self._linear(self.vocab_size) if double_q else None
-        self.v = self._linear(1) if value else None
-        self.target_q1: nn.Linear | None = None
-        self.target_q2: nn.Linear | None = None
+        self.mlp = bool(mlp)
+        self.q1 = self._head(self.vocab_size)
+        self.q2 = self._head(self.vocab_size) if double_q else None
+        self.v = self._head(1) if value else None
+        self.target_q1: nn.Module | None = None
+        self.target_q2: nn.Module | None = None
         if targets:
             self.target_q1 = self._frozen_copy(self.q1)
             self.target_q2 = self._frozen_copy(self.q2) if self.q2 is not None else None
 
-    def _linear(self, out: int) -> nn.Linear:
+    def _head(self, out: int) -> nn.Module:
         layer = nn.Linear(self.hidden_size, out)
         nn.init.normal_(layer.weight, std=INIT_STD)
         nn.init.zeros_(layer.bias)
-        return layer
+        if not self.mlp:
+            return layer
+        # The inner layer keeps torch's default init: features must differ from the start for the
+        # near-zero output layer to learn from them.
+        return nn.Sequential(nn.Linear(self.hidden_size, self.hidden_size), nn.ReLU(), layer)
 
     @staticmethod
-    def _frozen_copy(layer: nn.Linear) -> nn.Linear:
-        copy = nn.Linear(layer.in_features, layer.out_features)
-        copy.load_state_dict(layer.state_dict())
+    def _frozen_copy(head: nn.Module) -> nn.Module:
+        copy = deepcopy(head)
         copy.requires_grad_(False)
         return copy
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     @property
     def names(self) -> list[str]:
@@ -144,6 +156,7 @@ class ValueHeads(nn.Module):
             "double_q": self.double_q,
             "value": self.value,
             "targets": self.targets,
+            "mlp": self.mlp,
             "heads": self.names,
             "beta": float(beta),
             "algo": str(algo),
@@ -164,7 +177,14 @@ class ValueHeads(nn.Module):
 
         where = Path(directory)
         meta = read_meta(where)
-        heads = cls(meta["hidden_size"], meta["vocab_size"], meta["double_q"], meta["value"], meta["targets"])
+        heads = cls(
+            meta["hidden_size"],
+            meta["vocab_size"],
+            meta["double_q"],
+            meta["value"],
+            meta["targets"],
+            meta["mlp"],
+        )
         try:
             tensors = load_file(str(where / HEADS_WEIGHTS))
         except (OSError, SafetensorError) as error:
@@ -223,7 +243,8 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     for key in ("hidden_size", "vocab_size"):
         if not (isinstance(meta.get(key), int) and not isinstance(meta.get(key), bool) and meta[key] > 0):
             problems.append(f"{key} must be a positive integer")
-    for key in ("double_q", "value", "targets"):
+    meta.setdefault("mlp", False)  # files written before MLP heads hold linear ones
+    for key in ("double_q", "value", "targets", "mlp"):
         if not isinstance(meta.get(key), bool):
             problems.append(f"{key} must be true or false")
     beta = meta.get("beta")

@@ -20,7 +20,14 @@ EXTRACTION = "q"
 
 def make_heads(model: Any, settings: dict[str, Any]) -> ValueHeads:
     config = model.config
-    return ValueHeads(config.hidden_size, config.vocab_size, double_q=False, value=False, targets=False)
+    return ValueHeads(
+        config.hidden_size,
+        config.vocab_size,
+        double_q=False,
+        value=False,
+        targets=False,
+        mlp=settings.get("heads") == "mlp",
+    )
 
 
 def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings: dict[str, Any]):

@@ -34,8 +34,13 @@ from typing import Any
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
+HEAD_SHAPES = ("linear", "mlp")  # MC/ILQL value heads: linear, or the paper's 2-layer MLP
 # The settings that are one of a few words (the first, the default), as flags spell them.
-WORD_SETTINGS: dict[str, tuple[str, ...]] = {"backup": BACKUPS, "lr_schedule": LR_SCHEDULES}
+WORD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "backup": BACKUPS,
+    "lr_schedule": LR_SCHEDULES,
+    "heads": HEAD_SHAPES,
+}
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
 # in thousands of steps rather than tens of thousands; tau 0.9 leans V toward the best move.
@@ -92,6 +97,7 @@ class TrainConfig:
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
+    heads: str = "linear"  # MC/ILQL: linear value heads, or 2-layer MLPs as the paper's
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -144,6 +150,7 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
     if config.discount not in ("per_turn", "per_token"):
         raise TrainError(f"--discount must be per_turn or per_token, not {config.discount!r}")
     settings["backup"] = config.backup
+    settings["heads"] = config.heads
     return settings
 
 
@@ -180,6 +187,10 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             raise TrainError(f"{flag} must be one of {', '.join(words)}, not {getattr(config, name)!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
+    if config.heads != "linear" and algo.EXTRACTION is None:
+        raise TrainError(
+            f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"
+        )
     episodes, task = _data(config)
     out = config.out
     state_dir = out / "state"
