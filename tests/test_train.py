@@ -38,17 +38,32 @@ def wordle_data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("algo", "backup"),
-    [(bc, "token"), (mc_returns, "token"), (ilql, "token"), (ilql, "action")],
-    ids=["bc", "mc", "ilql", "ilql-action-backup"],
+    ("algo", "backup", "heads"),
+    [
+        (bc, "token", "linear"),
+        (mc_returns, "token", "linear"),
+        (mc_returns, "token", "mlp"),
+        (ilql, "token", "linear"),
+        (ilql, "action", "linear"),
+        (ilql, "action", "mlp"),
+    ],
+    ids=["bc", "mc", "mc-mlp-heads", "ilql", "ilql-action-backup", "ilql-action-backup-mlp-heads"],
 )
-def test_one_step_lowers_each_loss(algo, backup, maze_data, tmp_path) -> None:
+def test_one_step_lowers_each_loss(algo, backup, heads, maze_data, tmp_path) -> None:
     torch.manual_seed(0)
     model, tokenizer = load(prepare_base("tiny", "maze-fo", tmp_path / "base", seed=0))
     samples = dataset_samples(load_dataset([maze_data])[:4], tokenizer, max_length=256, gamma=0.9)
     batch = collate(samples[:16], tokenizer.pad_token_id)
-    settings = {"gamma": 0.9, "tau": 0.7, "cql_weight": 0.1, "polyak": 0.005, "backup": backup}
+    settings = {
+        "gamma": 0.9,
+        "tau": 0.7,
+        "cql_weight": 0.1,
+        "polyak": 0.005,
+        "backup": backup,
+        "heads": heads,
+    }
     heads = algo.make_heads(model, settings)
+    assert heads is None or heads.mlp == (settings["heads"] == "mlp")
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     optimizer = torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.05)
     model.eval()  # no dropout: the same batch must score lower after the step
@@ -105,13 +120,16 @@ def test_the_lr_schedule_sets_each_steps_rate(schedule, expected, maze_data, tmp
     assert [round(r["lr"] / 1e-3, 3) for r in log if "lr" in r] == expected
 
 
-def test_ilql_with_action_backup_saves_q_guidance_and_plays(maze_data, tmp_path) -> None:
+@pytest.mark.parametrize("heads", ["linear", "mlp"])
+def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tmp_path) -> None:
     out = tmp_path / "ilql"
     args = ["train", "--algo", "ilql", "--backup", "action", "--data", str(maze_data), "--out", str(out)]
-    assert main([*args, "--max-steps", "3", "--eval-episodes", "2", "--no-progress"]) == 0
+    assert main([*args, "--heads", heads, "--max-steps", "3", "--eval-episodes", "2", "--no-progress"]) == 0
     meta = json.loads((out / "value_heads.json").read_text())
     assert meta["algo"] == "ilql" and meta["extraction"] == "q"  # Q after the action's last token
-    assert json.loads((out / "train_config.json").read_text())["backup"] == "action"
+    assert meta["mlp"] == (heads == "mlp")
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["backup"] == "action" and config["heads"] == heads
     final = lmrl.load_run(out / "evals" / "final")
     assert len(final) == 2 and all(not turn.invalid for e in final for turn in e.turns)
 
@@ -132,6 +150,8 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(maze_data, tmp_path)
         (["--algo", "bc", "--data", "{wordle}", "--task-option", "wordle.vocab=0"], "positive word count"),
         (["--algo", "mc", "--data", "{maze}", "--backup", "action"], "--backup action is an ILQL setting"),
         (["--algo", "bc", "--data", "{maze}", "--lr-schedule", "step"], "--lr-schedule: invalid choice"),
+        (["--algo", "bc", "--data", "{maze}", "--heads", "mlp"], "--heads mlp is an MC/ILQL setting"),
+        (["--algo", "mc", "--data", "{maze}", "--heads", "deep"], "--heads: invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:

@@ -148,6 +148,47 @@ def test_new_heads_start_near_zero_and_polyak_moves_the_targets():
     assert torch.allclose(heads.target_q1.weight, before + 0.1, atol=1e-6)
 
 
+def test_mlp_heads_round_trip_start_near_zero_and_follow_polyak(tmp_path):
+    torch.manual_seed(0)
+    heads = ValueHeads(64, 1024, double_q=True, value=True, targets=True, mlp=True)
+    hidden = torch.randn(8, 64)
+    out = heads(hidden)
+    assert out["q1"].abs().max() < 0.05 and out["v"].abs().max() < 0.05
+    assert not torch.allclose(out["q1"], out["q2"])  # each head its own draw
+    assert [tuple(p.shape) for p in heads.q1.parameters()] == [(64, 64), (64,), (1024, 64), (1024,)]
+    with torch.no_grad():
+        for parameter in heads.q1.parameters():
+            parameter.add_(1.0)
+    before = [p.clone() for p in heads.target_q1.parameters()]
+    heads.polyak_update(0.1)  # every layer of the MLP moves, not just the last
+    for moved, old in zip(heads.target_q1.parameters(), before, strict=True):
+        assert not torch.equal(moved, old)
+    heads.save(tmp_path, beta=2.0, algo="ilql", extraction="advantage", gamma=0.99)
+    loaded, meta = ValueHeads.load(tmp_path)
+    assert meta["mlp"] is True and loaded.mlp
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, heads.state_dict()[key]), key
+    assert torch.equal(loaded(hidden)["target_q1"], heads(hidden)["target_q1"])
+    assert not any(p.requires_grad for p in loaded.target_q1.parameters())
+
+
+def test_heads_files_written_before_mlp_heads_read_as_linear(tmp_path):
+    ValueHeads(64, 1024).save(tmp_path, beta=1.0, algo="mc_returns", extraction="q", gamma=0.99)
+    meta = json.loads((tmp_path / HEADS_META).read_text())
+    del meta["mlp"]
+    (tmp_path / HEADS_META).write_text(json.dumps(meta))
+    loaded, read = ValueHeads.load(tmp_path)
+    assert read["mlp"] is False and isinstance(loaded.q1, torch.nn.Linear)
+    (tmp_path / HEADS_META).write_text(
+        json.dumps({**meta, "mlp": True})
+    )  # the file says MLP, the weights not
+    with pytest.raises(ValueHeadsError, match="missing"):
+        ValueHeads.load(tmp_path)
+    (tmp_path / HEADS_META).write_text(json.dumps({**meta, "mlp": "yes"}))
+    with pytest.raises(ValueHeadsError, match="mlp must be true or false"):
+        ValueHeads.load(tmp_path)
+
+
 def test_bad_heads_files_are_one_line_errors(tmp_path):
     heads = ValueHeads(64, 1024)
     with pytest.raises(ValueError, match="needs a value head"):
@@ -205,8 +246,9 @@ def test_beta_option_is_checked(tiny_dir, tmp_path):
         make_agent(f"local/{broken}")
 
 
-async def test_beta_zero_decodes_like_the_checkpoint_without_heads(tiny_dir, tmp_path):
-    path = with_heads(tiny_dir, tmp_path / "ckpt", random_heads(), beta=2.0)
+@pytest.mark.parametrize("mlp", [False, True], ids=["linear", "mlp"])
+async def test_beta_zero_decodes_like_the_checkpoint_without_heads(mlp, tiny_dir, tmp_path):
+    path = with_heads(tiny_dir, tmp_path / "ckpt", random_heads(mlp=mlp), beta=2.0)
 
     async def play(spec: str, extra: dict) -> tuple[list[list[int]], dict]:
         agent = make_agent(spec, AgentOptions(temperature=0, max_tokens=8, extra=extra))
