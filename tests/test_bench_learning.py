@@ -1,0 +1,68 @@
+"""The learning benchmark's own logic (``bench/learning.py``, ``bench/learning_table.py``): run names
+decide which finished runs a rerun reuses, so they must keep settings apart and keep old names."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import learning  # noqa: E402
+import learning_table  # noqa: E402
+
+
+def bench_args(**changes) -> argparse.Namespace:
+    defaults = {"base": "tiny", "init": "bc", "max_steps": 3000, "value_steps": None, "value_settings": {}}
+    return argparse.Namespace(**{**defaults, **changes})
+
+
+def test_run_names_keep_settings_apart_and_old_runs_keep_their_names() -> None:
+    plain = bench_args()
+    assert learning._run_name("bc", 0, plain) == "bc-s0"
+    assert learning._run_name("filtered-bc", 1, plain) == "filtered-bc-s1"
+    assert learning._run_name("ilql", 2, plain) == "ilql-from-bc-s2"
+    assert learning._run_name("mc", 2, bench_args(init="scratch")) == "mc-s2"
+
+    settings = {"backup": "action", "lr_schedule": "cosine", "heads": "mlp", "tau": 0.95}
+    tuned = bench_args(value_steps=9000, value_settings=settings)
+    assert (
+        learning._run_name("ilql", 0, tuned)
+        == "ilql-from-bc-9000steps-backupaction-headsmlp-lr_schedulecosine-tau0.95-s0"
+    )
+    # backup is ILQL's alone; BC has no value settings and keeps its steps and name
+    assert learning._run_name("mc", 0, tuned) == "mc-from-bc-9000steps-headsmlp-lr_schedulecosine-tau0.95-s0"
+    assert learning._run_name("bc", 0, tuned) == "bc-s0"
+    assert learning._run_name("bc", 0, bench_args(base="local/smollm2")) == "bc-smollm2-s0"
+    assert learning._run_name("bc", 0, bench_args(base="/ckpt/My Model/")) == "bc-My-Model-s0"
+
+
+def test_value_options_take_numbers_and_the_words_training_knows(capsys) -> None:
+    parser = argparse.ArgumentParser(prog="learning.py")
+    pairs = ["tau=0.95", "heads=mlp", "lr_schedule=cosine", "backup=action"]
+    assert learning._number_settings(pairs, parser, learning.VALUE_OPTIONS, "--value-option") == {
+        "tau": 0.95,
+        "heads": "mlp",
+        "lr_schedule": "cosine",
+        "backup": "action",
+    }
+    for bad, message in [
+        ("heads=deep", "the value is one of linear, mlp"),
+        ("tau=high", "the value is a number"),
+        ("beta=2", "the key is one of"),
+    ]:
+        with pytest.raises(SystemExit):
+            learning._number_settings([bad], parser, learning.VALUE_OPTIONS, "--value-option")
+        assert message in capsys.readouterr().err
+
+
+def test_the_interval_over_seeds_and_episodes_to_ninety_percent() -> None:
+    assert learning_table.ci95([1.0, 2.0, 3.0]) == pytest.approx(4.303 / math.sqrt(3), abs=1e-3)
+    assert math.isnan(learning_table.ci95([5.0]))
+    # from 0 to a final level of 10 (mean of the last three): 90% is first reached in round 3
+    assert learning_table.episodes_to_90([0.0, 5.0, 9.5, 10.0, 10.0, 10.0], per_round=64) == 3 * 64
+    assert learning_table.episodes_to_90([3.0, 2.0, 1.0, 1.0], per_round=64) is None
