@@ -133,6 +133,13 @@ def main() -> None:
         help=f"online: a setting over the bench's ({', '.join(ONLINE_OPTIONS)}); runs with options "
         "are kept apart by name",
     )
+    parser.add_argument(
+        "--eval-seed",
+        type=int,
+        default=EVAL_SEED,
+        help=f"the evaluation episodes' run seed ({EVAL_SEED}); another one evaluates finished checkpoints "
+        "again on fresh episodes, with the beta validation picked",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once, one thread each (2)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning"))
     args = parser.parse_args()
@@ -142,9 +149,13 @@ def main() -> None:
         args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
     except ValueError as error:
         parser.error(str(error))
-    args.eval_suffix = "".join(
+    args.play_suffix = "".join(
         f"-{key}" if value is True else f"-{key}{value}" for key, value in sorted(args.eval_settings.items())
     ) + ("-pickround" if args.pick_round else "")
+    # Another evaluation seed changes only the evaluation: validation (beta, rounds) is played as before.
+    args.eval_suffix = args.play_suffix + (
+        "" if args.eval_seed == EVAL_SEED else f"-evalseed{args.eval_seed}"
+    )
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -362,7 +373,7 @@ def _evaluate_final(run: Path, task: str, beta: float | None, args, online: bool
     online runs); and that round."""
     where, picked = _pick_round(run, task, args) if args.pick_round and online else (run, None)
     return _play(
-        where, task, EVAL_EPISODES.get(task, args.eval_episodes), EVAL_SEED, beta, "eval", args
+        where, task, EVAL_EPISODES.get(task, args.eval_episodes), args.eval_seed, beta, "eval", args
     ), picked
 
 
@@ -452,7 +463,7 @@ def _play(checkpoint: Path, task: str, episodes: int, seed: int, beta: float | N
     if beta is not None:
         options["beta"] = beta
     directory, _, leaf = name.partition("/")
-    where = checkpoint / (directory + args.eval_suffix) / leaf
+    where = checkpoint / (directory + (args.eval_suffix if name == "eval" else args.play_suffix)) / leaf
     task_options = _task_options(task, training=name != "eval")
     return evaluate(checkpoint, task, episodes, seed, where, "text", options, task_options)
 
@@ -477,11 +488,15 @@ def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
 
 def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     """The behaviour policy itself on the evaluation episodes (the dataset average anchor's policy)."""
-    out = args.out / task / "behavior-eval"
+    out = (
+        args.out
+        / task
+        / ("behavior-eval" + ("" if args.eval_seed == EVAL_SEED else f"-seed{args.eval_seed}"))
+    )
     require_complete(
         lmrl.run(
             task, "scripted/behavior", episodes=EVAL_EPISODES.get(task, args.eval_episodes), out=out,
-            seed=EVAL_SEED, task_options={task: _task_options(task, training=False)},
+            seed=args.eval_seed, task_options={task: _task_options(task, training=False)},
         )
     )  # fmt: skip
     from lmrl.reports import episodes_frame, summarize
@@ -500,7 +515,8 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         + ("" if args.base == "tiny" else f", base {args.base}")
         + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))
         + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
-        + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items())),
+        + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items()))
+        + ("" if args.eval_seed == EVAL_SEED else f", evaluated on run seed {args.eval_seed}"),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(statistics.fmean(scores), 1),
