@@ -66,8 +66,8 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument(
         "--heads",
         choices=HEAD_SHAPES,
-        default="linear",
-        help="MC/ILQL value heads: linear, or 2-layer MLPs as wide as the model (the paper's)",
+        default=HEAD_SHAPES[0],
+        help="MC/ILQL value heads: 2-layer MLPs as wide as the model (the paper's; the default) or linear",
     )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
@@ -278,7 +278,7 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
     if args.lr_schedule != "constant":
         raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
-    if args.heads != "linear":
+    if args.heads != HEAD_SHAPES[0]:
         raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")

@@ -34,7 +34,7 @@ from typing import Any
 ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilql": "ilql"}
 BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
-HEAD_SHAPES = ("linear", "mlp")  # MC/ILQL value heads: linear, or the paper's 2-layer MLP
+HEAD_SHAPES = ("mlp", "linear")  # MC/ILQL value heads: the paper's 2-layer MLPs, or linear layers
 # The settings that are one of a few words (the first, the default), as flags spell them.
 WORD_SETTINGS: dict[str, tuple[str, ...]] = {
     "backup": BACKUPS,
@@ -97,7 +97,7 @@ class TrainConfig:
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
-    heads: str = "linear"  # MC/ILQL: linear value heads, or 2-layer MLPs as the paper's
+    heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -187,7 +187,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             raise TrainError(f"{flag} must be one of {', '.join(words)}, not {getattr(config, name)!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
-    if config.heads != "linear" and algo.EXTRACTION is None:
+    if config.heads != HEAD_SHAPES[0] and algo.EXTRACTION is None:
         raise TrainError(
             f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"
         )

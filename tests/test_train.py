@@ -150,7 +150,7 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tm
         (["--algo", "bc", "--data", "{wordle}", "--task-option", "wordle.vocab=0"], "positive word count"),
         (["--algo", "mc", "--data", "{maze}", "--backup", "action"], "--backup action is an ILQL setting"),
         (["--algo", "bc", "--data", "{maze}", "--lr-schedule", "step"], "--lr-schedule: invalid choice"),
-        (["--algo", "bc", "--data", "{maze}", "--heads", "mlp"], "--heads mlp is an MC/ILQL setting"),
+        (["--algo", "bc", "--data", "{maze}", "--heads", "linear"], "--heads linear is an MC/ILQL setting"),
         (["--algo", "mc", "--data", "{maze}", "--heads", "deep"], "--heads: invalid choice"),
     ],
 )
