@@ -51,7 +51,7 @@ def test_value_options_take_numbers_and_the_words_training_knows(capsys) -> None
         "backup": "action",
     }
     for bad, message in [
-        ("heads=deep", "the value is one of linear, mlp"),
+        ("heads=deep", "the value is one of mlp, linear"),
         ("tau=high", "the value is a number"),
         ("beta=2", "the key is one of"),
     ]:
