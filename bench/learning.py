@@ -153,9 +153,8 @@ def main() -> None:
         f"-{key}" if value is True else f"-{key}{value}" for key, value in sorted(args.eval_settings.items())
     ) + ("-pickround" if args.pick_round else "")
     # Another evaluation seed changes only the evaluation: validation (beta, rounds) is played as before.
-    args.eval_suffix = args.play_suffix + (
-        "" if args.eval_seed == EVAL_SEED else f"-evalseed{args.eval_seed}"
-    )
+    args.seed_tag = "" if args.eval_seed == EVAL_SEED else f"-evalseed{args.eval_seed}"
+    args.eval_suffix = args.play_suffix + args.seed_tag
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -488,11 +487,7 @@ def _tune_beta(checkpoint: Path, task: str, args: argparse.Namespace) -> float:
 
 def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     """The behaviour policy itself on the evaluation episodes (the dataset average anchor's policy)."""
-    out = (
-        args.out
-        / task
-        / ("behavior-eval" + ("" if args.eval_seed == EVAL_SEED else f"-seed{args.eval_seed}"))
-    )
+    out = args.out / task / f"behavior-eval{args.seed_tag}"
     require_complete(
         lmrl.run(
             task, "scripted/behavior", episodes=EVAL_EPISODES.get(task, args.eval_episodes), out=out,
