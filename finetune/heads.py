@@ -80,6 +80,13 @@ class ValueHeads(nn.Module):
             self.target_q1 = self._frozen_copy(self.q1)
             self.target_q2 = self._frozen_copy(self.q2) if self.q2 is not None else None
 
+    @classmethod
+    def for_model(cls, model: Any, shape: str | None = None, **kinds: bool) -> ValueHeads:
+        """Heads sized for ``model``; ``shape`` "mlp" makes them MLPs (``None`` or "linear": linear
+        layers, as heads files written before the option hold)."""
+        config = model.config
+        return cls(config.hidden_size, config.vocab_size, mlp=shape == "mlp", **kinds)
+
     def _head(self, out: int) -> nn.Module:
         layer = nn.Linear(self.hidden_size, out)
         nn.init.normal_(layer.weight, std=INIT_STD)

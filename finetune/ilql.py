@@ -40,15 +40,7 @@ def extraction(settings: dict[str, Any]) -> str:
 
 
 def make_heads(model: Any, settings: dict[str, Any]) -> ValueHeads:
-    config = model.config
-    return ValueHeads(
-        config.hidden_size,
-        config.vocab_size,
-        double_q=True,
-        value=True,
-        targets=True,
-        mlp=settings.get("heads") == "mlp",
-    )
+    return ValueHeads.for_model(model, settings.get("heads"), double_q=True, value=True, targets=True)
 
 
 def next_values(v: torch.Tensor, v_final: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -19,15 +19,7 @@ EXTRACTION = "q"
 
 
 def make_heads(model: Any, settings: dict[str, Any]) -> ValueHeads:
-    config = model.config
-    return ValueHeads(
-        config.hidden_size,
-        config.vocab_size,
-        double_q=False,
-        value=False,
-        targets=False,
-        mlp=settings.get("heads") == "mlp",
-    )
+    return ValueHeads.for_model(model, settings.get("heads"))
 
 
 def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings: dict[str, Any]):
