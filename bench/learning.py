@@ -511,7 +511,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))
         + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items()))
-        + ("" if args.eval_seed == EVAL_SEED else f", evaluated on run seed {args.eval_seed}"),
+        + (f", evaluated on run seed {args.eval_seed}" if args.seed_tag else ""),
         "seeds": len(scores),
         "move_accuracy": "-" if None in accuracies else " ".join(f"{a:.2f}" for a in accuracies),
         "normalized": round(statistics.fmean(scores), 1),
