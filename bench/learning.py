@@ -392,23 +392,22 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
 
 
 VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
-WORD_OPTIONS = WORD_SETTINGS  # settings that are words, not numbers
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 
 def _number_settings(
     pairs: list[str], parser: argparse.ArgumentParser, keys: tuple[str, ...], flag: str
 ) -> dict[str, float]:
-    """``KEY=NUMBER`` pairs of ``flag`` (whole numbers as ints; ``WORD_OPTIONS`` take one of their
+    """``KEY=NUMBER`` pairs of ``flag`` (whole numbers as ints; ``WORD_SETTINGS`` take one of their
     words), keys from ``keys``."""
     settings: dict[str, float | str] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in keys:
             parser.error(f"{flag} {pair}: the key is one of {', '.join(keys)}")
-        if key in WORD_OPTIONS:
-            if value not in WORD_OPTIONS[key]:
-                parser.error(f"{flag} {pair}: the value is one of {', '.join(WORD_OPTIONS[key])}")
+        if key in WORD_SETTINGS:
+            if value not in WORD_SETTINGS[key]:
+                parser.error(f"{flag} {pair}: the value is one of {', '.join(WORD_SETTINGS[key])}")
             settings[key] = value
             continue
         try:
