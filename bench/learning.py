@@ -77,8 +77,8 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
-        "gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action); runs with options are kept "
-        "apart by name",
+        "gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action, MC's "
+        "truncation=bootstrap); runs with options are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -421,10 +421,12 @@ def _number_settings(
 
 
 def _value_settings(algo: str, args: argparse.Namespace) -> dict[str, float | str]:
-    """The --value-option settings that apply to ``algo`` (``backup`` is ILQL's alone)."""
+    """The --value-option settings that apply to ``algo`` (``backup`` is ILQL's alone, ``truncation``
+    MC's)."""
     if algo not in ("mc", "ilql"):
         return {}
-    return {k: v for k, v in args.value_settings.items() if algo == "ilql" or k != "backup"}
+    only = {"backup": "ilql", "truncation": "mc"}
+    return {k: v for k, v in args.value_settings.items() if only.get(k, algo) == algo}
 
 
 def _setting(value: float | str) -> str:

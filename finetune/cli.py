@@ -14,6 +14,7 @@ from lmrl.finetune.trainer import (
     BACKUPS,
     HEAD_SHAPES,
     LR_SCHEDULES,
+    TRUNCATIONS,
     TrainConfig,
     TrainError,
     train,
@@ -68,6 +69,13 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         choices=HEAD_SHAPES,
         default=HEAD_SHAPES[0],
         help="MC/ILQL value heads: 2-layer MLPs as wide as the model (the paper's; the default) or linear",
+    )
+    parser.add_argument(
+        "--truncation",
+        choices=TRUNCATIONS,
+        default=TRUNCATIONS[0],
+        help="MC: a truncated episode's return is the rewards observed (the paper's) or bootstraps the "
+        "behaviour value of the state it was cut in",
     )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
@@ -213,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         polyak=args.polyak,
         backup=args.backup,
         heads=args.heads,
+        truncation=args.truncation,
         cql_weight=args.cql_weight,
         max_length=args.max_length,
         filter=args.filter,
@@ -280,6 +289,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
     if args.heads != HEAD_SHAPES[0]:
         raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")
+    if args.truncation != TRUNCATIONS[0]:
+        raise TrainError(f"--truncation is for MC; --algo {args.algo} bootstraps a truncated end already")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 

@@ -36,11 +36,19 @@ def forward(model: Any, batch: dict[str, torch.Tensor], hidden: bool = False) ->
     )
 
 
+def last_outputs(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final hidden state [B, H] and next-token logits [B, vocab] of each row of a right-padded
+    batch (``last``: its last real index)."""
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    return out.hidden_states[-1][rows, last], out.logits[rows, last]
+
+
 def last_state(model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """The final hidden state of each row of a right-padded batch (``last``: its last real index)."""
-    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-    states = out.hidden_states[-1]
-    return states[torch.arange(states.shape[0], device=states.device), last]
+    return last_outputs(model, ids, mask, last)[0]
 
 
 def shifted(batch: dict[str, torch.Tensor], name: str) -> torch.Tensor:

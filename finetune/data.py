@@ -18,8 +18,9 @@ mask is exact. A prompt longer than the context budget drops its oldest whole tu
 Rewards and returns. The turn's reward sits on the last token of its action. Two discount
 conventions: ``per_turn`` (gamma between turns, 1 inside an action) and ``per_token`` (gamma between
 consecutive action tokens, as the paper's token-level code). Monte Carlo returns sum the rewards that
-were observed (no bootstrap); value targets bootstrap V(next) after a truncated end and never after a
-terminated one (``bootstrap``: 0 after termination).
+were observed; ``tails`` let MC add V of the state a truncated episode was cut in. Value targets
+bootstrap V(next) after a truncated end and never after a terminated one (``bootstrap``: 0 after
+termination).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Sample:
     truncated_prompt: bool = False  # the prompt lost turns (or tokens) to fit the budget
     info: dict[str, Any] = field(default_factory=dict)
     logprobs: list[float] | None = None  # of each action token, as sampled (local checkpoints' turns)
+    # Each action token's factor on V(episode's end state) in a bootstrapped Monte Carlo return: the
+    # discount from the token to the end, 0 when the episode terminated (nothing follows its end).
+    tails: list[float] = field(default_factory=list)
+    end_ids: list[int] = field(default_factory=list)  # the episode's final rendering (where it ended)
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -153,6 +158,8 @@ def episode_samples(
             )
         )
     _fill_returns(samples, gamma, discount)
+    for sample in samples:
+        sample.end_ids = samples[-1].next_ids  # one list, shared
     return samples
 
 
@@ -252,7 +259,9 @@ def _fit(
 
 
 def _fill_returns(samples: list[Sample], gamma: float, discount: Discount) -> None:
-    """Monte Carlo return-to-go at every action token, and each token's discount on V(next).
+    """Monte Carlo return-to-go at every action token, each token's discount on V(next), and each
+    token's factor on V(end state) (``tails``: what a truncated episode's return would add for the
+    rest it never saw; 0 after a terminated end).
 
     per_turn: every token of turn t has G_t = r_t + gamma * G_{t+1}; inside an action the next state
     comes at discount 1, after the last token at gamma.
@@ -260,17 +269,20 @@ def _fill_returns(samples: list[Sample], gamma: float, discount: Discount) -> No
     the return at the first token of the next turn; every transition is discounted by gamma.
     """
     following = 0.0  # per_turn: G_{t+1}; per_token: F_{t+1}
+    tail = samples[-1].bootstrap if samples else 0.0  # the same recursion for a unit value at the end
     for sample in reversed(samples):
         n = len(sample.action_ids)
-        last = sample.reward + gamma * following
+        last, last_tail = sample.reward + gamma * following, gamma * tail
         if discount == "per_turn":
-            sample.returns = [last] * n
+            scale = [1.0] * n
             sample.discounts = [1.0] * (n - 1) + [gamma]
-            following = last
         else:
-            sample.returns = [gamma ** (n - 1 - k) * last for k in range(n)]
+            scale = [gamma ** (n - 1 - k) for k in range(n)]
             sample.discounts = [gamma] * n
-            following = sample.returns[0] if n else last
+        sample.returns = [f * last for f in scale]
+        sample.tails = [f * last_tail for f in scale]
+        following = sample.returns[0] if n else last
+        tail = sample.tails[0] if n else last_tail
 
 
 # --- tensors -------------------------------------------------------------------------------------
@@ -279,11 +291,12 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
 
     input_ids, attention_mask   [B, T]  prompt + action
     action_mask                 [B, T]  1.0 on action tokens (token j is predicted at position j-1)
-    returns, discounts          [B, T]  at action tokens (0 elsewhere)
+    returns, discounts, tails   [B, T]  at action tokens (0 elsewhere)
     rewards                     [B, T]  the turn's reward on its last action token
     last_action                 [B]     index of the last action token
     bootstrap                   [B]     0.0 when the episode terminated at this turn
     next_ids, next_mask         [B, T'] the next state's prompt; next_last [B]: its last token index
+    end_ids, end_mask, end_last         the same for the episode's end state (a bootstrapped MC return)
     """
     import torch
 
@@ -294,6 +307,9 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
     last_action = torch.zeros(b, dtype=torch.long)
     next_ids = torch.full((b, next_width), pad_id, dtype=torch.long)
     next_mask = torch.zeros((b, next_width), dtype=torch.long)
+    ends = [s.end_ids or s.next_ids for s in samples]  # a hand-made sample without its episode: its next
+    end_ids = torch.full((b, max(map(len, ends))), pad_id, dtype=torch.long)
+    end_mask = torch.zeros_like(end_ids)
     for i, s in enumerate(samples):
         p, a = len(s.prompt_ids), len(s.action_ids)
         fields["input_ids"][i, : p + a] = torch.tensor(s.prompt_ids + s.action_ids)
@@ -302,6 +318,8 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
         last_action[i] = p + a - 1
         next_ids[i, : len(s.next_ids)] = torch.tensor(s.next_ids)
         next_mask[i, : len(s.next_ids)] = 1
+        end_ids[i, : len(ends[i])] = torch.tensor(ends[i])
+        end_mask[i, : len(ends[i])] = 1
     return {
         **fields,
         "last_action": last_action,
@@ -309,23 +327,26 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
         "next_ids": next_ids,
         "next_mask": next_mask,
         "next_last": next_mask.sum(dim=1) - 1,
+        "end_ids": end_ids,
+        "end_mask": end_mask,
+        "end_last": end_mask.sum(dim=1) - 1,
     }
 
 
 def _token_fields(rows: int, width: int, pad_id: int) -> dict[str, Any]:
     """Empty per-token batch fields, each [rows, width]: input_ids (padding), attention_mask,
-    action_mask, returns, discounts, rewards."""
+    action_mask, returns, discounts, tails, rewards."""
     import torch
 
     fields = {"input_ids": torch.full((rows, width), pad_id, dtype=torch.long)}
     fields["attention_mask"] = torch.zeros((rows, width), dtype=torch.long)
-    for name in ("action_mask", "returns", "discounts", "rewards"):
+    for name in ("action_mask", "returns", "discounts", "tails", "rewards"):
         fields[name] = torch.zeros((rows, width))
     return fields
 
 
 def _put_action(fields: dict[str, Any], row: int, start: int, sample: Sample) -> int:
-    """Write ``sample``'s action at ``start`` of ``row``: its mask, returns and discounts, and its
+    """Write ``sample``'s action at ``start`` of ``row``: its mask, returns, discounts and tails, and its
     reward on the last token (whose position is returned)."""
     import torch
 
@@ -333,6 +354,7 @@ def _put_action(fields: dict[str, Any], row: int, start: int, sample: Sample) ->
     fields["action_mask"][row, start:end] = 1.0
     fields["returns"][row, start:end] = torch.tensor(sample.returns)
     fields["discounts"][row, start:end] = torch.tensor(sample.discounts)
+    fields["tails"][row, start:end] = torch.tensor(sample.tails or [0.0] * len(sample.action_ids))
     fields["rewards"][row, end - 1] = sample.reward
     return end - 1
 
@@ -421,6 +443,7 @@ def collate_packed(episodes: Sequence[PackedEpisode], pad_id: int) -> dict[str, 
     separate next-state forward, ``next_state`` [B, T]: for each action token, the position whose
     hidden state is the next state (the token itself inside an action; after an action's last token,
     the end of the next observation). ``discounts`` there carry the bootstrap (0 after termination).
+    ``end_state`` [B]: the position of the episode's end state (its last token, where ``tails`` read V).
     One padding column past the longest row keeps every next-state position inside the shifted view."""
     import torch
 
@@ -441,4 +464,5 @@ def collate_packed(episodes: Sequence[PackedEpisode], pad_id: int) -> dict[str, 
     return {
         **fields,
         "next_state": next_state,
+        "end_state": torch.tensor([len(e.ids) - 1 for e in episodes]),
     }

@@ -35,11 +35,13 @@ ALGORITHMS = {"bc": "bc", "filtered-bc": "filtered_bc", "mc": "mc_returns", "ilq
 BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune.ilql)
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
 HEAD_SHAPES = ("mlp", "linear")  # MC/ILQL value heads: the paper's 2-layer MLPs, or linear layers
+TRUNCATIONS = ("observed", "bootstrap")  # MC: a cut episode's return, as seen or plus V(cut state)
 # The settings that are one of a few words (the first, the default), as flags spell them.
 WORD_SETTINGS: dict[str, tuple[str, ...]] = {
     "backup": BACKUPS,
     "lr_schedule": LR_SCHEDULES,
     "heads": HEAD_SHAPES,
+    "truncation": TRUNCATIONS,
 }
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
@@ -98,6 +100,7 @@ class TrainConfig:
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
     heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
+    truncation: str = "observed"  # MC: bootstrap adds V of the state a truncated episode was cut in
     max_length: int | None = None
     filter: str = "success"  # filtered BC: success or top:FRACTION
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -151,6 +154,7 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
         raise TrainError(f"--discount must be per_turn or per_token, not {config.discount!r}")
     settings["backup"] = config.backup
     settings["heads"] = config.heads
+    settings["truncation"] = config.truncation
     return settings
 
 
@@ -187,6 +191,12 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             raise TrainError(f"{flag} must be one of {', '.join(words)}, not {getattr(config, name)!r}")
     if config.backup != "token" and config.algo != "ilql":
         raise TrainError(f"--backup {config.backup} is an ILQL setting; --algo {config.algo} has no values")
+    if config.truncation != TRUNCATIONS[0] and config.algo != "mc":
+        raise TrainError(
+            f"--truncation {config.truncation} is an MC setting; ILQL always bootstraps a truncated end"
+            if config.algo == "ilql"
+            else f"--truncation {config.truncation} is an MC setting; --algo {config.algo} has no values"
+        )
     if config.heads != HEAD_SHAPES[0] and algo.EXTRACTION is None:
         raise TrainError(
             f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"

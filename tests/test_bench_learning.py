@@ -37,6 +37,10 @@ def test_run_names_keep_settings_apart_and_old_runs_keep_their_names() -> None:
     # backup is ILQL's alone; BC has no value settings and keeps its steps and name
     assert learning._run_name("mc", 0, tuned) == "mc-from-bc-9000steps-headsmlp-lr_schedulecosine-tau0.95-s0"
     assert learning._run_name("bc", 0, tuned) == "bc-s0"
+    # truncation is MC's alone
+    cut = bench_args(value_settings={"truncation": "bootstrap", "heads": "mlp"})
+    assert learning._run_name("mc", 1, cut) == "mc-from-bc-headsmlp-truncationbootstrap-s1"
+    assert learning._run_name("ilql", 1, cut) == "ilql-from-bc-headsmlp-s1"
     assert learning._run_name("bc", 0, bench_args(base="local/smollm2")) == "bc-smollm2-s0"
     assert learning._run_name("bc", 0, bench_args(base="/ckpt/My Model/")) == "bc-My-Model-s0"
 

@@ -66,6 +66,33 @@ def test_a_truncated_end_bootstraps(tokenizer) -> None:
     assert samples[-1].returns[0] == pytest.approx(-1.0)  # Monte Carlo: only the rewards observed
 
 
+@pytest.mark.parametrize("discount", ["per_turn", "per_token"])
+def test_tails_discount_the_state_a_truncated_episode_was_cut_in(tokenizer, discount) -> None:
+    """A bootstrapped MC return adds tail * V(end state): the tail is the discount from each action
+    token to the end (the return a unit reward right after the end would give), and 0 after a
+    terminated end; every sample of an episode names the same end state, its final rendering."""
+    task = make_task("maze-fo")
+    cut_episode = play("maze-fo", "random", 0, max_turns=2)
+    cut = episode_samples(task, cut_episode, tokenizer, gamma=0.5, discount=discount)
+    done_episode = play("maze-fo", "optimal", three_moves_from_goal())
+    done = episode_samples(task, done_episode, tokenizer, discount=discount)
+    n = [len(s.action_ids) for s in cut]
+    if discount == "per_turn":  # turn 1: gamma to the end; turn 0: gamma^2; the same on every token
+        assert cut[1].tails == [0.5] * n[1] and cut[0].tails == [0.25] * n[0]
+    else:  # every token-to-token step is a discount: token k of turn 1 is n1 - k steps from the end
+        assert cut[1].tails == pytest.approx([0.5 ** (n[1] - k) for k in range(n[1])])
+        assert cut[0].tails == pytest.approx([0.5 ** (n[0] + n[1] - k) for k in range(n[0])])
+    assert all(t == 0.0 for s in done for t in s.tails)
+    for samples in (cut, done):
+        assert all(s.end_ids == samples[-1].next_ids for s in samples)
+    batch = collate([*cut, done[0]], tokenizer.pad_token_id)
+    mask = batch["action_mask"].bool()
+    assert batch["tails"][mask].tolist() == pytest.approx([*cut[0].tails, *cut[1].tails, *done[0].tails])
+    end_last = batch["end_last"].tolist()
+    for row, sample in enumerate([*cut, done[0]]):
+        assert batch["end_ids"][row, : end_last[row] + 1].tolist() == sample.end_ids
+
+
 def test_the_context_budget_drops_whole_old_turns(tokenizer) -> None:
     episode = play("maze-po", "random", 3, max_turns=12)
     task = make_task("maze-po")

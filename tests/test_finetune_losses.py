@@ -38,6 +38,7 @@ STEPS = [(2, 3), (3, 4), (6, 7), (7, 8)]  # (state, action token) of the batch's
 # table[(s, a)]: the value for next token a in state s; every entry not listed is 0.
 LOGITS = {(1, 2): 5.0, (2, 3): 1.0, (2, 5): 0.5, (3, 4): 2.0, (6, 7): 0.5, (7, 8): -1.0, (8, 0): 3.0}
 Q1 = {(1, 2): 7.0, (2, 3): 0.5, (2, 5): 1.0, (3, 4): -0.25, (6, 7): 1.0, (7, 8): 0.75, (8, 0): -5.0}
+Q1[(5, 1)] = 3.0  # V(5) = 0.3: the end state of row A's terminated episode, which must not count
 Q2 = {(1, 2): -3.0, (2, 3): 0.25, (3, 4): 0.25, (6, 7): 0.5, (7, 8): 1.25}
 TARGET_Q1 = {(2, 3): 0.5, (3, 4): 1.0, (6, 7): 0.5, (7, 8): 1.0}
 TARGET_Q2 = {(2, 3): 0.0, (3, 4): 0.75, (6, 7): 0.75, (7, 8): 1.25}
@@ -121,13 +122,19 @@ def sample(prompt, action, next_ids, reward, bootstrap) -> Sample:
     )
 
 
-@pytest.fixture
-def batch() -> dict[str, torch.Tensor]:
+def episodes() -> tuple[Sample, Sample, Sample]:
+    """Row A's episode (one turn, terminated), then row B's two turns (the second truncated)."""
     a = sample([1, 2], [3, 4], [1, 2, 3, 4, 5], reward=1.0, bootstrap=0.0)  # terminated
     b0 = sample([6], [7, 8], [6, 7, 8, 9], reward=0.5, bootstrap=1.0)
     b1 = sample([6, 7, 8, 9], [3], [6, 7, 8, 9, 3, 1], reward=2.0, bootstrap=1.0)  # truncated end
     _fill_returns([a], GAMMA, "per_turn")
     _fill_returns([b0, b1], GAMMA, "per_turn")
+    return a, b0, b1
+
+
+@pytest.fixture
+def batch() -> dict[str, torch.Tensor]:
+    a, b0, _ = episodes()
     # per_turn: every token of a turn carries G_t = r_t + gamma * G_{t+1}; discount 1 inside the action,
     # gamma after its last token.
     assert a.returns == [1.0, 1.0] and a.discounts == [1.0, GAMMA]
@@ -167,6 +174,31 @@ def test_mc_loss_is_bc_plus_squared_return_error_plus_cql(batch, cql_weight) -> 
     else:
         assert "cql" not in metrics
     assert model.calls == [(2, 4)]  # one forward: MC needs no next state
+
+
+def test_mc_bootstrap_adds_the_behaviour_value_of_the_state_a_truncated_episode_was_cut_in() -> None:
+    """truncation="bootstrap": G_j + tail_j * V(end), V(s) = sum_a softmax(LOGITS[s])_a Q1[s, a], with
+    tail = the discount to the end (0 after A's terminated end, whose V(5) = 0.3 must not count)."""
+    a, b0, b1 = episodes()
+    a.end_ids, b0.end_ids = a.next_ids, b1.next_ids  # as episode_samples names them
+    assert a.tails == [0.0, 0.0] and b0.tails == [GAMMA * GAMMA] * 2 == [0.25, 0.25]
+    batch = collate([a, b0], pad_id=0)
+    model = BigramToy()
+    heads = mc_returns.make_heads(model, {})
+    set_q(heads.q1, Q1)
+
+    _, metrics = mc_returns.loss(model, heads, batch, {"cql_weight": 0.0, "truncation": "bootstrap"})
+
+    # B was cut in "... 3 1": V(1) = softmax over LOGITS[1] (5 on token 2, 0 elsewhere) times Q1[1]
+    # (7 on token 2): 7 e^5 / (e^5 + 9)
+    v_end = 7.0 * math.exp(5) / (math.exp(5) + 9)
+    returns = [1.0, 1.0, 1.5 + 0.25 * v_end, 1.5 + 0.25 * v_end]
+    q = mean([(Q1[step] - g) ** 2 for step, g in zip(STEPS, returns, strict=True)])
+    assert metrics["q"] == pytest.approx(q, abs=1e-6)
+    assert metrics["v_end"] == pytest.approx(v_end, abs=1e-6)  # over the tokens of cut episodes only
+    assert model.calls == [(2, 4), (2, 6)]  # the batch, then the end states (no gradient)
+    _, observed = mc_returns.loss(model, heads, batch, {"cql_weight": 0.0})
+    assert observed["q"] == pytest.approx(0.65625, abs=1e-6) and "v_end" not in observed
 
 
 # --- ILQL ---------------------------------------------------------------------------------------

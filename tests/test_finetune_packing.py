@@ -113,11 +113,17 @@ def test_collate_packed_puts_rewards_discounts_and_next_states_where_the_turns_a
 
 
 @pytest.mark.parametrize(
-    ("algo", "backup"),
-    [(bc, "token"), (mc_returns, "token"), (ilql, "token"), (ilql, "action")],
-    ids=["bc", "mc", "ilql", "ilql-action-backup"],
+    ("algo", "options"),
+    [
+        (bc, {}),
+        (mc_returns, {}),
+        (mc_returns, {"truncation": "bootstrap"}),
+        (ilql, {}),
+        (ilql, {"backup": "action"}),
+    ],
+    ids=["bc", "mc", "mc-bootstrapped", "ilql", "ilql-action-backup"],
 )
-def test_every_offline_loss_is_the_same_on_packed_episodes_as_on_turns(tiny, algo, backup) -> None:
+def test_every_offline_loss_is_the_same_on_packed_episodes_as_on_turns(tiny, algo, options) -> None:
     model, tokenizer = tiny
     samples = [s for episode in maze_po_samples(tokenizer) for s in episode]
     packed = pack_dataset(samples)
@@ -129,7 +135,7 @@ def test_every_offline_loss_is_the_same_on_packed_episodes_as_on_turns(tiny, alg
             if isinstance(layer, nn.Linear):
                 nn.init.normal_(layer.weight, std=0.3)
                 nn.init.normal_(layer.bias, std=0.3)
-    settings = {"tau": 0.7, "cql_weight": 0.01, "backup": backup}
+    settings = {"tau": 0.7, "cql_weight": 0.01, **options}
     with torch.no_grad():
         per_turn, turn_metrics = algo.loss(model, heads, collate(samples, tokenizer.pad_token_id), settings)
         whole, packed_metrics = algo.loss(

@@ -38,18 +38,22 @@ def wordle_data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("algo", "backup", "heads"),
+    ("algo", "backup", "heads", "truncation"),
     [
-        (bc, "token", "linear"),
-        (mc_returns, "token", "linear"),
-        (mc_returns, "token", "mlp"),
-        (ilql, "token", "linear"),
-        (ilql, "action", "linear"),
-        (ilql, "action", "mlp"),
+        (bc, "token", "linear", "observed"),
+        (mc_returns, "token", "linear", "observed"),
+        (mc_returns, "token", "mlp", "observed"),
+        (mc_returns, "token", "mlp", "bootstrap"),
+        (ilql, "token", "linear", "observed"),
+        (ilql, "action", "linear", "observed"),
+        (ilql, "action", "mlp", "observed"),
     ],
-    ids=["bc", "mc", "mc-mlp-heads", "ilql", "ilql-action-backup", "ilql-action-backup-mlp-heads"],
-)
-def test_one_step_lowers_each_loss(algo, backup, heads, maze_data, tmp_path) -> None:
+    ids=[
+        "bc", "mc", "mc-mlp-heads", "mc-bootstrapped", "ilql", "ilql-action-backup",
+        "ilql-action-backup-mlp-heads",
+    ],
+)  # fmt: skip
+def test_one_step_lowers_each_loss(algo, backup, heads, truncation, maze_data, tmp_path) -> None:
     torch.manual_seed(0)
     model, tokenizer = load(prepare_base("tiny", "maze-fo", tmp_path / "base", seed=0))
     samples = dataset_samples(load_dataset([maze_data])[:4], tokenizer, max_length=256, gamma=0.9)
@@ -61,6 +65,7 @@ def test_one_step_lowers_each_loss(algo, backup, heads, maze_data, tmp_path) -> 
         "polyak": 0.005,
         "backup": backup,
         "heads": heads,
+        "truncation": truncation,
     }
     heads = algo.make_heads(model, settings)
     assert heads is None or heads.mlp == (settings["heads"] == "mlp")
@@ -152,6 +157,9 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tm
         (["--algo", "bc", "--data", "{maze}", "--lr-schedule", "step"], "--lr-schedule: invalid choice"),
         (["--algo", "bc", "--data", "{maze}", "--heads", "linear"], "--heads linear is an MC/ILQL setting"),
         (["--algo", "mc", "--data", "{maze}", "--heads", "deep"], "--heads: invalid choice"),
+        (["--algo", "ilql", "--data", "{maze}", "--truncation", "bootstrap"], "ILQL always bootstraps"),
+        (["--algo", "bc", "--data", "{maze}", "--truncation", "bootstrap"], "is an MC setting"),
+        (["--algo", "mc", "--data", "{maze}", "--truncation", "guess"], "--truncation: invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
