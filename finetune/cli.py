@@ -61,7 +61,7 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument(
         "--backup",
         choices=BACKUPS,
-        default="token",
+        default=BACKUPS[0],
         help="ILQL: values back up one token per hop (the paper) or one whole action (a turn) per hop",
     )
     parser.add_argument(
@@ -291,6 +291,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")
     if args.truncation != TRUNCATIONS[0]:
         raise TrainError(f"--truncation is for MC; --algo {args.algo} bootstraps a truncated end already")
+    if args.backup != BACKUPS[0]:
+        raise TrainError(f"--backup is for offline ILQL; --algo {args.algo} trains online")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 

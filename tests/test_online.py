@@ -266,6 +266,7 @@ def test_a_killed_run_resumes_from_the_last_finished_round(policy, tmp_path) -> 
         (["--algo", "ppo", "--task", "maze-fo", "--lr-schedule", "cosine"], "--lr-schedule is for offline"),
         (["--algo", "ppo", "--task", "maze-fo", "--heads", "linear"], "--heads is for MC and ILQL"),
         (["--algo", "ppo", "--task", "maze-fo", "--truncation", "bootstrap"], "--truncation is for MC"),
+        (["--algo", "ppo", "--task", "maze-fo", "--backup", "action"], "--backup is for offline ILQL"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys) -> None:
