@@ -76,8 +76,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="MC/ILQL: a training setting over the task's default (tau, cql_weight, polyak, lr, "
-        "gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action, MC's "
+        help="MC/ILQL: a training setting over the task's default (tau, cql_weight, value_weight, "
+        "polyak, lr, gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action, MC's "
         "truncation=bootstrap); runs with options are kept apart by name",
     )
     parser.add_argument(
@@ -391,7 +391,7 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
     return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
 
 
-VALUE_OPTIONS = ("tau", "cql_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
+VALUE_OPTIONS = ("tau", "cql_weight", "value_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 
 

@@ -78,6 +78,11 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "behaviour value of the state it was cut in",
     )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
+    parser.add_argument(
+        "--value-weight",
+        type=nonneg_float,
+        help="MC/ILQL: weight of the value losses (Q, V, CQL) against BC's on the shared network (1)",
+    )
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
     parser.add_argument("--filter", default="success", help="filtered BC: success or top:FRACTION")
     parser.add_argument(
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         heads=args.heads,
         truncation=args.truncation,
         cql_weight=args.cql_weight,
+        value_weight=args.value_weight,
         max_length=args.max_length,
         filter=args.filter,
         packing=args.packing,

@@ -8,7 +8,8 @@ the same action, or after the action's last token the next turn's prompt):
     L_Q   = mean_j (Q1(s_j, a_j) - target_j)^2 + (Q2(s_j, a_j) - target_j)^2
     L_V   = mean_j |tau - 1(Qt(s_j, a_j) < V(s_j))| * (Qt(s_j, a_j) - V(s_j))^2,  Qt = min(Q1', Q2')
     L_CQL = mean_j sum_i (logsumexp_a Q_i(s_j, a) - Q_i(s_j, a_j))
-    L     = L_BC + L_Q + L_V + cql_weight * L_CQL;  after each step Q' <- alpha Q + (1 - alpha) Q'
+    L     = L_BC + value_weight * (L_Q + L_V + cql_weight * L_CQL)   (value_weight 1: the paper's sum)
+    after each step Q' <- alpha Q + (1 - alpha) Q'
 
 Decoding samples from ``BC logits + beta * (min(Q1, Q2) - V)`` (``lmrl.finetune.guidance``).
 
@@ -93,13 +94,13 @@ def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings
     tau = settings.get("tau", 0.7)
     v_loss = masked_mean((tau - (diff < 0).float()).abs() * diff**2, v_mask)
     bc = bc_loss(out)
-    total = bc + q_loss + v_loss
+    value = q_loss + v_loss
     metrics = {"bc": float(bc.detach()), "q": float(q_loss.detach()), "v": float(v_loss.detach())}
     if settings.get("cql_weight", 0.0):
         cql = cql_penalty(h["q1"], out.targets, out.mask) + cql_penalty(h["q2"], out.targets, out.mask)
-        total = total + settings["cql_weight"] * cql
+        value = value + settings["cql_weight"] * cql
         metrics["cql"] = float(cql.detach())
-    return total, metrics
+    return bc + settings.get("value_weight", 1.0) * value, metrics
 
 
 def after_step(heads: ValueHeads, settings: dict[str, Any]) -> None:

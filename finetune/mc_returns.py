@@ -2,7 +2,12 @@
 network regresses the discounted return-to-go observed after each action token, with an optional CQL
 term; decoding samples from ``BC logits + beta * Q`` (``lmrl.finetune.guidance``).
 
-    L = L_BC + mean_j (Q(s_j, a_j) - G_j)^2 + cql_weight * mean_j (logsumexp_a Q(s_j, a) - Q(s_j, a_j))
+    L_Q   = mean_j (Q(s_j, a_j) - G_j)^2
+    L_CQL = mean_j (logsumexp_a Q(s_j, a) - Q(s_j, a_j))
+    L     = L_BC + value_weight * (L_Q + cql_weight * L_CQL)
+
+(``value_weight`` 1 is the paper's sum; below 1 the Q loss shapes the shared network less, which
+matters when the returns are large and noisy and the BC term is the policy.)
 
 G_j sums the rewards observed after token j. An episode cut by a step limit (truncated) saw only
 part of its return, so with ``truncation="bootstrap"`` (``--truncation bootstrap``) G_j adds
@@ -64,12 +69,11 @@ def loss(model: Any, heads: ValueHeads, batch: dict[str, torch.Tensor], settings
         returns = returns + tails * v_end[:, None]
         # over the action tokens whose return it enters (the same whether turns or episodes are rows)
         metrics["v_end"] = float(masked_mean(v_end[:, None].expand_as(tails), (tails != 0).float()))
-    q_loss = masked_mean((q_taken - returns) ** 2, out.mask)
+    value = q_loss = masked_mean((q_taken - returns) ** 2, out.mask)
     bc = bc_loss(out)
-    total = bc + q_loss
     metrics = {"bc": float(bc.detach()), "q": float(q_loss.detach()), **metrics}
     if settings.get("cql_weight", 0.0):
         cql = cql_penalty(q, out.targets, out.mask)
-        total = total + settings["cql_weight"] * cql
+        value = value + settings["cql_weight"] * cql
         metrics["cql"] = float(cql.detach())
-    return total, metrics
+    return bc + settings.get("value_weight", 1.0) * value, metrics

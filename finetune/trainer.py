@@ -69,6 +69,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {
     "beta": 4.0,
     "tau": 0.7,
     "cql_weight": 0.01,
+    "value_weight": 1.0,  # MC/ILQL: the value losses' weight against BC's (the paper sums them: 1)
     "max_length": 1024,
     "polyak": 0.005,
     "support": 1e-3,  # decoding: Q re-ranks only tokens the BC policy gives at least this probability
@@ -96,6 +97,7 @@ class TrainConfig:
     beta: float | None = None
     tau: float | None = None
     cql_weight: float | None = None
+    value_weight: float | None = None  # MC/ILQL: weight of the value losses (1: the paper's sum)
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
@@ -128,6 +130,8 @@ class TrainConfig:
         for name, words in WORD_SETTINGS.items():
             if record[name] == words[0]:  # the default: states saved before the option resume
                 record.pop(name)
+        if record["value_weight"] is None:  # likewise
+            record.pop("value_weight")
         return record
 
 
@@ -142,7 +146,7 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
     settings.update(TASK_DEFAULTS.get(task, {}))
     scratch_lr = settings.pop("lr", 3e-4)  # a task's lr is for from-scratch models
     settings["lr"] = 2e-5 if pretrained else scratch_lr
-    for name in ("gamma", "beta", "tau", "cql_weight", "max_length", "lr", "polyak"):
+    for name in ("gamma", "beta", "tau", "cql_weight", "value_weight", "max_length", "lr", "polyak"):
         value = getattr(config, name)
         if value is not None:
             settings[name] = value

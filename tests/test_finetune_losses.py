@@ -201,6 +201,22 @@ def test_mc_bootstrap_adds_the_behaviour_value_of_the_state_a_truncated_episode_
     assert observed["q"] == pytest.approx(0.65625, abs=1e-6) and "v_end" not in observed
 
 
+@pytest.mark.parametrize("algo", [mc_returns, ilql])
+def test_value_weight_scales_every_value_term_and_leaves_bc_alone(batch, algo) -> None:
+    """L = L_BC + value_weight * (the value terms, CQL included): at 0.25 the total is BC plus a
+    quarter of what the value terms add at 1."""
+    model = BigramToy()
+    heads = ilql_heads(model) if algo is ilql else algo.make_heads(model, {})
+    if algo is mc_returns:
+        set_q(heads.q1, Q1)
+    settings = {"tau": 0.7, "cql_weight": 0.1}
+    full, metrics = algo.loss(model, heads, batch, settings)
+    quarter, same = algo.loss(model, heads, batch, {**settings, "value_weight": 0.25})
+    assert same == metrics  # the terms themselves do not change
+    bc = metrics["bc"]
+    assert float(quarter) == pytest.approx(bc + 0.25 * (float(full) - bc), abs=1e-6)
+
+
 # --- ILQL ---------------------------------------------------------------------------------------
 def ilql_heads(model: BigramToy) -> ValueHeads:
     heads = ilql.make_heads(model, {})

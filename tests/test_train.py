@@ -269,4 +269,5 @@ def test_task_defaults_and_explicit_settings() -> None:
     assert settings()["lr"] == 1e-3 and settings()["polyak"] == 0.1  # maze, from scratch
     assert settings(pretrained=True)["lr"] == 2e-5  # a task's lr is for from-scratch models only
     assert settings(lr=5e-4)["lr"] == 5e-4 and settings(polyak=0.005)["polyak"] == 0.005
+    assert settings()["value_weight"] == 1.0 and settings(value_weight=0.1)["value_weight"] == 0.1
     assert resolve(TrainConfig(algo="bc", data=[], out=Path("x")), "chess", False)["lr"] == 3e-4
