@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import re
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +33,7 @@ from learning_diagnostics import move_accuracy
 
 import lmrl
 from lmrl.agents.local_settings import PREFIX_CACHE_ENV, parse_local_options
+from lmrl.cli import slug
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import OnlineConfig, train_online
@@ -445,7 +445,7 @@ def _base_tag(args: argparse.Namespace) -> str:
     """The base in run names: nothing for tiny (the runs before ``--base`` keep their names)."""
     if args.base == "tiny":
         return ""
-    return "-" + re.sub(r"[^A-Za-z0-9.]+", "-", Path(args.base.removeprefix("local/")).name).strip("-")
+    return "-" + slug(Path(args.base.removeprefix("local/")).name)
 
 
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:

@@ -25,10 +25,12 @@ EXIT_BUDGET = 3  # a budget (--max-cost, --fail-on-error) stopped the run; the r
 EXIT_INTERRUPTED = 130
 
 
-def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
-    def slug(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+def slug(text: str) -> str:
+    """``text`` as a file name: each run of characters other than letters, digits and dots becomes -."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
+
+def _default_out(tasks: list[str], models: list[str], seed: int) -> Path:
     name = "_".join(["+".join(slug(t) for t in tasks), "+".join(slug(m) for m in models), f"s{seed}"])
     return Path("runs") / name[:150]
 
