@@ -299,6 +299,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--truncation is for MC; --algo {args.algo} bootstraps a truncated end already")
     if args.backup != BACKUPS[0]:
         raise TrainError(f"--backup is for offline ILQL; --algo {args.algo} trains online")
+    if args.value_weight is not None:
+        raise TrainError(f"--value-weight is for MC and ILQL; --algo {args.algo} has its own value loss")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
 

@@ -201,6 +201,8 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
             if config.algo == "ilql"
             else f"--truncation {config.truncation} is an MC setting; --algo {config.algo} has no values"
         )
+    if config.value_weight is not None and algo.EXTRACTION is None:
+        raise TrainError(f"--value-weight is an MC/ILQL setting; --algo {config.algo} has no value heads")
     if config.heads != HEAD_SHAPES[0] and algo.EXTRACTION is None:
         raise TrainError(
             f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"

@@ -267,6 +267,7 @@ def test_a_killed_run_resumes_from_the_last_finished_round(policy, tmp_path) -> 
         (["--algo", "ppo", "--task", "maze-fo", "--heads", "linear"], "--heads is for MC and ILQL"),
         (["--algo", "ppo", "--task", "maze-fo", "--truncation", "bootstrap"], "--truncation is for MC"),
         (["--algo", "ppo", "--task", "maze-fo", "--backup", "action"], "--backup is for offline ILQL"),
+        (["--algo", "ppo", "--task", "maze-fo", "--value-weight", "0.1"], "--value-weight is for MC"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys) -> None:

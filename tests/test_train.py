@@ -160,6 +160,7 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tm
         (["--algo", "ilql", "--data", "{maze}", "--truncation", "bootstrap"], "ILQL always bootstraps"),
         (["--algo", "bc", "--data", "{maze}", "--truncation", "bootstrap"], "is an MC setting"),
         (["--algo", "mc", "--data", "{maze}", "--truncation", "guess"], "--truncation: invalid choice"),
+        (["--algo", "bc", "--data", "{maze}", "--value-weight", "0.1"], "--value-weight is an MC"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
