@@ -62,8 +62,9 @@ def test_per_episode_limits_cut_episodes_as_truncated_with_the_reason(fake_serve
     cut = [r for r in records if r["info"].get("cut_by") == "max_episode_tokens"]
     assert cut and all(r["truncated"] and not r["terminated"] and r["turns"][-1]["truncated"] for r in cut)
     slow = tmp_path / "seconds"
-    model = _model("maze@delay=0.4")
-    args = _args(slow, model, fake_server.api_base, "--max-episode-seconds", "0.6", "--episodes", "2")
+    # each call takes 1 s: the first ends inside the 1.5 s limit even on a slow machine, the second is cut
+    model = _model("maze@delay=1.0")
+    args = _args(slow, model, fake_server.api_base, "--max-episode-seconds", "1.5", "--episodes", "2")
     assert main(args) == 0
     for record in read_records(slow / "episodes.jsonl"):
         assert record["info"]["cut_by"] == "max_episode_seconds" and record["truncated"]
