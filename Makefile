@@ -59,8 +59,11 @@ demo: install
 	$(BIN)/lmrl report $$(for d in runs/demo-*; do [ -f $$d/manifest.json ] || [ -f $$d/train_log.jsonl ] && echo $$d; done) \
 		--out runs/demo-report
 
+# Two workers, one test file each at a time (module fixtures are built once): the suite is mostly
+# process start-ups and small trainings, which two cores run side by side.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
