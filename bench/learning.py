@@ -183,7 +183,8 @@ def main() -> None:
                 results.update(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
         for algo in algos + online:
             runs = [results[algo, seed] for seed in seeds]
-            rows.append(_row(task, algo, runs, behaviour, episodes, args))
+            bc = [results["bc", seed]["normalized"] for seed in seeds] if "bc" in phases[0] else None
+            rows.append(_row(task, algo, runs, behaviour, episodes, args, None if algo == "bc" else bc))
         if online:
             table.plot_online(task, table.online_results(args.out / task, ONLINE), args.out)
     table.write(rows, args.out)
@@ -502,7 +503,7 @@ def _evaluate_scripted(task: str, args: argparse.Namespace) -> float:
     return float(summarize(episodes_frame(lmrl.load_run(out)), anchors).iloc[0]["normalized"])
 
 
-def _row(task, algo, runs, behaviour, episodes, args) -> dict:
+def _row(task, algo, runs, behaviour, episodes, args, bc: list[float] | None) -> dict:
     scores = [r["normalized"] for r in runs]
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
@@ -521,6 +522,7 @@ def _row(task, algo, runs, behaviour, episodes, args) -> dict:
         "success": round(statistics.fmean(r["success"] for r in runs), 3),
         "invalid": round(statistics.fmean(r["invalid"] for r in runs), 3),
         "per_seed": " ".join(f"{s:.1f}" for s in scores),
+        "over_bc": table.gain_over(scores, bc),
         "beta": " ".join(table.picked(r) for r in runs),
         "episodes_to_90": table.reach(runs),
         "paper": table.paper(task, algo),

@@ -70,3 +70,14 @@ def test_the_interval_over_seeds_and_episodes_to_ninety_percent() -> None:
     # from 0 to a final level of 10 (mean of the last three): 90% is first reached in round 3
     assert learning_table.episodes_to_90([0.0, 5.0, 9.5, 10.0, 10.0, 10.0], per_round=64) == 3 * 64
     assert learning_table.episodes_to_90([3.0, 2.0, 1.0, 1.0], per_round=64) is None
+
+
+def test_the_gain_over_bc_pairs_the_seeds() -> None:
+    # maze-fo's bootstrapped MC against its BC: gains 13.7, 40.3 and 14.1; their mean 22.7 and paired
+    # half-width t(2) * sd / sqrt(3) = 4.303 * 15.24 / 1.732
+    text = learning_table.gain_over([75.9, 88.8, 78.0], [62.2, 48.5, 63.9])
+    assert text == "+13.7 +40.3 +14.1 (+22.7 ± 37.9)"
+    # a loss is signed as a loss, a tie as +0.0
+    assert learning_table.gain_over([50.0, 40.0, 45.0], [55.0, 35.0, 45.0]).startswith("-5.0 +5.0 +0.0")
+    assert learning_table.gain_over([1.0], None) == "-"
+    assert learning_table.gain_over([1.0, 2.0], [1.0]) == "-"
