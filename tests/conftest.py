@@ -20,6 +20,19 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The files that take longest (launched trainings, online rounds) start first, so that under
+# `make test`'s two workers (a file each at a time) no long file is left running alone at the end.
+LONGEST_FIRST = ("test_train_distributed.py", "test_train.py", "test_online.py", "test_rollout_server.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every file keeps its own order
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
