@@ -185,8 +185,12 @@ async def test_the_limit_falls_under_sustained_429s_and_recovers_after(fake_serv
     history = limiter.describe()["history"]
     last_429 = max(i for i, entry in enumerate(history) if entry[2] == "429")
     assert history[1][1:] == [4, "429"] and min(entry[1] for entry in history) <= k
-    # the sawtooth of AIMD under a cap of k: between k/2 and k+1 for the whole storm
-    assert all(entry[1] <= k + 1 for entry in history[1 : last_429 + 1])
+    # the sawtooth of AIMD under a cap of k, for the whole storm: around k, never back near the start
+    # (8). One step above k+1 is allowed: on a loaded CPU the server can see fewer of the client's
+    # calls at once than the client has in flight (one ends while the next is still in the socket's
+    # backlog), so a call at k+1 may pass and the limit grow once more before a 429 reaches it.
+    storm_limits = [entry[1] for entry in history[1 : last_429 + 1]]
+    assert max(storm_limits) <= k + 2, history
     # once down, few calls are turned away: far fewer than the 5 of 8 a fixed limit of 8 would lose
     assert seen[storm // 2 : storm].count(429) < 0.3 * (storm // 2), storm_429s
 
