@@ -179,7 +179,8 @@ def main() -> None:
         for phase in phases:
             jobs = [(task, algo, seed, data, args) for algo in phase for seed in seeds]
             # Several runs at once, one thread each: on a small CPU that beats one run on every core.
-            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(args.jobs, spawn, _exit_with_parent, (os.getpid(),)) as pool:
                 results.update(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
         for algo in algos + online:
             runs = [results[algo, seed] for seed in seeds]
@@ -188,6 +189,19 @@ def main() -> None:
         if online:
             table.plot_online(task, table.online_results(args.out / task, ONLINE), args.out)
     table.write(rows, args.out)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's initializer: end the worker once the benchmark that started it is gone (killed, or
+    stopped by a signal to its process group). A pool's idle worker otherwise waits for work forever."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(130)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _share_prefix_memory(jobs: int) -> None:

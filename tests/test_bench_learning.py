@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
 
 import learning  # noqa: E402
 import learning_table  # noqa: E402
@@ -81,3 +86,40 @@ def test_the_gain_over_bc_pairs_the_seeds() -> None:
     assert learning_table.gain_over([50.0, 40.0, 45.0], [55.0, 35.0, 45.0]).startswith("-5.0 +5.0 +0.0")
     assert learning_table.gain_over([1.0], None) == "-"
     assert learning_table.gain_over([1.0, 2.0], [1.0]) == "-"
+
+
+def test_a_benchmark_worker_ends_when_the_benchmark_is_killed(tmp_path) -> None:
+    # The parent starts a pool worker the way the benchmark does, writes the worker's pid, and is
+    # SIGKILLed; the idle worker must not outlive it.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        f"sys.path.insert(0, {str(BENCH)!r})\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "import learning\n"
+        "if __name__ == '__main__':\n"
+        "    spawn = multiprocessing.get_context('spawn')\n"
+        "    pool = ProcessPoolExecutor(1, spawn, learning._exit_with_parent, (os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    assert alive(worker)  # while the benchmark is
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived the benchmark")
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie that nobody has reaped yet (an orphan's reaper may be slow or absent)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
