@@ -42,7 +42,7 @@ def return_distribution(task: str, episodes: pd.DataFrame) -> str:
     models = sorted(episodes["model"].unique())
     data = [episodes.loc[episodes["model"] == m, "return"].to_numpy() for m in models]
     figure, axes = plt.subplots(figsize=(_SIZE[0], 0.5 + 0.32 * len(models)))
-    axes.boxplot(data, vert=False, showmeans=True, widths=0.6, flierprops={"markersize": 2})
+    axes.boxplot(data, orientation="horizontal", showmeans=True, widths=0.6, flierprops={"markersize": 2})
     axes.set_yticks(range(1, len(models) + 1), [_short(m) for m in models])
     axes.set(xlabel="return", title=f"{task}: returns")
     return to_svg(figure)

@@ -101,6 +101,7 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert all(turn.action is not None and not turn.invalid for e in final for turn in e.turns)
     played = tmp_path / "played"
     run = ["run", "--task", "maze-fo", "--model", f"local/{out}", "--style", "text", "--episodes", "2"]
+    run += ["--max-turns", "3"]  # generating, a 6-step model wanders to the cap of 101 turns
     assert main([*run, "--local-option", "beta=0", "--out", str(played), "--no-progress"]) == 0
     assert len(lmrl.load_run(played)) == 2
 
@@ -190,13 +191,16 @@ def test_evaluations_play_with_the_task_options(wordle_data, tmp_path) -> None:
 def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
     from safetensors.torch import load_file
 
-    def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "lmrl.cli", "train", "--algo", "bc", "--data", str(maze_data),
-                "--out", str(out), "--max-steps", "24", "--save-every", "4", "--batch-size", "8",
-                "--lr-schedule", "cosine", "--eval-episodes", "0", "--no-progress"]  # fmt: skip
+    def arguments(out: Path) -> list[str]:
+        return ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "24",
+                "--save-every", "4", "--batch-size", "8", "--lr-schedule", "cosine", "--eval-episodes", "0",
+                "--no-progress"]  # fmt: skip
 
-    straight = tmp_path / "straight"
-    subprocess.run(command(straight), check=True, capture_output=True, cwd=ROOT)
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "lmrl.cli", *arguments(out)]
+
+    straight = tmp_path / "straight"  # in this process: only the killed run needs one of its own
+    assert main(arguments(straight)) == 0
     killed = tmp_path / "killed"
     process = subprocess.Popen(command(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

@@ -12,6 +12,10 @@ the mean over its own action tokens and DDP averages the ranks' gradients with e
   ``world * tokens_of_rank / tokens_of_batch``, which brings the gap down to float noise;
 * only the main process logs, the whole batch's loss (reduced over the ranks).
 
+The tests launch batch 7 only: the equal split is the special case of the weighting where every scale is
+1. The one-process runs they compare against train in the test's own process (``lmrl.cli.main``): a
+process of their own would only add the ~10 s of importing torch and transformers.
+
 Dropout is switched off in the base these tests train: a rank draws its masks for its half-batch from
 the step's seed, so they differ from the masks one process draws for the whole batch and the two runs
 differ by dropout's own randomness (measured with the default 0.1: the updates differ by half their
@@ -40,9 +44,10 @@ from pathlib import Path
 import pytest
 
 import lmrl
+from lmrl.cli import main
 from lmrl.finetune.models import prepare_base
 
-pytestmark = pytest.mark.slow  # four trainings, two of them launched: ~35 s on two cores
+pytestmark = pytest.mark.slow  # four trainings, two of them launched
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
@@ -101,9 +106,16 @@ def train(launcher: list[str], where: Path, args: list[str]) -> tuple[subprocess
     return done, out
 
 
+def train_here(where: Path, args: list[str]) -> Path:
+    """The same training in this process, one rank."""
+    out = where / "out"
+    assert main(["train", *args, "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """One process and two, at batch sizes 8 (4 + 4 samples per rank) and 7 (4 + 3)."""
+    """One process and two, at batch size 7 (4 + 3 samples per rank)."""
     root = tmp_path_factory.mktemp("ddp")
     data = root / "data"
     lmrl.run("maze-fo", "scripted/behavior", episodes=10, out=data)
@@ -113,11 +125,10 @@ def runs(tmp_path_factory) -> dict:
     (base / "config.json").write_text(json.dumps(config))
     two_processes = [*LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())]
     found: dict = {"root": root, "base": base}
-    for batch_size in (8, 7):
-        args = ["--algo", "bc", "--data", str(data), "--base", str(base), "--lr", "3e-4", "--max-steps", "4"]
-        args += ["--batch-size", str(batch_size), "--eval-episodes", "0", "--no-progress"]
-        found[1, batch_size] = train([sys.executable], root / f"one-{batch_size}", args)
-        found[2, batch_size] = train(two_processes, root / f"two-{batch_size}", args)
+    args = ["--algo", "bc", "--data", str(data), "--base", str(base), "--lr", "3e-4", "--max-steps", "4"]
+    args += ["--batch-size", "7", "--eval-episodes", "0", "--no-progress"]
+    found["one"] = train_here(root / "one", args)
+    found["two"] = train(two_processes, root / "two", args)
     return found
 
 
@@ -138,31 +149,21 @@ def update_gap(one: Path, two: Path, base: Path) -> float:
 
 
 def test_two_cpu_processes_really_are_two_ranks(runs) -> None:
-    root = runs["root"]
-    assert ranks(root / "one-8") == [{"type": "DistributedType.NO", "processes": 1, "index": 0}]
-    assert ranks(root / "two-8") == [
+    assert ranks(runs["root"] / "two") == [
         {"type": "DistributedType.MULTI_CPU", "processes": 2, "index": 0},
         {"type": "DistributedType.MULTI_CPU", "processes": 2, "index": 1},
     ]
 
 
-def test_equal_shards_make_the_update_of_one_process(runs) -> None:
-    (_, one), (_, two) = runs[1, 8], runs[2, 8]
-    assert update_gap(one, two, runs["base"]) < 1e-3
-    single = losses(one)
-    assert [r["step"] for r in single] == [4]  # one record (log_every 10): the mean of steps 1-4
-    # The main process logs the whole batch's loss, once.
-    assert [r["loss"] for r in losses(two)] == pytest.approx([single[0]["loss"]], rel=1e-5)
-
-
 def test_unequal_shards_make_the_update_of_one_process(runs) -> None:
-    (_, one), (_, two) = runs[1, 7], runs[2, 7]
-    assert update_gap(one, two, runs["base"]) < 1e-3
+    assert update_gap(runs["one"], runs["two"][1], runs["base"]) < 1e-3
 
 
 def test_the_log_holds_the_batch_loss_once(runs) -> None:
-    (_, one), (done, two) = runs[1, 8], runs[2, 8]
-    assert [r["loss"] for r in losses(two)] == pytest.approx([losses(one)[0]["loss"]], rel=1e-6)
+    (done, two), single = runs["two"], losses(runs["one"])
+    assert [r["step"] for r in single] == [4]  # one record (log_every 10): the mean of steps 1-4
+    # The main process logs the whole batch's loss (reduced over the ranks), once.
+    assert [r["loss"] for r in losses(two)] == pytest.approx([single[0]["loss"]], rel=1e-5)
     assert done.stdout.count("wrote ") == 1
 
 
@@ -202,12 +203,6 @@ def test_online_rounds_under_two_processes_play_once_and_make_the_update_of_one(
     assert done.stdout.count("wrote ") == 1
     one_dir = root / "online-one"
     shutil.copytree(played, one_dir / "out" / "rounds" / "round-000" / "run")
-    script = one_dir / "train.py"
-    script.write_text(WRAPPER)
-    single = subprocess.run(
-        [sys.executable, str(script), "train", *args, "--out", str(one_dir / "out")],
-        cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert single.returncode == 0, single.stderr[-3000:]
+    train_here(one_dir, args)
     assert len(lmrl.load_run(one_dir / "out" / "rounds" / "round-000" / "run")) == 6  # nothing replayed
     assert update_gap(one_dir / "out", two, base) < 1e-3
