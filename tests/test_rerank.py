@@ -7,6 +7,7 @@ import random
 
 import anyio
 import pytest
+import torch
 from test_value_heads import favouring, maze_prompt, tiny_dir, with_heads  # noqa: F401
 
 from lmrl.agents import AgentOptions
@@ -283,3 +284,75 @@ def test_endgames_rerank_over_the_legal_moves(tiny_dir) -> None:  # noqa: F811
     assert len(episode.turns) > 1 and not any(turn.invalid for turn in episode.turns)
     board = chess.Board(episode.info["start_fen"])
     assert episode.turns[0].action in {board.san(m) for m in board.legal_moves}
+
+
+# --- proposals: the re-ranker over what the BC policy itself proposes --------------------------------
+def proposing(path, **extra) -> LocalAgent:
+    options = AgentOptions(temperature=0, max_tokens=8, extra={"proposals": 8, **extra})
+    return LocalAgent(f"local/{path}", options, style="text")
+
+
+def play(player: LocalAgent, prompts: list[Prompt]) -> list:
+    async def each() -> list:
+        try:
+            return [await player.act(p) for p in prompts]
+        finally:
+            await player.aclose()
+
+    return anyio.run(each)
+
+
+def test_proposals_pick_the_valued_action_among_the_policys_own(maze_policy, tmp_path) -> None:
+    """A BC maze policy proposes moves; heads that value "right" make the agent say "move right"
+    wherever it was proposed, and plain BC (beta 0) says the proposal it finds likeliest."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from lmrl.finetune.heads import ValueHeads
+
+    tokenizer = AutoTokenizer.from_pretrained(maze_policy)
+    right = tokenizer("move right\n", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(right[-2:-1]).strip() == "right"
+    config = json.loads((maze_policy / "config.json").read_text())
+    heads = ValueHeads(config["n_embd"], config["vocab_size"], value=True)
+    with torch.no_grad():
+        for layer in (heads.q1, heads.v):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        heads.q1.bias[right[-2]] = 1.0  # Q 1 for "right", 0 elsewhere; V 0
+    path = with_heads(maze_policy, tmp_path / "mc", heads, beta=1000.0, extraction="advantage")
+    prompts = [maze_prompt(i, "text") for i in range(8)]
+    guided, plain = play(proposing(path), prompts), play(proposing(path, beta=0), prompts)
+    moves = ("move up", "move down", "move left", "move right")
+    assert all(c.text in moves for c in guided + plain)
+    for completion in guided + plain:
+        assert tokenizer.decode(completion.token_ids) == completion.text + "\n"
+        assert len(completion.logprobs) == len(completion.token_ids)
+    # The same seeds give both agents the same proposals: where BC's likeliest is not "right" but
+    # "right" was proposed, only the valued agent says it.
+    said_right = [c.text == "move right" for c in guided]
+    assert all(g or not p for g, p in zip(said_right, [c.text == "move right" for c in plain], strict=True))
+    assert sum(said_right) > sum(c.text == "move right" for c in plain)
+
+
+def test_proposals_that_name_no_action_say_the_first_reply(tiny_dir) -> None:  # noqa: F811
+    from lmrl.parsing import Invalid
+
+    prompts = [maze_prompt(i, "text") for i in range(3)]
+    said = play(proposing(tiny_dir, proposals=4), prompts)  # an untrained model: no move in its noise
+    for prompt, completion in zip(prompts, said, strict=True):
+        assert isinstance(prompt.task.parse(completion.text), Invalid)
+        assert completion.token_ids and len(completion.logprobs) == len(completion.token_ids)
+    # The first reply, as a plain sampled agent seeded the same way would have said it.
+    first = play(LocalAgent(f"local/{tiny_dir}", AgentOptions(temperature=1.0, max_tokens=8), style="text"),
+                 [maze_prompt(i, "text") for i in range(3)])  # fmt: skip
+    assert [c.text for c in said] == [c.text for c in first]
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, "many"])
+def test_the_proposals_option_is_checked(value, tiny_dir) -> None:  # noqa: F811
+    from lmrl.agents import AgentConfigError, make_agent
+
+    with pytest.raises(AgentConfigError, match="proposals must be an integer >= 0"):
+        make_agent(f"local/{tiny_dir}", AgentOptions(extra={"proposals": value}))

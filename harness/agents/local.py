@@ -35,6 +35,12 @@ stream seeded by its episode), and in ``AgentOptions.extra``:
                     of what is free at load, at most 8 GiB on a CPU); least recently used go first
 ``beta``            weight of the value heads in Q-guided decoding (>= 0; default: the beta
                     saved with them; 0 = plain decoding); checkpoints without heads ignore it
+``rerank``          pick among the task's candidate actions (maze's four moves, Text-Nav's
+                    admissible commands) by BC likelihood + beta * value, instead of generating
+``proposals``       K: sample K replies from the BC policy (no guidance; at temperature 1 when
+                    the agent's is 0) and pick among the distinct actions they name as
+                    ``rerank`` does: a value of whole actions scores whole actions on tasks whose
+                    actions are open text (default 0 = off; ``rerank`` wins where it applies)
 =================== ====================================================================
 
 Value-guided decoding: ``LocalAgent(..., logits_processor=p)`` takes a ``transformers.LogitsProcessor``
@@ -56,6 +62,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -114,6 +121,7 @@ class LocalAgent(Agent):
         self._loaded: LoadedModel | None = None
         self.engine: Any = None  # the batching engine, once loaded
         self._generation: Any = None
+        self._proposing: Any = None  # proposals: BC sampling (no guidance)
         self._load_lock = threading.Lock()
 
     def _heads_meta(self) -> dict[str, Any] | None:
@@ -186,6 +194,10 @@ class LocalAgent(Agent):
                 stop=stops,
                 # Guidance first: it adds beta * Q to the raw logits, before any processor of the caller.
                 logits_processors=processors,
+            )
+            # Proposals must differ to give a choice: greedy agents still sample them (and choose greedily).
+            self._proposing = replace(
+                self._generation, logits_processors=self.logits_processors, temperature=temperature or 1.0
             )
             budget = self.settings.max_prompt_tokens
             if budget is None and loaded.context:
@@ -260,6 +272,8 @@ class LocalAgent(Agent):
         candidates = prompt.task.candidate_actions() if self.settings.rerank else None
         if candidates:
             return await self._rank(prompt, candidates, started)
+        if self.settings.proposals:
+            return await self._propose(prompt, started)
         # One draw from the episode's own stream seeds this turn's sampling: reruns sample the same
         # tokens whatever the episode is batched with (and the stream is used the same either way).
         seed = prompt.rng.getrandbits(63)
@@ -274,7 +288,42 @@ class LocalAgent(Agent):
             logprobs=result.logprobs,
         )
 
-    async def _rank(self, prompt: Prompt, candidates: list[str], started: float) -> Completion:
+    async def _propose(self, prompt: Prompt, started: float) -> Completion:
+        """``proposals=K``: K replies sampled from the BC policy; the distinct actions they name are
+        ranked as ``rerank`` ranks a task's candidates. When none names an action, the first reply is
+        said as it is (the task's invalid-action penalty applies)."""
+        from lmrl.parsing import Invalid
+
+        prompt_ids = self.encode(prompt)
+        seeds = [prompt.rng.getrandbits(63) for _ in range(self.settings.proposals)]
+        replies: list[Any] = [None] * len(seeds)
+
+        async def propose(index: int) -> None:
+            replies[index] = await self.engine.generate(prompt_ids, self._proposing, seeds[index])
+
+        async with anyio.create_task_group() as group:  # one batch: they share the prompt's prefix
+            for index in range(len(seeds)):
+                group.start_soon(propose, index)
+        actions: list[str] = []
+        for reply in replies:
+            action = prompt.task.parse(reply.text)
+            if not isinstance(action, Invalid) and action not in actions:
+                actions.append(action)
+        if actions:
+            return await self._rank(prompt, actions, started, prompt_ids)
+        first = replies[0]
+        return Completion(
+            text=first.text,
+            tokens_in=first.prompt_tokens,
+            tokens_out=len(first.token_ids),
+            latency_s=time.perf_counter() - started,
+            token_ids=first.token_ids,
+            logprobs=first.logprobs,
+        )
+
+    async def _rank(
+        self, prompt: Prompt, candidates: list[str], started: float, prompt_ids: list[int] | None = None
+    ) -> Completion:
         """``rerank``: score the task's candidate actions (BC likelihood + beta * value) and say the
         best (or a sample at temperature > 0) instead of generating."""
         from lmrl.finetune.guidance import RankRequest
@@ -284,7 +333,8 @@ class LocalAgent(Agent):
         tokenizer = loaded.tokenizer
         texts = [prompt.task.format_action(c) + "\n" for c in candidates]
         encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        prompt_ids = self.encode(prompt)
+        if prompt_ids is None:
+            prompt_ids = self.encode(prompt)
         temperature = 1.0 if self.options.temperature is None else float(self.options.temperature)
         index, logprobs = await self._ranker.rank(RankRequest(prompt_ids, encoded, temperature, prompt.rng))
         return Completion(
@@ -316,6 +366,8 @@ class LocalAgent(Agent):
                 "stop": list(self.settings.stop),
                 "max_prompt_tokens": self.settings.max_prompt_tokens,
                 "beta": self.settings.beta,
+                "rerank": self.settings.rerank,
+                "proposals": self.settings.proposals,
             },
             "logits_processors": [type(p).__name__ for p in self._processors()],
             "value_heads": None,

@@ -42,6 +42,9 @@ class LocalSettings:
     prefix_cache_mb: float | None = None  # None: decided from the free memory at load
     beta: float | None = None  # value-guided decoding weight; None: the one saved with the heads
     rerank: bool = False  # pick among the task's candidate actions (maze's four moves) instead of generating
+    # Sample this many replies from the BC policy and pick among the distinct actions they name as
+    # ``rerank`` does (for open-ended actions; a value of whole actions then scores whole actions). 0: off.
+    proposals: int = 0
 
     KEYS = (
         "device",
@@ -57,6 +60,7 @@ class LocalSettings:
         "prefix_cache_mb",
         "beta",
         "rerank",
+        "proposals",
     )
 
     @classmethod
@@ -89,6 +93,8 @@ class LocalSettings:
             for key in ("max_batch_size", "max_batch_tokens", "max_prompt_tokens"):
                 if extra.get(key) is not None:
                     fields[key] = _nonneg_int(key, extra[key], minimum=1)
+            if extra.get("proposals") is not None:
+                fields["proposals"] = _nonneg_int("proposals", extra["proposals"])
             if extra.get("rerank") is not None:
                 fields["rerank"] = flag_option("rerank", extra["rerank"], error=ValueError)
             if extra.get("share_prefixes") is not None:
@@ -145,7 +151,11 @@ def parse_local_options(items: list[str], flag: str = "--local-option") -> dict[
 
 
 def _nonneg_int(name: str, value: Any, minimum: int = 0) -> int:
-    number = int(value)
-    if number != float(value) or number < minimum:
+    try:
+        number = int(float(value))
+        whole = number == float(value)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or number < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
     return number
