@@ -245,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
     final = train(config, progress=not args.no_progress)
     score = final.get("eval")
     summary = f"wrote {config.out} (play it as local/{config.out})"
+    if final.get("already_trained"):
+        summary = f"{config.out} is already trained: nothing to do (play it as local/{config.out})"
     if score:
         summary += (
             f"; {score['episodes']} evaluation episodes: mean return {score['mean_return']:.3g} "

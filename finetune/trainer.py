@@ -119,20 +119,25 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
-        record = asdict(self)
-        # settings are derived (task defaults + the fields above); the rest may change on a rerun
-        volatile = (
-            "out", "max_steps", "eval_every", "eval_episodes", "eval_options", "eval_task_options",
-            "save_every", "log_every", "settings",
-        )  # fmt: skip
-        for name in volatile:
-            record.pop(name)
-        for name, words in WORD_SETTINGS.items():
-            if record[name] == words[0]:  # the default: states saved before the option resume
-                record.pop(name)
-        if record["value_weight"] is None:  # likewise
-            record.pop("value_weight")
-        return record
+        return identity_of(asdict(self))
+
+
+def identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """``TrainConfig.identity`` of a config's fields (also of a saved ``train_config.json``)."""
+    record = dict(record)
+    # settings are derived (task defaults + the fields above); the rest may change on a rerun
+    volatile = (
+        "out", "max_steps", "eval_every", "eval_episodes", "eval_options", "eval_task_options",
+        "save_every", "log_every", "settings",
+    )  # fmt: skip
+    for name in volatile:
+        record.pop(name, None)
+    for name, words in WORD_SETTINGS.items():
+        if record.get(name, words[0]) == words[0]:  # the default: states saved before the option resume
+            record.pop(name, None)
+    if record.get("value_weight") is None:  # likewise
+        record.pop("value_weight", None)
+    return record
 
 
 def algorithm(name: str) -> Any:
@@ -211,6 +216,8 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
     out = config.out
     state_dir = out / "state"
     resumed = read_state(state_dir, config)
+    if resumed is None and (finished := finished_run(config)) is not None:
+        return finished  # a rerun of a finished command: nothing left to do
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     try:
         with accelerator.main_process_first():  # one process builds a from-scratch base, the rest read it
@@ -420,6 +427,28 @@ def read_state(state_dir: Path, config: Any) -> dict[str, Any] | None:
     if state.get("identity") != jsonable(config.identity()):
         raise TrainError(f"{config.out} holds a different training run; use another --out")
     return state
+
+
+def finished_run(config: Any) -> dict[str, Any] | None:
+    """The final record (``already_trained``: true) of the training that finished in ``config.out``,
+    or None when none did. A finished run of other settings or length is an error: its checkpoint is
+    not what this command asks for, and training again would overwrite it."""
+    out = config.out
+    log, saved = out / "train_log.jsonl", out / "train_config.json"
+    if not (log.exists() and saved.exists() and (out / "config.json").exists()):
+        return None
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not records or Path(records[-1].get("checkpoint", "")).resolve() != out.resolve():  # logged last
+        return None
+    before = json.loads(saved.read_text())
+    if identity_of(before) != jsonable(config.identity()):
+        raise TrainError(f"{out} holds a different training run; use another --out")
+    if (before.get("max_steps"), before.get("epochs")) != (config.max_steps, config.epochs):
+        length = (
+            f"{before['max_steps']} steps" if before.get("max_steps") else f"{before.get('epochs')} epochs"
+        )
+        raise TrainError(f"{out} holds a finished run of {length}; use another --out to train for longer")
+    return {**records[-1], "already_trained": True}
 
 
 def jsonable(value: Any) -> Any:

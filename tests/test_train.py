@@ -218,6 +218,28 @@ def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
         assert torch.allclose(a[name], b[name], atol=1e-5), name
 
 
+def test_rerunning_a_finished_command_trains_nothing(maze_data, tmp_path, capsys) -> None:
+    out = tmp_path / "bc"
+    args = ["train", "--algo", "bc", "--data", str(maze_data), "--out", str(out), "--max-steps", "2"]
+    args += ["--eval-episodes", "0", "--no-progress"]
+    assert main(args) == 0
+    weights, log = (out / "model.safetensors").read_bytes(), (out / "train_log.jsonl").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "is already trained: nothing to do" in capsys.readouterr().out
+    assert (out / "model.safetensors").read_bytes() == weights  # not trained again
+    assert (out / "train_log.jsonl").read_text() == log  # nor logged twice
+    # Another run's settings or length would overwrite the checkpoint: one line, exit 2.
+    for other, message in (
+        (["--seed", "1"], "holds a different training run"),
+        (["--max-steps", "3"], "of 2 steps"),
+    ):
+        assert main([*args, *other]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
 @pytest.mark.slow
 def test_a_sigterm_during_evaluation_ends_130_and_logs_no_score(maze_data, tmp_path) -> None:
     """The runner stops cleanly on SIGTERM (what it played stays, resumable); a score of the part
