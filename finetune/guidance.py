@@ -305,7 +305,7 @@ def _encode_prompts(
     the attention mask of the prompt columns). With a ``prefix_store`` that supports the model, each
     row reuses the stored states of its longest stored prefix (laid out as ``generate_padded`` does)
     and the prompts are stored for the next turn."""
-    from lmrl.agents.padded_generation import CACHE_KWARG, new_cache
+    from lmrl.agents.padded_generation import CACHE_KWARG, new_cache, output_cache
 
     matches = prefix_store.plan(model, prompts) if prefix_store is not None else None
     reuse = bool(matches) and prefix_store.supported is not False
@@ -331,7 +331,7 @@ def _encode_prompts(
         **({CACHE_KWARG: cache} if reuse else {}),
     )
     if not reuse:
-        return out, getattr(out, "cache", None) or out.past_key_values, mask
+        return out, output_cache(out), mask
     kept = [(p, len(p), width - len(p), match) for p, match in zip(prompts, matches, strict=True)]
     prefix_store.keep(cache, kept)
     return out, cache, mask

@@ -153,6 +153,12 @@ def _cache_kwarg() -> str:
 CACHE_KWARG = _cache_kwarg()  # public: the re-ranker (lmrl.finetune.guidance) passes caches too
 
 
+def output_cache(out: Any) -> Any:
+    """The cache a forward returned: ``out.cache`` from transformers 5.24, ``out.past_key_values``
+    before (reading that name on 5.24 logs a deprecation warning)."""
+    return getattr(out, CACHE_KWARG)
+
+
 def new_cache(model: Any, rows: int, length: int) -> Any:
     """A key/value cache for one batch: preallocated (``StaticCache``: every new token is written in
     place) when the model's layers allow it; transformers' default growing cache concatenates the

@@ -160,10 +160,12 @@ class PrefixStore:
             self._add(tokens, states, prompt_tokens)
 
     def _compute(self, model: Any, prefix: list[int]) -> None:
+        from lmrl.agents.padded_generation import output_cache  # it imports this module
+
         with torch.inference_mode():
-            cache = model(
-                input_ids=torch.tensor([prefix], dtype=torch.long, device=model.device), use_cache=True
-            ).past_key_values
+            cache = output_cache(
+                model(input_ids=torch.tensor([prefix], dtype=torch.long, device=model.device), use_cache=True)
+            )
         layers = getattr(cache, "layers", None)
         if not isinstance(cache, DynamicCache) or not layers:
             self.supported = False  # a transformers version whose caches we do not know
