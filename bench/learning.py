@@ -245,7 +245,11 @@ def _one_offline_run(job: tuple) -> dict:
     else:
         start = {"base": args.base}
     start.update(_value_settings(algo, args))
-    train(
+    # A run resumed after its training finished (the evaluation was cut) counts the training's time,
+    # recorded when it finished, not zero.
+    trained_seconds = run / "bench_trained.json"
+    training_started = time.perf_counter()
+    final_record = train(
         TrainConfig(
             algo=algo,
             data=[str(data)],
@@ -259,6 +263,10 @@ def _one_offline_run(job: tuple) -> dict:
         ),
         progress=args.jobs == 1,
     )
+    if not final_record.get("already_trained"):
+        trained_seconds.write_text(json.dumps({"seconds": time.perf_counter() - training_started}))
+    elif trained_seconds.exists():
+        started -= json.loads(trained_seconds.read_text())["seconds"]
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
     final, _ = _evaluate_final(run, task, beta, args, online=False)
     result = {"normalized": final["normalized"], "seconds": time.perf_counter() - started, "beta": beta}
