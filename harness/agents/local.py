@@ -278,15 +278,7 @@ class LocalAgent(Agent):
         # tokens whatever the episode is batched with (and the stream is used the same either way).
         seed = prompt.rng.getrandbits(63)
         result = await self.engine.generate(lambda: self.encode(prompt), self._generation, seed)
-        return Completion(
-            text=result.text,
-            tokens_in=result.prompt_tokens,
-            tokens_out=len(result.token_ids),
-            cost_usd=0.0,
-            latency_s=time.perf_counter() - started,
-            token_ids=result.token_ids,
-            logprobs=result.logprobs,
-        )
+        return _generated(result, started)
 
     async def _propose(self, prompt: Prompt, started: float) -> Completion:
         """``proposals=K``: K replies sampled from the BC policy; the distinct actions they name are
@@ -311,15 +303,7 @@ class LocalAgent(Agent):
                 actions.append(action)
         if actions:
             return await self._rank(prompt, actions, started, prompt_ids)
-        first = replies[0]
-        return Completion(
-            text=first.text,
-            tokens_in=first.prompt_tokens,
-            tokens_out=len(first.token_ids),
-            latency_s=time.perf_counter() - started,
-            token_ids=first.token_ids,
-            logprobs=first.logprobs,
-        )
+        return _generated(replies[0], started)
 
     async def _rank(
         self, prompt: Prompt, candidates: list[str], started: float, prompt_ids: list[int] | None = None
@@ -406,6 +390,18 @@ class LocalAgent(Agent):
                 batching=self.engine.describe(),
             )
         return info
+
+
+def _generated(result: Any, started: float) -> Completion:
+    """A generation's reply as the agent's completion (a local model costs nothing)."""
+    return Completion(
+        text=result.text,
+        tokens_in=result.prompt_tokens,
+        tokens_out=len(result.token_ids),
+        latency_s=time.perf_counter() - started,
+        token_ids=result.token_ids,
+        logprobs=result.logprobs,
+    )
 
 
 class _RankBatcher:
