@@ -17,6 +17,7 @@ from lmrl.finetune.trainer import (
     TRUNCATIONS,
     TrainConfig,
     TrainError,
+    task_filter,
     train,
 )
 
@@ -84,7 +85,11 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         help="MC/ILQL: weight of the value losses (Q, V, CQL) against BC's on the shared network (1)",
     )
     parser.add_argument("--max-length", type=positive_int, help="context budget in tokens (task default)")
-    parser.add_argument("--filter", default="success", help="filtered BC: success or top:FRACTION")
+    parser.add_argument(
+        "--filter",
+        help="filtered BC: success or top:FRACTION (default: the paper's for the task: top:0.3 on "
+        "Wordle, top:0.1 on the dialogue tasks, success elsewhere)",
+    )
     parser.add_argument(
         "--style",
         choices=["text", "chat"],
@@ -346,7 +351,7 @@ def _run_online(args: argparse.Namespace) -> int:
         kl_target=args.kl_target,
         credit=args.credit,
         scale=args.scale,
-        filter=args.filter,
+        filter=args.filter or task_filter(task),
         bc_data=[str(d) for d in args.bc_data],
         bc_weight=args.bc_weight,
         max_length=args.max_length,

@@ -54,7 +54,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # PO keeps the whole history: behaviour episodes reach ~1,150 tokens, and a prompt cut to the budget
     # cannot be packed (one cut prompt sends the whole dataset back to per-turn training).
     "textnav-po": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 2048},
-    "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "max_length": 256},
+    # Wordle from scratch: lr 1e-3 fits the letters faster (1.03 nats an action token after 6,000
+    # BC steps with a cosine schedule, against 3e-4's 1.10 on 20,000 episodes)
+    "wordle": {"gamma": 0.99, "beta": 4.0, "tau": 0.7, "cql_weight": 0.01, "lr": 1e-3, "max_length": 256},
 }
 # How the periodic evaluations play the checkpoint (local agent options, ``--eval-option``): on the
 # maze, the paper's re-ranker over the four legal moves, for every algorithm alike; on Wordle the same
@@ -64,6 +66,11 @@ TASK_EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "maze-po": {"rerank": True},
     "wordle": {"rerank": True},
 }
+# Filtered BC keeps the successes, except where the paper keeps the best returns (§8: Wordle's top 30%,
+# where three in four behaviour games succeed; the dialogue tasks' top 10%).
+TASK_FILTERS: dict[str, str] = {
+    "wordle": "top:0.3", "twenty-questions": "top:0.1", "guess-my-city": "top:0.1", "car-dealer": "top:0.1",
+}  # fmt: skip
 GENERIC_DEFAULTS: dict[str, Any] = {
     "gamma": 0.99,
     "beta": 4.0,
@@ -104,7 +111,7 @@ class TrainConfig:
     heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
     truncation: str = "observed"  # MC: bootstrap adds V of the state a truncated episode was cut in
     max_length: int | None = None
-    filter: str = "success"  # filtered BC: success or top:FRACTION
+    filter: str | None = None  # filtered BC: success or top:FRACTION (None: the task's, TASK_FILTERS)
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
     allow_mixed: bool = False
     lora: dict[str, Any] | None = None
@@ -132,12 +139,19 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     for name in volatile:
         record.pop(name, None)
+    if record.get("algo") != "filtered-bc":  # only filtered BC reads it
+        record.pop("filter", None)
     for name, words in WORD_SETTINGS.items():
         if record.get(name, words[0]) == words[0]:  # the default: states saved before the option resume
             record.pop(name, None)
     if record.get("value_weight") is None:  # likewise
         record.pop("value_weight", None)
     return record
+
+
+def task_filter(task: str) -> str:
+    """Filtered BC's filter for ``task`` when none is given: the paper's (``TASK_FILTERS``)."""
+    return TASK_FILTERS.get(task, "success")
 
 
 def algorithm(name: str) -> Any:
@@ -173,6 +187,7 @@ def _data(config: TrainConfig) -> tuple[list[Any], str]:
     try:
         episodes = load_dataset(config.data, config.allow_mixed)
         if config.algo == "filtered-bc":
+            config.filter = config.filter or task_filter(episodes[0].task)
             kind, _, fraction = config.filter.partition(":")
             if kind == "success" and not fraction:
                 episodes = filter_episodes(episodes, success_only=True)

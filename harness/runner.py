@@ -543,6 +543,9 @@ class Runner:
                     )
                     stop.cancel()
                     return
+                # A scripted episode may never wait on anything: without this, one worker would play
+                # every episode before the writer (or a SIGTERM's cancellation) got a turn.
+                await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as outer:
             with _cancel_on_sigterm(outer.cancel_scope):

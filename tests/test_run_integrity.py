@@ -165,3 +165,26 @@ def test_a_wrong_endpoint_or_model_is_found_before_any_episode(fake_server, tmp_
     skipped = ["run", "--task", "maze-fo", "--model", "openai/maze", "--api-base", f"{base}/nope/v1"]
     skipped += ["--no-preflight", "--episodes", "1", "--max-retries", "0", "--out", str(tmp_path / "skipped")]
     assert main([*skipped, "--no-progress"]) == 1
+
+
+def test_a_scripted_run_commits_episodes_as_it_plays(tmp_path):
+    """Scripted episodes never wait on anything; each worker still yields after an episode, so the
+    writer commits them as the run goes (a crash of a long run loses a moment, not everything)."""
+    import anyio
+
+    from lmrl.runner import RunConfig, Runner
+
+    config = RunConfig(
+        out=tmp_path / "run", tasks=["wordle"], models=["scripted/behavior"], episodes=300, concurrency=8
+    )
+    log = config.out / "episodes.jsonl"
+    on_disk: list[int] = []
+
+    def count(episode) -> None:
+        if len(on_disk) < 300:
+            on_disk.append(len(log.read_bytes().splitlines()))
+
+    result = anyio.run(Runner(config).run, count)
+    assert result.finished == 300
+    assert on_disk[-1] >= 250, on_disk[::50]  # committed along the way, not all at the end
+    assert len(read_records(log)) == 300

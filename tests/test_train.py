@@ -298,3 +298,30 @@ def test_task_defaults_and_explicit_settings() -> None:
     assert settings(lr=5e-4)["lr"] == 5e-4 and settings(polyak=0.005)["polyak"] == 0.005
     assert settings()["value_weight"] == 1.0 and settings(value_weight=0.1)["value_weight"] == 0.1
     assert resolve(TrainConfig(algo="bc", data=[], out=Path("x")), "chess", False)["lr"] == 3e-4
+
+
+def test_filtered_bc_defaults_to_the_papers_filter_for_the_task(maze_data, tmp_path) -> None:
+    from lmrl.finetune.data import filter_episodes
+    from lmrl.finetune.trainer import TrainConfig, _data, identity_of
+
+    def kept(data: Path, rule: str | None) -> tuple[str | None, list[str]]:
+        config = TrainConfig(algo="filtered-bc", data=[str(data)], out=tmp_path / "out", filter=rule)
+        episodes, _ = _data(config)
+        return config.filter, [e.key for e in episodes]
+
+    wordle_data = tmp_path / "wordle"
+    lmrl.run("wordle", "scripted/behavior", episodes=30, out=wordle_data)
+    wordle = load_dataset([wordle_data])
+    top = [e.key for e in filter_episodes(wordle, top_fraction=0.3)]
+    wins = [e.key for e in wordle if e.success]
+    assert len(top) < len(wins)  # most behaviour games succeed: the paper keeps the best 30% instead
+    assert kept(wordle_data, None) == ("top:0.3", top)
+    assert kept(wordle_data, "success") == ("success", wins)
+    maze = load_dataset([maze_data])
+    assert kept(maze_data, None) == ("success", [e.key for e in maze if e.success])
+    # runs saved before the per-task default (filter "success") still resume as the same run, except
+    # filtered BC's, whose data the filter chooses
+    bc = {"algo": "bc", "data": ["d"], "seed": 0}
+    assert identity_of({**bc, "filter": None}) == identity_of({**bc, "filter": "success"})
+    fbc = {**bc, "algo": "filtered-bc"}
+    assert identity_of({**fbc, "filter": "top:0.3"}) != identity_of({**fbc, "filter": "success"})
