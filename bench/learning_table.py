@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from pathlib import Path
 
 from lmrl.reports.paper import paper_table2
-from lmrl.reports.stats import t95
+from lmrl.reports.stats import mean_ci95
 
 
 def ci95(scores: list[float]) -> float:
     """Half the 95% t-interval of the mean over seeds (NaN for one seed)."""
-    if len(scores) < 2:
-        return float("nan")
-    return t95(len(scores) - 1) * statistics.stdev(scores) / len(scores) ** 0.5
+    return mean_ci95(scores)[1]
+
+
+def interval(half: float) -> str:
+    """``± half`` for the table; one seed has no interval: "± n/a", not "± nan"."""
+    return "± n/a" if math.isnan(half) else f"± {half:.1f}"
 
 
 def gain_over(scores: list[float], baseline: list[float] | None) -> str:
@@ -27,7 +31,7 @@ def gain_over(scores: list[float], baseline: list[float] | None) -> str:
         return "-"
     gains = [s - b for s, b in zip(scores, baseline, strict=True)]
     by_seed = " ".join(f"{g:+.1f}" for g in gains)
-    return f"{by_seed} ({statistics.fmean(gains):+.1f} ± {ci95(gains):.1f})"
+    return f"{by_seed} ({statistics.fmean(gains):+.1f} {interval(ci95(gains))})"
 
 
 def episodes_to_90(curve: list[float], per_round: int) -> int | None:
@@ -126,7 +130,7 @@ def write(rows: list[dict], out: Path) -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['algo']} | {r['normalized']} ± {r['ci95']} | {r['per_seed']} "
+            f"| {r['task']} | {r['algo']} | {r['normalized']} {interval(r['ci95'])} | {r['per_seed']} "
             f"| {r['over_bc']} | {r['mean_return']:.3g} / {r['success']:.0%} / {r['invalid']:.1%} "
             f"| {r['beta']} | {r['episodes_to_90']} | {r['move_accuracy']} | {r['paper']} "
             f"| {r['behaviour_policy']} | {r['dataset_episodes']} | {r['max_steps']} "

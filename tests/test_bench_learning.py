@@ -86,6 +86,8 @@ def test_the_gain_over_bc_pairs_the_seeds() -> None:
     assert learning_table.gain_over([50.0, 40.0, 45.0], [55.0, 35.0, 45.0]).startswith("-5.0 +5.0 +0.0")
     assert learning_table.gain_over([1.0], None) == "-"
     assert learning_table.gain_over([1.0, 2.0], [1.0]) == "-"
+    # one seed has a gain but no interval, and the table says so rather than "± nan"
+    assert learning_table.gain_over([4.4], [3.3]) == "+1.1 (+1.1 ± n/a)"
 
 
 def test_a_benchmark_worker_ends_when_the_benchmark_is_killed(tmp_path) -> None:
