@@ -245,9 +245,6 @@ def _one_offline_run(job: tuple) -> dict:
     else:
         start = {"base": args.base}
     start.update(_value_settings(algo, args))
-    # A run resumed after its training finished (the evaluation was cut) counts the training's time,
-    # recorded when it finished, not zero.
-    trained_seconds = run / "bench_trained.json"
     training_started = time.perf_counter()
     final_record = train(
         TrainConfig(
@@ -263,10 +260,9 @@ def _one_offline_run(job: tuple) -> dict:
         ),
         progress=args.jobs == 1,
     )
-    if not final_record.get("already_trained"):
-        trained_seconds.write_text(json.dumps({"seconds": time.perf_counter() - training_started}))
-    elif trained_seconds.exists():
-        started -= json.loads(trained_seconds.read_text())["seconds"]
+    # The training's seconds over all its sessions (a run resumed mid-training, or after it finished
+    # and its evaluation was cut), as the trainer logged them, in place of this session's.
+    started += time.perf_counter() - training_started - _training_seconds(run, final_record)
     beta = _tune_beta(run, task, args) if algo in ("mc", "ilql") else None
     final, _ = _evaluate_final(run, task, beta, args, online=False)
     result = {"normalized": final["normalized"], "seconds": time.perf_counter() - started, "beta": beta}
@@ -275,6 +271,15 @@ def _one_offline_run(job: tuple) -> dict:
           f"in {result['seconds']:.0f} s", flush=True)  # fmt: skip
     done.write_text(json.dumps(result))
     return result
+
+
+def _training_seconds(run: Path, final_record: dict) -> float:
+    """Seconds the training of ``run`` took in all: the trainer's ``train_seconds``; for runs trained
+    before the trainer logged them, what the bench recorded (``bench_trained.json``), else 0."""
+    if "train_seconds" in final_record:
+        return float(final_record["train_seconds"])
+    recorded = run / "bench_trained.json"
+    return json.loads(recorded.read_text())["seconds"] if recorded.exists() else 0.0
 
 
 ONLINE = {"ppo", "grpo", "grpo-episode", "online-filtered-bc"}

@@ -227,10 +227,17 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         raise TrainError(
             f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"
         )
+    session_started = time.perf_counter()
     episodes, task = _data(config)
     out = config.out
     state_dir = out / "state"
     resumed = read_state(state_dir, config)
+    # seconds of every session that trained these weights (a resumed run adds its earlier sessions')
+    earlier = float(resumed.get("train_seconds", 0.0)) if resumed else 0.0
+
+    def train_seconds() -> float:
+        return earlier + time.perf_counter() - session_started
+
     if resumed is None and (finished := finished_run(config)) is not None:
         return finished  # a rerun of a finished command: nothing left to do
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -312,9 +319,19 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                     )
                 if step % config.save_every == 0 and step < total and accelerator.is_main_process:
                     _save_state(
-                        state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo
+                        state_dir,
+                        config,
+                        accelerator,
+                        model,
+                        heads,
+                        tokenizer,
+                        optimizer,
+                        step,
+                        algo,
+                        train_seconds(),
                     )
         final = _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, final=True)
+        final["train_seconds"] = round(train_seconds(), 3)
         _write(log, final, on_log)
     finally:
         bar.close()
@@ -386,14 +403,17 @@ def _save_checkpoint(where: Path, config, accelerator, model, heads, tokenizer, 
         )
 
 
-def _save_state(state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo) -> None:
+def _save_state(
+    state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo, seconds: float
+) -> None:
     import torch
 
     partial = state_dir.with_name("state.partial")
     shutil.rmtree(partial, ignore_errors=True)
     _save_checkpoint(partial / "model", config, accelerator, model, heads, tokenizer, algo)
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    (partial / "state.json").write_text(json.dumps({"step": step, "identity": jsonable(config.identity())}))
+    state = {"step": step, "identity": jsonable(config.identity()), "train_seconds": round(seconds, 3)}
+    (partial / "state.json").write_text(json.dumps(state))
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
 

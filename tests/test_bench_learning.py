@@ -125,3 +125,12 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_runs_training_seconds_come_from_the_trainer_else_the_bench_record(tmp_path) -> None:
+    # the trainer's total over every session (a resumed run's earlier ones included) comes first
+    assert learning._training_seconds(tmp_path, {"train_seconds": 812.5}) == 812.5
+    # a run trained before the trainer logged it: what the bench recorded when it finished, else 0
+    assert learning._training_seconds(tmp_path, {"already_trained": True}) == 0.0
+    (tmp_path / "bench_trained.json").write_text('{"seconds": 779.0}')
+    assert learning._training_seconds(tmp_path, {"already_trained": True}) == 779.0

@@ -211,7 +211,15 @@ def test_a_killed_run_resumes_to_the_same_weights(maze_data, tmp_path) -> None:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    # The run's seconds add up over its sessions: the resumed one adds its own to the state's.
+    state = json.loads((killed / "state" / "state.json").read_text())
+    assert state["train_seconds"] > 0
+    (killed / "state" / "state.json").write_text(json.dumps({**state, "train_seconds": 1000.0}))
+    resumed_at = time.perf_counter()
     subprocess.run(command(killed), check=True, capture_output=True, cwd=ROOT)
+    resumed_for = time.perf_counter() - resumed_at
+    final = json.loads((killed / "train_log.jsonl").read_text().splitlines()[-1])
+    assert 1000.0 < final["train_seconds"] < 1000.0 + resumed_for
     a, b = load_file(straight / "model.safetensors"), load_file(killed / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
