@@ -17,7 +17,6 @@ from lmrl.finetune.trainer import (
     TRUNCATIONS,
     TrainConfig,
     TrainError,
-    task_filter,
     train,
 )
 
@@ -351,7 +350,7 @@ def _run_online(args: argparse.Namespace) -> int:
         kl_target=args.kl_target,
         credit=args.credit,
         scale=args.scale,
-        filter=args.filter or task_filter(task),
+        filter=args.filter,
         bc_data=[str(d) for d in args.bc_data],
         bc_weight=args.bc_weight,
         max_length=args.max_length,

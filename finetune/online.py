@@ -42,6 +42,7 @@ from lmrl.finetune.trainer import (
     jsonable,
     rank_share,
     read_state,
+    task_filter,
     weighted_step,
 )
 
@@ -75,7 +76,7 @@ class OnlineConfig:
     kl_horizon: float = 10_000
     credit: str = "turn"  # grpo: turn (per-turn returns against the group) or episode
     scale: bool = False  # grpo: divide advantages by the group's return std
-    filter: str = "success"  # online filtered BC: success or top:FRACTION
+    filter: str | None = None  # online filtered BC: success or top:FRACTION (None: the task's)
     bc_data: list[str] = field(default_factory=list)  # ppo: a fixed dataset for an extra BC loss
     bc_weight: float = 0.0
     max_length: int | None = None
@@ -172,6 +173,10 @@ def train_online(
         config.task = resolve_task(config.task)
     except Exception as error:
         raise TrainError(str(error).splitlines()[0]) from None
+    # the paper's filter for the task; the other algorithms keep the old default (their resumed states)
+    config.filter = config.filter or (
+        task_filter(config.task) if config.algo == "online-filtered-bc" else "success"
+    )
     _check(config)
     server = _rollout_server(config)
     out = config.out

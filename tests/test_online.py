@@ -326,3 +326,18 @@ def test_lmrl_report_reads_an_online_run(policy, tmp_path) -> None:
     train_online(_online(policy, bare, algo="online-filtered-bc", filter="top:0.5"), progress=False)
     loaded = write_report([bare], tmp_path / "report-bare").loaded
     assert list(learning_curve(loaded.training[0], loaded)["step"]) == [0, 1]
+
+
+@pytest.mark.parametrize(("task", "algo", "expected"), [
+    ("wordle", "online-filtered-bc", "top:0.3"),  # the paper's: most behaviour games succeed
+    ("maze-fo", "online-filtered-bc", "success"),
+    ("wordle", "ppo", "success"),  # unused; the old default, so saved states resume
+])  # fmt: skip
+def test_the_online_filter_defaults_to_the_papers_for_the_task(task, algo, expected, tmp_path) -> None:
+    from lmrl.finetune.online import OnlineConfig, train_online
+    from lmrl.finetune.trainer import TrainError
+
+    config = OnlineConfig(algo=algo, task=task, out=tmp_path / "o", base="tiny", rounds=0)
+    with pytest.raises(TrainError, match="--rounds"):  # resolved before the checks, so before any work
+        train_online(config, progress=False)
+    assert config.filter == expected
