@@ -319,17 +319,9 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                     )
                 if step % config.save_every == 0 and step < total and accelerator.is_main_process:
                     _save_state(
-                        state_dir,
-                        config,
-                        accelerator,
-                        model,
-                        heads,
-                        tokenizer,
-                        optimizer,
-                        step,
-                        algo,
+                        state_dir, config, accelerator, model, heads, tokenizer, optimizer, step, algo,
                         train_seconds(),
-                    )
+                    )  # fmt: skip
         final = _evaluate(config, accelerator, model, heads, tokenizer, algo, task, step, final=True)
         final["train_seconds"] = round(train_seconds(), 3)
         _write(log, final, on_log)
