@@ -189,12 +189,17 @@ def _data(config: TrainConfig) -> tuple[list[Any], str]:
         if config.algo == "filtered-bc":
             config.filter = config.filter or task_filter(episodes[0].task)
             kind, _, fraction = config.filter.partition(":")
+            everything = len(episodes)
             if kind == "success" and not fraction:
                 episodes = filter_episodes(episodes, success_only=True)
             elif kind == "top" and fraction:
                 episodes = filter_episodes(episodes, top_fraction=float(fraction))
             else:
                 raise DatasetError(f"--filter must be success or top:FRACTION, not {config.filter!r}")
+            print(
+                f"lmrl train: --filter {config.filter} keeps {len(episodes):,} of {everything:,} episodes",
+                file=sys.stderr,
+            )
     except (DatasetError, ValueError) as error:
         raise TrainError(str(error)) from None
     return episodes, episodes[0].task

@@ -308,7 +308,7 @@ def test_task_defaults_and_explicit_settings() -> None:
     assert resolve(TrainConfig(algo="bc", data=[], out=Path("x")), "chess", False)["lr"] == 3e-4
 
 
-def test_filtered_bc_defaults_to_the_papers_filter_for_the_task(maze_data, tmp_path) -> None:
+def test_filtered_bc_defaults_to_the_papers_filter_for_the_task(maze_data, tmp_path, capsys) -> None:
     from lmrl.finetune.data import filter_episodes
     from lmrl.finetune.trainer import TrainConfig, _data, identity_of
 
@@ -324,6 +324,7 @@ def test_filtered_bc_defaults_to_the_papers_filter_for_the_task(maze_data, tmp_p
     wins = [e.key for e in wordle if e.success]
     assert len(top) < len(wins)  # most behaviour games succeed: the paper keeps the best 30% instead
     assert kept(wordle_data, None) == ("top:0.3", top)
+    assert f"--filter top:0.3 keeps {len(top)} of 30 episodes" in capsys.readouterr().err
     assert kept(wordle_data, "success") == ("success", wins)
     maze = load_dataset([maze_data])
     assert kept(maze_data, None) == ("success", [e.key for e in maze if e.success])
