@@ -1,5 +1,6 @@
-"""The learning benchmark's output: the table of finished runs (``learning.csv``, ``learning.md``) and
-the online runs' learning curves (``online_<task>.png``)."""
+"""The learning benchmark's output: the table of finished runs (``learning.csv``, ``learning.md``; the
+rows of every invocation, kept in ``learning.json``) and the online runs' learning curves
+(``online_<task>.png``)."""
 
 from __future__ import annotations
 
@@ -115,10 +116,24 @@ def paper(task: str, algo: str) -> float | None:
     return float(table.loc[task, algo]) if task in table.index and algo in table.columns else None
 
 
+def merged(rows: list[dict], out: Path) -> list[dict]:
+    """The table's rows: those of earlier invocations (``learning.json``) with this one's rows in
+    place of the same (task, algorithm) and new ones after, so a bench run on one task keeps the
+    others' rows."""
+    saved = out / "learning.json"
+    table = json.loads(saved.read_text()) if saved.exists() else []
+    fresh = {(r["task"], r["algo"]): r for r in rows}
+    table = [fresh.pop((r["task"], r["algo"]), r) for r in table] + list(fresh.values())
+    saved.write_text(json.dumps(table, indent=1) + "\n")
+    return table
+
+
 def write(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    rows = merged(rows, out)
     with (out / "learning.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for r in rows for k in r))  # rows of older benches may lack a column
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     lines = [

@@ -134,3 +134,24 @@ def test_a_runs_training_seconds_come_from_the_trainer_else_the_bench_record(tmp
     assert learning._training_seconds(tmp_path, {"already_trained": True}) == 0.0
     (tmp_path / "bench_trained.json").write_text('{"seconds": 779.0}')
     assert learning._training_seconds(tmp_path, {"already_trained": True}) == 779.0
+
+
+def test_the_table_keeps_earlier_invocations_rows_and_replaces_rerun_ones(tmp_path) -> None:
+    def row(task: str, algo: str, score: float) -> dict:
+        return {
+            "task": task, "algo": algo, "seeds": 3, "move_accuracy": "-", "normalized": score,
+            "ci95": 1.0, "mean_return": -5.0, "success": 0.5, "invalid": 0.0, "per_seed": "1 2 3",
+            "over_bc": "-", "beta": "- - -", "episodes_to_90": None, "paper": 50.0,
+            "behaviour_policy": 50.0, "dataset_episodes": 100, "max_steps": 10, "cpu_minutes_per_run": 1.0,
+        }  # fmt: skip
+
+    learning_table.write([row("maze-fo", "bc", 60.0), row("maze-fo", "ilql", 90.0)], tmp_path)
+    learning_table.write([row("wordle", "bc", 3.3)], tmp_path)  # another task: the maze rows stay
+    learning_table.write([row("maze-fo", "ilql", 99.5)], tmp_path)  # a rerun replaces its own row
+    table = (tmp_path / "learning.md").read_text().splitlines()[2:]
+    assert [line.split(" | ")[:3] for line in table] == [
+        ["| maze-fo", "bc", "60.0 ± 1.0"],
+        ["| maze-fo", "ilql", "99.5 ± 1.0"],
+        ["| wordle", "bc", "3.3 ± 1.0"],
+    ]
+    assert (tmp_path / "learning.csv").read_text().count("\n") == 4  # the header and the three rows
