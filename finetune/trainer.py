@@ -149,6 +149,14 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def say(message: str) -> None:
+    """A note on stderr, once (under ``accelerate launch`` from the main process only)."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"lmrl train: {message}", file=sys.stderr)
+
+
 def task_filter(task: str) -> str:
     """Filtered BC's filter for ``task`` when none is given: the paper's (``TASK_FILTERS``)."""
     return TASK_FILTERS.get(task, "success")
@@ -196,10 +204,7 @@ def _data(config: TrainConfig) -> tuple[list[Any], str]:
                 episodes = filter_episodes(episodes, top_fraction=float(fraction))
             else:
                 raise DatasetError(f"--filter must be success or top:FRACTION, not {config.filter!r}")
-            print(
-                f"lmrl train: --filter {config.filter} keeps {len(episodes):,} of {everything:,} episodes",
-                file=sys.stderr,
-            )
+            say(f"--filter {config.filter} keeps {len(episodes):,} of {everything:,} episodes")
     except (DatasetError, ValueError) as error:
         raise TrainError(str(error)) from None
     return episodes, episodes[0].task
@@ -354,10 +359,9 @@ def training_units(samples: list[Any], config: TrainConfig) -> tuple[list[Any], 
     if not packed:
         cut = sum(s.truncated_prompt for s in samples)
         if config.packing == "auto" and cut:
-            print(
-                f"lmrl train: training per turn, not packed: {cut} of {len(samples)} prompts were cut to "
-                f"--max-length {config.settings['max_length']} (a longer budget keeps whole episodes)",
-                file=sys.stderr,
+            say(
+                f"training per turn, not packed: {cut} of {len(samples)} prompts were cut to "
+                f"--max-length {config.settings['max_length']} (a longer budget keeps whole episodes)"
             )
         return samples, config.batch_size, collate, lambda s: len(s.action_ids)
     turns_per_episode = len(samples) / len(packed)
