@@ -86,6 +86,21 @@ def load_dataset(run_dirs: Sequence[str | Path], allow_mixed: bool = False) -> l
     return episodes
 
 
+def top_fraction_of(rule: str) -> float | None:
+    """A filtered-BC rule's top fraction (``top:0.3`` -> 0.3), None for ``success``; a one-line
+    ``DatasetError`` for anything else."""
+    if rule == "success":
+        return None
+    kind, _, fraction = rule.partition(":")
+    try:
+        top = float(fraction) if kind == "top" else float("nan")
+    except ValueError:
+        top = float("nan")
+    if not 0 < top <= 1:  # NaN fails this too
+        raise DatasetError(f"--filter must be success or top:FRACTION in (0, 1], not {rule!r}")
+    return top
+
+
 def filter_episodes(
     episodes: Sequence[Episode], success_only: bool = False, top_fraction: float | None = None
 ) -> list[Episode]:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmrl.finetune.data import Sample
+from lmrl.finetune.data import DatasetError, Sample, top_fraction_of
 from lmrl.finetune.trainer import (
     TASK_DEFAULTS,
     TASK_EVAL_OPTIONS,
@@ -277,14 +277,14 @@ def _check(config: OnlineConfig) -> None:
         (config.credit in ("turn", "episode"), f"--credit must be turn or episode, not {config.credit!r}"),
         (config.packing in ("auto", "off"), f"--packing must be auto or off, not {config.packing!r}"),
         (not config.bc_weight or bool(config.bc_data), "--bc-weight needs --bc-data RUN_DIR"),
-        (
-            _valid_filter(config.filter),
-            f"--filter must be success or top:FRACTION in (0, 1], not {config.filter!r}",
-        ),
     ]
     for ok, message in problems:
         if not ok:
             raise TrainError(message)
+    try:
+        top_fraction_of(config.filter)
+    except DatasetError as error:
+        raise TrainError(str(error)) from None
     for run_dir in config.bc_data:
         if not (Path(run_dir) / "manifest.json").exists():
             raise TrainError(f"--bc-data {run_dir} is not an lmrl run directory")
@@ -301,15 +301,6 @@ def check_task_options(task: str, *options: dict[str, Any]) -> None:
             make_task(task, **settings)
         except InvalidTaskOption as error:
             raise TrainError(str(error)) from None
-
-
-def _valid_filter(rule: str) -> bool:
-    if rule == "success":
-        return True
-    try:
-        return rule.startswith("top:") and 0 < float(rule[4:]) <= 1
-    except ValueError:
-        return False
 
 
 def _resolve(config: OnlineConfig, algo: Any, model: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmrl.finetune.common import bc_loss, forward
-from lmrl.finetune.data import DatasetError, filter_episodes
+from lmrl.finetune.data import DatasetError, filter_episodes, top_fraction_of
 from lmrl.finetune.policy import Item, collate_items
 
 NAME = "online-filtered-bc"
@@ -16,8 +16,7 @@ DEFAULTS: dict[str, Any] = {"kl_coef": 0.0, "update_epochs": 1}
 
 
 def prepare(ctx: Any, episodes: list[Any], samples: list[list[Any]]) -> tuple[list[Item], dict[str, float]]:
-    rule = ctx.settings["filter"]
-    top = float(rule.split(":", 1)[1]) if rule.startswith("top:") else None
+    top = top_fraction_of(ctx.settings["filter"])  # checked when the run started
     try:
         kept = {id(e) for e in filter_episodes(episodes, success_only=top is None, top_fraction=top)}
     except DatasetError:  # nothing passed the filter this round: no update

@@ -190,20 +190,15 @@ def resolve(config: TrainConfig, task: str, pretrained: bool) -> dict[str, Any]:
 
 
 def _data(config: TrainConfig) -> tuple[list[Any], str]:
-    from lmrl.finetune.data import DatasetError, filter_episodes, load_dataset
+    from lmrl.finetune.data import DatasetError, filter_episodes, load_dataset, top_fraction_of
 
     try:
         episodes = load_dataset(config.data, config.allow_mixed)
         if config.algo == "filtered-bc":
             config.filter = config.filter or task_filter(episodes[0].task)
-            kind, _, fraction = config.filter.partition(":")
+            top = top_fraction_of(config.filter)
             everything = len(episodes)
-            if kind == "success" and not fraction:
-                episodes = filter_episodes(episodes, success_only=True)
-            elif kind == "top" and fraction:
-                episodes = filter_episodes(episodes, top_fraction=float(fraction))
-            else:
-                raise DatasetError(f"--filter must be success or top:FRACTION, not {config.filter!r}")
+            episodes = filter_episodes(episodes, success_only=top is None, top_fraction=top)
             say(f"--filter {config.filter} keeps {len(episodes):,} of {everything:,} episodes")
     except (DatasetError, ValueError) as error:
         raise TrainError(str(error)) from None
