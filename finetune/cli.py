@@ -37,8 +37,8 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument(
         "--base",
         default="tiny",
-        help="tiny or small (from scratch, tokenizer learnt on the task's text), local/smollm2, or a "
-        "checkpoint directory (default tiny)",
+        help="tiny, small or tiny-rope (from scratch, tokenizer learnt on the task's text), local/smollm2, "
+        "or a checkpoint directory (default tiny)",
     )
     parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the data (1)")
     parser.add_argument("--max-steps", type=positive_int, help="optimizer steps (instead of --epochs)")

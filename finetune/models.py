@@ -1,6 +1,6 @@
-"""The network a run starts from: a small GPT-2-style model trained from scratch with a tokenizer
-learnt on the task's own text (``tiny``, ``small``: the CPU default), or any local checkpoint
-(``local/smollm2``, a ``save_pretrained`` directory)."""
+"""The network a run starts from: a small model trained from scratch with a tokenizer learnt on the
+task's own text (``tiny``, ``small``: GPT-2-style, the CPU default; ``tiny-rope``: Llama-style, rotary
+positions), or any local checkpoint (``local/smollm2``, a ``save_pretrained`` directory)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-# name -> (layers, hidden, heads, vocabulary) of a from-scratch GPT-2
-SIZES: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (2, 128, 4, 1024),
-    "small": (4, 256, 8, 2048),
+# name -> (architecture, layers, hidden, heads, vocabulary) of a from-scratch model
+SIZES: dict[str, tuple[str, int, int, int, int]] = {
+    "tiny": ("gpt2", 2, 128, 4, 1024),
+    "small": ("gpt2", 4, 256, 8, 2048),
+    # Rotary positions and no dropout: on Wordle it learns to read the feedback (a letter's colour is
+    # six tokens after it, at every position) where the GPT-2 models learnt only the vocabulary.
+    "tiny-rope": ("llama", 4, 128, 4, 1024),
 }
 
 
@@ -25,11 +28,11 @@ def prepare_base(base: str, task: str, directory: Path, seed: int) -> Path:
     if base in SIZES:
         from lmrl.models.tiny import build_tiny_model
 
-        layers, hidden, heads, vocab = SIZES[base]
+        arch, layers, hidden, heads, vocab = SIZES[base]
         if not (directory / "config.json").exists():
             build_tiny_model(
                 directory,
-                arch="gpt2",
+                arch=arch,
                 vocab_size=vocab,
                 layers=layers,
                 hidden=hidden,
@@ -55,7 +58,7 @@ def prepare_base(base: str, task: str, directory: Path, seed: int) -> Path:
         path = checkpoint_path(name)
     except AgentConfigError:
         raise ModelError(
-            f"--base {base}: not a checkpoint directory (tiny, small, local/smollm2 or a path)"
+            f"--base {base}: not a checkpoint directory ({', '.join(SIZES)}, local/smollm2 or a path)"
         ) from None
     if not (path / "config.json").exists():
         raise ModelError(f"--base {base}: {path} is not a checkpoint directory (no config.json)")

@@ -106,6 +106,18 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert len(lmrl.load_run(played)) == 2
 
 
+def test_the_rotary_base_trains_and_plays(wordle_data, tmp_path) -> None:
+    out = tmp_path / "rope"
+    args = ["train", "--algo", "ilql", "--data", str(wordle_data), "--base", "tiny-rope", "--out", str(out)]
+    assert main([*args, "--max-steps", "3", "--eval-episodes", "2", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["hidden_size"]) == ("llama", 4, 128)
+    assert json.loads((out / "value_heads.json").read_text())["hidden_size"] == 128
+    # Played through the re-ranker over Wordle's vocabulary: every guess is a word.
+    final = lmrl.load_run(out / "evals" / "final")
+    assert len(final) == 2 and all(not turn.invalid for e in final for turn in e.turns)
+
+
 @pytest.mark.parametrize(
     ("schedule", "expected"),
     [
