@@ -1,0 +1,62 @@
+"""``bench/wordle_feedback.py``: its references are the exact likelihoods they claim, and its split of a
+checkpoint's loss into first and later guesses covers exactly the action tokens."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import lmrl
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import wordle_feedback  # noqa: E402
+
+
+def test_the_behaviour_reference_is_the_policys_own_likelihood() -> None:
+    from lmrl.tasks.wordle import BEHAVIOR_SMART_P, feedback, load_vocab
+
+    vocab = load_vocab()
+    episode = lmrl.play("wordle", "scripted/behavior", seed=3)
+    assert len(episode.turns) >= 3
+    floor, behaviour = wordle_feedback.references([episode], tokens_per_guess=6)
+    assert floor == pytest.approx(math.log(len(vocab)) / 6)
+    # A later guess inconsistent with the first one's feedback: only the random branch draws it.
+    first = episode.turns[0].info
+    inconsistent = next(w for w in vocab if feedback(first["guess"], w) != first["feedback"])
+    two = replace(episode, turns=[episode.turns[0], replace(episode.turns[1], info={"guess": inconsistent})])
+    _, alone = wordle_feedback.references([two], tokens_per_guess=6)
+    assert alone == pytest.approx(-math.log((1 - BEHAVIOR_SMART_P) / len(vocab)) / 6)
+    # The secret itself is always consistent: likelier than the floor.
+    secret = episode.info["secret"]
+    solved = replace(episode, turns=[episode.turns[0], replace(episode.turns[1], info={"guess": secret})])
+    assert wordle_feedback.references([solved], tokens_per_guess=6)[1] < floor
+
+
+def test_the_split_covers_every_action_token_once(tmp_path) -> None:
+    import torch
+
+    from lmrl.finetune import models
+    from lmrl.finetune.common import bc_loss, forward
+    from lmrl.finetune.data import collate_packed, dataset_samples, pack_dataset
+
+    run = tmp_path / "episodes"
+    lmrl.run("wordle", "scripted/behavior", episodes=6, out=run)
+    episodes = lmrl.load_run(run)
+    checkpoint = models.prepare_base("tiny-rope", "wordle", tmp_path / "base", seed=0)
+    first, later = wordle_feedback.split_nats(checkpoint, episodes)
+
+    model, tokenizer = models.load(checkpoint, None)
+    model.eval()
+    packed = pack_dataset(dataset_samples(episodes, tokenizer, max_length=256))
+    counts = [sum(len(s.action_ids) for p in packed for s in p.samples if (s.turn > 0) == k) for k in (0, 1)]
+
+    with torch.no_grad():
+        overall = float(bc_loss(forward(model, collate_packed(packed, tokenizer.pad_token_id))))
+    assert (first * counts[0] + later * counts[1]) / sum(counts) == pytest.approx(overall, rel=1e-5)
+    assert first != pytest.approx(later)
