@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import ONLINE_ALGORITHMS, OnlineConfig, train_online
 from lmrl.finetune.trainer import (
     ALGORITHMS,
@@ -37,7 +38,7 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument(
         "--base",
         default="tiny",
-        help="tiny, small or tiny-rope (from scratch, tokenizer learnt on the task's text), local/smollm2, "
+        help=f"{', '.join(SIZES)} (from scratch, tokenizer learnt on the task's text), local/smollm2, "
         "or a checkpoint directory (default tiny)",
     )
     parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the data (1)")
