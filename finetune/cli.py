@@ -51,6 +51,15 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         default="constant",
         help="offline: constant lr, or linear/cosine decay to 0 over the run's steps (constant)",
     )
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="offline: the lr rises linearly from 0 over these first steps, then follows --lr-schedule (0)",
+    )
+    parser.add_argument(
+        "--adam-beta2", type=nonneg_float, default=0.999, help="offline: AdamW's second-moment decay (0.999)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="turns per step (32)")
     parser.add_argument("--gamma", type=nonneg_float, help="discount (task default)")
     parser.add_argument(
@@ -212,6 +221,10 @@ def run(args: argparse.Namespace) -> int:
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
+    if args.warmup_steps < 0:
+        raise TrainError("--warmup-steps must not be negative")
+    if not args.adam_beta2 < 1:
+        raise TrainError("--adam-beta2 must be below 1")
     eval_options = _eval_options(args)
     config = TrainConfig(
         algo=args.algo,
@@ -223,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         lr=args.lr,
         lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        adam_beta2=args.adam_beta2,
         batch_size=args.batch_size,
         gamma=args.gamma,
         discount=args.discount,
@@ -300,6 +315,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
     if args.lr_schedule != "constant":
         raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
+    if args.warmup_steps or args.adam_beta2 != 0.999:
+        raise TrainError(f"--warmup-steps and --adam-beta2 are offline settings, not --algo {args.algo}")
     if args.heads != HEAD_SHAPES[0]:
         raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")
     if args.truncation != TRUNCATIONS[0]:

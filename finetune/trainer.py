@@ -108,6 +108,8 @@ class TrainConfig:
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
+    warmup_steps: int = 0  # the lr rises linearly from 0 over these first steps, then follows the schedule
+    adam_beta2: float = 0.999  # 0.95 forgets old gradient scales sooner (common for transformers)
     heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
     truncation: str = "observed"  # MC: bootstrap adds V of the state a truncated episode was cut in
     max_length: int | None = None
@@ -139,6 +141,9 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     for name in volatile:
         record.pop(name, None)
+    for name, default in (("warmup_steps", 0), ("adam_beta2", 0.999)):
+        if record.get(name, default) == default:  # states saved before the option resume
+            record.pop(name, None)
     if record.get("algo") != "filtered-bc":  # only filtered BC reads it
         record.pop("filter", None)
     for name, words in WORD_SETTINGS.items():
@@ -274,7 +279,9 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
 
         heads, _ = ValueHeads.load(state_dir / "model")
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
-    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=settings["lr"])
+    optimizer = torch.optim.AdamW(
+        [p for p in parameters if p.requires_grad], lr=settings["lr"], betas=(0.9, config.adam_beta2)
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     if heads is not None:
         heads = accelerator.prepare(heads)
@@ -303,7 +310,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
                 model.train()
                 loss, metrics = algo.loss(model, heads, batch, settings)
-                lr = scheduled_lr(settings["lr"], config.lr_schedule, step, total)
+                lr = scheduled_lr(settings["lr"], config.lr_schedule, step, total, config.warmup_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 loss = weighted_step(accelerator, optimizer, loss, weight)
@@ -414,10 +421,13 @@ def _save_state(
     partial.rename(state_dir)  # a kill leaves either the old state or the new one, never half of one
 
 
-def scheduled_lr(lr: float, schedule: str, step: int, total: int) -> float:
+def scheduled_lr(lr: float, schedule: str, step: int, total: int, warmup: int = 0) -> float:
     """The learning rate of step ``step`` (0-based) of ``total``: a function of the step alone, so a
-    resumed run follows the schedule of an uninterrupted one."""
-    done = step / max(total, 1)
+    resumed run follows the schedule of an uninterrupted one. The first ``warmup`` steps rise linearly
+    to ``lr``; the schedule then decays over the steps after them."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    done = (step - warmup) / max(total - warmup, 1)
     if schedule == "linear":
         return lr * (1.0 - done)
     if schedule == "cosine":

@@ -263,6 +263,7 @@ def test_a_killed_run_resumes_from_the_last_finished_round(policy, tmp_path) -> 
         (["--algo", "ppo", "--task", "maze-fo", "--task-option", "wordle.vocab=full"], "plays 'maze-fo'"),
         (["--algo", "bc", "--data", "x", "--rollout-task-option", "x.y=1"], "for online rounds"),
         (["--algo", "ppo", "--task", "maze-fo", "--lr-schedule", "cosine"], "--lr-schedule is for offline"),
+        (["--algo", "ppo", "--task", "maze-fo", "--warmup-steps", "10"], "are offline settings"),
         (["--algo", "ppo", "--task", "maze-fo", "--heads", "linear"], "--heads is for MC and ILQL"),
         (["--algo", "ppo", "--task", "maze-fo", "--truncation", "bootstrap"], "--truncation is for MC"),
         (["--algo", "ppo", "--task", "maze-fo", "--backup", "action"], "--backup is for offline ILQL"),

@@ -124,18 +124,44 @@ def test_the_rotary_base_trains_and_plays(wordle_data, tmp_path) -> None:
         ("constant", [1.0, 1.0, 1.0, 1.0]),
         ("linear", [1.0, 0.75, 0.5, 0.25]),
         ("cosine", [1.0, 0.854, 0.5, 0.146]),
+        ("warmup", [0.5, 1.0, 1.0, 1.0]),  # two warm-up steps, then constant
+        ("linear-warmup", [0.5, 1.0, 1.0, 0.5]),  # the decay spans the two steps after the warm-up
     ],
 )
 def test_the_lr_schedule_sets_each_steps_rate(schedule, expected, maze_data, tmp_path) -> None:
     from lmrl.finetune.trainer import TrainConfig, train
 
+    warmup = 2 if "warmup" in schedule else 0
+    schedule = {"warmup": "constant", "linear-warmup": "linear"}.get(schedule, schedule)
     config = TrainConfig(
         algo="bc", data=[str(maze_data)], out=tmp_path / "bc", max_steps=4, lr=1e-3, lr_schedule=schedule,
-        eval_episodes=0, log_every=1,
+        warmup_steps=warmup, eval_episodes=0, log_every=1,
     )  # fmt: skip
     train(config, progress=False)
     log = [json.loads(line) for line in (tmp_path / "bc" / "train_log.jsonl").read_text().splitlines()]
     assert [round(r["lr"] / 1e-3, 3) for r in log if "lr" in r] == expected
+
+
+def test_adam_beta2_reaches_the_optimizer_and_a_resume_must_share_it(maze_data, tmp_path) -> None:
+    import torch
+
+    from lmrl.finetune.trainer import TrainConfig, TrainError, train
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_step_2(record: dict) -> None:
+        if record.get("step") == 2:
+            raise Stop  # as a kill would: the saved state stays
+
+    common = {"algo": "bc", "data": [str(maze_data)], "out": tmp_path / "bc", "eval_episodes": 0}
+    config = TrainConfig(**common, max_steps=4, save_every=1, log_every=1, adam_beta2=0.95)
+    with pytest.raises(Stop):
+        train(config, progress=False, on_log=stop_after_step_2)
+    saved = torch.load(tmp_path / "bc" / "state" / "optimizer.pt", weights_only=True)
+    assert [tuple(group["betas"]) for group in saved["param_groups"]] == [(0.9, 0.95)]
+    with pytest.raises(TrainError):  # another beta2 is another run: it must not continue this state
+        train(TrainConfig(**common, max_steps=4), progress=False)
 
 
 @pytest.mark.parametrize("heads", ["linear", "mlp"])
@@ -174,6 +200,8 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tm
         (["--algo", "bc", "--data", "{maze}", "--truncation", "bootstrap"], "is an MC setting"),
         (["--algo", "mc", "--data", "{maze}", "--truncation", "guess"], "--truncation: invalid choice"),
         (["--algo", "bc", "--data", "{maze}", "--value-weight", "0.1"], "--value-weight is an MC"),
+        (["--algo", "bc", "--data", "{maze}", "--warmup-steps", "-1"], "--warmup-steps must not be negative"),
+        (["--algo", "bc", "--data", "{maze}", "--adam-beta2", "1"], "--adam-beta2 must be below 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, maze_data, wordle_data, tmp_path, capsys) -> None:
