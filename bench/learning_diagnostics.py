@@ -147,9 +147,15 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("task")
     args = parser.parse_args()
+    if not (args.checkpoint / "config.json").exists():
+        parser.error(f"{args.checkpoint} is not a checkpoint directory")
+    if decision_states(args.task) is None:
+        parser.error(f"{args.task} has no decision states (maze-fo, textnav-fo and wordle have)")
     rows = value_table(args.checkpoint, args.task)
-    if rows is None:
-        parser.error(f"{args.checkpoint} has no value heads, or {args.task} has no decision states")
+    if rows is None:  # no value heads (BC, filtered BC): the policy's own greedy picks
+        accuracy = move_accuracy(args.checkpoint, args.task, None)
+        print(f"no value heads: the greedy (BC) pick is right in {accuracy:.1%} of the decision states")
+        return
     for label, values, right, pick in rows:
         shown = (
             " ".join(f"{v:7.2f}" for v in values) if len(values) <= 4 else f"pick {pick}: {values[pick]:.2f}"
