@@ -15,6 +15,7 @@ from lmrl.finetune.trainer import (
     BACKUPS,
     HEAD_SHAPES,
     LR_SCHEDULES,
+    OPTIMIZER_DEFAULTS,
     TRUNCATIONS,
     TrainConfig,
     TrainError,
@@ -54,11 +55,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
     parser.add_argument(
         "--warmup-steps",
         type=int,
-        default=0,
+        default=OPTIMIZER_DEFAULTS["warmup_steps"],
         help="offline: the lr rises linearly from 0 over these first steps, then follows --lr-schedule (0)",
     )
     parser.add_argument(
-        "--adam-beta2", type=nonneg_float, default=0.999, help="offline: AdamW's second-moment decay (0.999)"
+        "--adam-beta2",
+        type=nonneg_float,
+        default=OPTIMIZER_DEFAULTS["adam_beta2"],
+        help="offline: AdamW's second-moment decay (0.999)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="turns per step (32)")
     parser.add_argument("--gamma", type=nonneg_float, help="discount (task default)")
@@ -315,7 +319,7 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--algo {args.algo} plays its own episodes; --data is for offline algorithms")
     if args.lr_schedule != "constant":
         raise TrainError(f"--lr-schedule is for offline algorithms; --algo {args.algo} keeps its rate")
-    if args.warmup_steps or args.adam_beta2 != 0.999:
+    if any(getattr(args, name) != default for name, default in OPTIMIZER_DEFAULTS.items()):
         raise TrainError(f"--warmup-steps and --adam-beta2 are offline settings, not --algo {args.algo}")
     if args.heads != HEAD_SHAPES[0]:
         raise TrainError(f"--heads is for MC and ILQL; --algo {args.algo} has its own value head")

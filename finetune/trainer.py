@@ -36,6 +36,8 @@ BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
 HEAD_SHAPES = ("mlp", "linear")  # MC/ILQL value heads: the paper's 2-layer MLPs, or linear layers
 TRUNCATIONS = ("observed", "bootstrap")  # MC: a cut episode's return, as seen or plus V(cut state)
+# Offline optimizer settings and their defaults: no warm-up, AdamW's own beta2.
+OPTIMIZER_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "adam_beta2": 0.999}
 # The settings that are one of a few words (the first, the default), as flags spell them.
 WORD_SETTINGS: dict[str, tuple[str, ...]] = {
     "backup": BACKUPS,
@@ -108,8 +110,8 @@ class TrainConfig:
     polyak: float | None = None  # ILQL target update rate (task default)
     backup: str = "token"  # ILQL: values cross one token (the paper) or one whole action per hop
     lr_schedule: str = "constant"  # linear/cosine: the lr falls to 0 by the last step, so values settle
-    warmup_steps: int = 0  # the lr rises linearly from 0 over these first steps, then follows the schedule
-    adam_beta2: float = 0.999  # 0.95 forgets old gradient scales sooner (common for transformers)
+    warmup_steps: int = OPTIMIZER_DEFAULTS["warmup_steps"]  # lr from 0 over these, then the schedule
+    adam_beta2: float = OPTIMIZER_DEFAULTS["adam_beta2"]  # 0.95 forgets old gradient scales sooner
     heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
     truncation: str = "observed"  # MC: bootstrap adds V of the state a truncated episode was cut in
     max_length: int | None = None
@@ -141,7 +143,7 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     for name in volatile:
         record.pop(name, None)
-    for name, default in (("warmup_steps", 0), ("adam_beta2", 0.999)):
+    for name, default in OPTIMIZER_DEFAULTS.items():
         if record.get(name, default) == default:  # states saved before the option resume
             record.pop(name, None)
     if record.get("algo") != "filtered-bc":  # only filtered BC reads it
