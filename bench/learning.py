@@ -37,7 +37,15 @@ from lmrl.cli import slug
 from lmrl.finetune.evaluation import evaluate, require_complete
 from lmrl.finetune.models import SIZES
 from lmrl.finetune.online import OnlineConfig, train_online
-from lmrl.finetune.trainer import TASK_DEFAULTS, TASK_EVAL_OPTIONS, WORD_SETTINGS, TrainConfig, train
+from lmrl.finetune.trainer import (
+    OPTIMIZER_DEFAULTS,
+    TASK_DEFAULTS,
+    TASK_EVAL_OPTIONS,
+    WORD_SETTINGS,
+    TrainConfig,
+    optimizer_setting_problem,
+    train,
+)
 
 DATASET_EPISODES = {
     "maze-fo": 1240, "maze-po": 1240, "textnav-fo": 2500, "textnav-po": 2500, "wordle": 2000,
@@ -79,6 +87,15 @@ def main() -> None:
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, value_weight, "
         "polyak, lr, gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action, MC's "
         "truncation=bootstrap); runs with options are kept apart by name",
+    )
+    parser.add_argument(
+        "--bc-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="BC and filtered BC (the runs that start from the base): an optimizer setting over the "
+        f"trainer's ({', '.join(BC_OPTIONS)}, e.g. warmup_steps=500 adam_beta2=0.95); those runs and the "
+        "MC/ILQL runs that start from them are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -145,6 +162,10 @@ def main() -> None:
     args = parser.parse_args()
     args.value_settings = _number_settings(args.value_option, parser, VALUE_OPTIONS, "--value-option")
     args.online_settings = _number_settings(args.online_option, parser, ONLINE_OPTIONS, "--online-option")
+    args.bc_settings = _number_settings(args.bc_option, parser, BC_OPTIONS, "--bc-option")
+    for key, value in args.bc_settings.items():
+        if problem := optimizer_setting_problem(key, value):
+            parser.error(f"--bc-option {key}={value:g}: {key} {problem}")
     try:
         args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
     except ValueError as error:
@@ -245,6 +266,8 @@ def _one_offline_run(job: tuple) -> dict:
     else:
         start = {"base": args.base}
     start.update(_value_settings(algo, args))
+    if not _from_bc(algo, args):
+        start.update(args.bc_settings)
     training_started = time.perf_counter()
     final_record = train(
         TrainConfig(
@@ -336,7 +359,7 @@ def _bc_start(task: str, seed: int, args: argparse.Namespace) -> tuple[Path, flo
 def _run_dir(task: str, algo: str, seed: int, args: argparse.Namespace) -> Path:
     if algo in ONLINE:
         options = "".join(f"-{key}{value:g}" for key, value in sorted(args.online_settings.items()))
-        return args.out / task / f"{algo}{options}{_base_tag(args)}-from-bc-s{seed}"
+        return args.out / task / f"{algo}{options}{_base_tag(args)}-from-bc{_bc_tag(args)}-s{seed}"
     return args.out / task / _run_name(algo, seed, args)
 
 
@@ -421,6 +444,11 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
 
 VALUE_OPTIONS = ("tau", "cql_weight", "value_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
+BC_OPTIONS = tuple(OPTIMIZER_DEFAULTS)
+# Whole-number settings: a float here would fail the trainer's type check.
+WHOLE_SETTINGS = ("group_size", "update_epochs", "warmup_steps")
+# How --bc-option settings read in run names (bc-warmup500-beta2_0.95-s0).
+BC_TAGS = {"warmup_steps": "warmup", "adam_beta2": "beta2_"}
 
 
 def _number_settings(
@@ -442,9 +470,7 @@ def _number_settings(
             number = float(value)
         except ValueError:
             parser.error(f"{flag} {pair}: the value is a number")
-        settings[key] = (
-            int(number) if number.is_integer() and key in ("group_size", "update_epochs") else number
-        )
+        settings[key] = int(number) if number.is_integer() and key in WHOLE_SETTINGS else number
     return settings
 
 
@@ -476,8 +502,14 @@ def _base_tag(args: argparse.Namespace) -> str:
     return "-" + slug(Path(args.base.removeprefix("local/")).name)
 
 
+def _bc_tag(args: argparse.Namespace) -> str:
+    """The --bc-option settings in run names: nothing without them (older runs keep their names)."""
+    return "".join(f"-{BC_TAGS[key]}{_setting(value)}" for key, value in sorted(args.bc_settings.items()))
+
+
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
-    name = f"{algo}{_base_tag(args)}" + ("-from-bc" if _from_bc(algo, args) else "")
+    # A run from BC names the BC it starts from; a run from the base names its own optimizer settings.
+    name = f"{algo}{_base_tag(args)}" + ("-from-bc" if _from_bc(algo, args) else "") + _bc_tag(args)
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
     name += "".join(f"-{key}{_setting(value)}" for key, value in sorted(_value_settings(algo, args).items()))
@@ -537,6 +569,10 @@ def _row(task, algo, runs, behaviour, episodes, args, bc: list[float] | None) ->
         "task": task,
         "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
         + ("" if args.base == "tiny" else f", base {args.base}")
+        + "".join(
+            f", {'BC ' if _from_bc(algo, args) else ''}{k} {_setting(v)}"
+            for k, v in sorted(args.bc_settings.items())
+        )
         + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))
         + "".join(f", {k} {v:g}" for k, v in sorted(args.online_settings.items()) if algo in ONLINE)
         + "".join(f", {k}={v}" for k, v in sorted(args.eval_settings.items()))

@@ -19,6 +19,7 @@ from lmrl.finetune.trainer import (
     TRUNCATIONS,
     TrainConfig,
     TrainError,
+    optimizer_setting_problem,
     train,
 )
 
@@ -225,10 +226,9 @@ def run(args: argparse.Namespace) -> int:
             raise TrainError(f"--data {run_dir} is not an lmrl run directory")
     if args.eval_episodes < 0:
         raise TrainError("--eval-episodes must not be negative")
-    if args.warmup_steps < 0:
-        raise TrainError("--warmup-steps must not be negative")
-    if not args.adam_beta2 < 1:
-        raise TrainError("--adam-beta2 must be below 1")
+    for name in OPTIMIZER_DEFAULTS:
+        if problem := optimizer_setting_problem(name, getattr(args, name)):
+            raise TrainError(f"--{name.replace('_', '-')} {problem}")
     eval_options = _eval_options(args)
     config = TrainConfig(
         algo=args.algo,

@@ -38,6 +38,18 @@ HEAD_SHAPES = ("mlp", "linear")  # MC/ILQL value heads: the paper's 2-layer MLPs
 TRUNCATIONS = ("observed", "bootstrap")  # MC: a cut episode's return, as seen or plus V(cut state)
 # Offline optimizer settings and their defaults: no warm-up, AdamW's own beta2.
 OPTIMIZER_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "adam_beta2": 0.999}
+
+
+def optimizer_setting_problem(name: str, value: float) -> str | None:
+    """What is wrong with an ``OPTIMIZER_DEFAULTS`` setting's value, or None: the CLI and the learning
+    bench check the same way before any training starts."""
+    if name == "warmup_steps" and (value < 0 or value != int(value)):
+        return "must be a whole number, not negative"
+    if name == "adam_beta2" and not 0 <= value < 1:
+        return "must be at least 0 and below 1"
+    return None
+
+
 # The settings that are one of a few words (the first, the default), as flags spell them.
 WORD_SETTINGS: dict[str, tuple[str, ...]] = {
     "backup": BACKUPS,
