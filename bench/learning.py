@@ -256,18 +256,8 @@ def _one_offline_run(job: tuple) -> dict:
     trained = run / "bench_result.json"
     if args.eval_suffix and trained.exists():  # evaluate the finished checkpoint again, other options
         return _evaluate_again(run, task, algo, seed, json.loads(trained.read_text()), args)
-    started = time.perf_counter()
-    if _from_bc(algo, args):
-        bc_run, bc_seconds = _bc_start(task, seed, args)
-        started -= bc_seconds
-        start = {"base": str(bc_run)}
-        if args.base in SIZES:  # a from-scratch model's learning rate, not a pretrained checkpoint's
-            start["lr"] = TASK_DEFAULTS.get(task, {}).get("lr", 3e-4)
-    else:
-        start = {"base": args.base}
-    start.update(_value_settings(algo, args))
-    if not _from_bc(algo, args):
-        start.update(args.bc_settings)
+    start, bc_seconds = _training_start(task, algo, seed, args)
+    started = time.perf_counter() - bc_seconds
     training_started = time.perf_counter()
     final_record = train(
         TrainConfig(
@@ -294,6 +284,18 @@ def _one_offline_run(job: tuple) -> dict:
           f"in {result['seconds']:.0f} s", flush=True)  # fmt: skip
     done.write_text(json.dumps(result))
     return result
+
+
+def _training_start(task: str, algo: str, seed: int, args: argparse.Namespace) -> tuple[dict, float]:
+    """The TrainConfig settings a run starts from (its base and what the bench's flags set), and the CPU
+    seconds of the BC it starts from (0 for a run from the base)."""
+    if not _from_bc(algo, args):
+        return {"base": args.base, **_value_settings(algo, args), **args.bc_settings}, 0.0
+    bc_run, bc_seconds = _bc_start(task, seed, args)
+    start: dict = {"base": str(bc_run)}
+    if args.base in SIZES:  # a from-scratch model's learning rate, not a pretrained checkpoint's
+        start["lr"] = TASK_DEFAULTS.get(task, {}).get("lr", 3e-4)
+    return {**start, **_value_settings(algo, args)}, bc_seconds
 
 
 def _training_seconds(run: Path, final_record: dict) -> float:

@@ -22,7 +22,14 @@ import learning_table  # noqa: E402
 
 
 def bench_args(**changes) -> argparse.Namespace:
-    defaults = {"base": "tiny", "init": "bc", "max_steps": 3000, "value_steps": None, "value_settings": {}}
+    defaults = {
+        "base": "tiny",
+        "init": "bc",
+        "max_steps": 3000,
+        "value_steps": None,
+        "value_settings": {},
+        "bc_settings": {},
+    }
     return argparse.Namespace(**{**defaults, **changes})
 
 
@@ -48,6 +55,57 @@ def test_run_names_keep_settings_apart_and_old_runs_keep_their_names() -> None:
     assert learning._run_name("ilql", 1, cut) == "ilql-from-bc-headsmlp-s1"
     assert learning._run_name("bc", 0, bench_args(base="local/smollm2")) == "bc-smollm2-s0"
     assert learning._run_name("bc", 0, bench_args(base="/ckpt/My Model/")) == "bc-My-Model-s0"
+
+
+def test_bc_options_reach_the_runs_from_the_base_and_name_every_run_that_depends_on_them(tmp_path) -> None:
+    warm = bench_args(
+        base="tiny-rope",
+        value_steps=6000,
+        bc_settings={"warmup_steps": 500, "adam_beta2": 0.95},
+        out=tmp_path,
+    )
+    assert learning._run_name("bc", 0, warm) == "bc-tiny-rope-beta2_0.95-warmup500-s0"
+    assert learning._run_name("filtered-bc", 2, warm) == "filtered-bc-tiny-rope-beta2_0.95-warmup500-s2"
+    # MC and ILQL from BC name the BC they start from, so they never reuse a run from the plain BC
+    assert learning._run_name("mc", 1, warm) == "mc-tiny-rope-from-bc-beta2_0.95-warmup500-6000steps-s1"
+    online = argparse.Namespace(**vars(warm), online_settings={})
+    assert (
+        learning._run_dir("wordle", "ppo", 0, online).name == "ppo-tiny-rope-from-bc-beta2_0.95-warmup500-s0"
+    )
+
+    # the optimizer settings go to the runs from the base, not to the value phase started from BC
+    start, seconds = learning._training_start("wordle", "bc", 0, warm)
+    assert start == {"base": "tiny-rope", "warmup_steps": 500, "adam_beta2": 0.95} and seconds == 0.0
+    bc_run = tmp_path / "wordle" / "bc-tiny-rope-beta2_0.95-warmup500-s0"
+    bc_run.mkdir(parents=True)
+    (bc_run / "bench_result.json").write_text('{"seconds": 1860.0}')
+    start, seconds = learning._training_start("wordle", "ilql", 0, warm)
+    assert start["base"] == str(bc_run) and "warmup_steps" not in start and seconds == 1860.0
+    # MC from scratch is a run from the base: it takes them, with its own value settings (backup is ILQL's)
+    scratch = argparse.Namespace(**{**vars(warm), "init": "scratch", "value_settings": {"backup": "action"}})
+    start, _ = learning._training_start("wordle", "mc", 0, scratch)
+    assert start == {"base": "tiny-rope", "warmup_steps": 500, "adam_beta2": 0.95}
+    start, _ = learning._training_start("wordle", "ilql", 0, scratch)
+    assert start == {"base": "tiny-rope", "backup": "action", "warmup_steps": 500, "adam_beta2": 0.95}
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("warmup_steps=1.5", "warmup_steps must be a whole number, not negative"),
+        ("adam_beta2=1", "adam_beta2 must be at least 0 and below 1"),
+        ("lr=0.1", "the key is one of warmup_steps, adam_beta2"),
+    ],
+)
+def test_a_bad_bc_option_stops_the_bench_before_any_work(tmp_path, pair, message) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "learning.py"), "--bc-option", pair, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
 
 
 def test_value_options_take_numbers_and_the_words_training_knows(capsys) -> None:
