@@ -93,9 +93,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="BC and filtered BC (the runs that start from the base): an optimizer setting over the "
-        f"trainer's ({', '.join(BC_OPTIONS)}, e.g. warmup_steps=500 adam_beta2=0.95); those runs and the "
-        "MC/ILQL runs that start from them are kept apart by name",
+        help="the runs that start from the base (BC, filtered BC; MC/ILQL with --init scratch): an "
+        f"optimizer setting over the trainer's ({', '.join(BC_OPTIONS)}, e.g. warmup_steps=500 "
+        "adam_beta2=0.95); those runs and the MC/ILQL runs that start from them are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",

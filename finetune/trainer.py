@@ -43,7 +43,7 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "adam_beta2": 0.999}
 def optimizer_setting_problem(name: str, value: float) -> str | None:
     """What is wrong with an ``OPTIMIZER_DEFAULTS`` setting's value, or None: the CLI and the learning
     bench check the same way before any training starts."""
-    if name == "warmup_steps" and (value < 0 or value != int(value)):
+    if name == "warmup_steps" and (value < 0 or not float(value).is_integer()):  # inf, nan too
         return "must be a whole number, not negative"
     if name == "adam_beta2" and not 0 <= value < 1:
         return "must be at least 0 and below 1"

@@ -93,6 +93,7 @@ def test_bc_options_reach_the_runs_from_the_base_and_name_every_run_that_depends
     ("pair", "message"),
     [
         ("warmup_steps=1.5", "warmup_steps must be a whole number, not negative"),
+        ("warmup_steps=inf", "warmup_steps must be a whole number, not negative"),
         ("adam_beta2=1", "adam_beta2 must be at least 0 and below 1"),
         ("lr=0.1", "the key is one of warmup_steps, adam_beta2"),
     ],
