@@ -57,13 +57,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         "--warmup-steps",
         type=int,
         default=OPTIMIZER_DEFAULTS["warmup_steps"],
-        help="offline: the lr rises linearly from 0 over these first steps, then follows --lr-schedule (0)",
+        help="offline: the lr rises linearly from 0 over these first steps, then follows --lr-schedule "
+        f"({OPTIMIZER_DEFAULTS['warmup_steps']})",
     )
     parser.add_argument(
         "--adam-beta2",
         type=nonneg_float,
         default=OPTIMIZER_DEFAULTS["adam_beta2"],
-        help="offline: AdamW's second-moment decay (0.999)",
+        help=f"offline: AdamW's second-moment decay ({OPTIMIZER_DEFAULTS['adam_beta2']})",
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="turns per step (32)")
     parser.add_argument("--gamma", type=nonneg_float, help="discount (task default)")
