@@ -95,7 +95,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="the runs that start from the base (BC, filtered BC; MC/ILQL with --init scratch): an "
         f"optimizer setting over the trainer's ({', '.join(BC_OPTIONS)}, e.g. warmup_steps=500 "
-        "adam_beta2=0.95); those runs and the MC/ILQL runs that start from them are kept apart by name",
+        "adam_beta2=0.95 lr_schedule=cosine); those runs and the MC/ILQL runs that start from them are kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -164,7 +164,7 @@ def main() -> None:
     args.online_settings = _number_settings(args.online_option, parser, ONLINE_OPTIONS, "--online-option")
     args.bc_settings = _number_settings(args.bc_option, parser, BC_OPTIONS, "--bc-option")
     for key, value in args.bc_settings.items():
-        if problem := optimizer_setting_problem(key, value):
+        if key in OPTIMIZER_DEFAULTS and (problem := optimizer_setting_problem(key, value)):
             parser.error(f"--bc-option {key}={value:g}: {key} {problem}")
     try:
         args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
@@ -446,11 +446,11 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
 
 VALUE_OPTIONS = ("tau", "cql_weight", "value_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
-BC_OPTIONS = tuple(OPTIMIZER_DEFAULTS)
+BC_OPTIONS = (*OPTIMIZER_DEFAULTS, "lr_schedule")
 # Whole-number settings: a float here would fail the trainer's type check.
 WHOLE_SETTINGS = ("group_size", "update_epochs", "warmup_steps")
 # How --bc-option settings read in run names (bc-warmup500-beta2_0.95-s0).
-BC_TAGS = {"warmup_steps": "warmup", "adam_beta2": "beta2_"}
+BC_TAGS = {"warmup_steps": "warmup", "adam_beta2": "beta2_", "lr_schedule": ""}
 
 
 def _number_settings(
