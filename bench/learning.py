@@ -95,7 +95,8 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="the runs that start from the base (BC, filtered BC; MC/ILQL with --init scratch): an "
         f"optimizer setting over the trainer's ({', '.join(BC_OPTIONS)}, e.g. warmup_steps=500 "
-        "adam_beta2=0.95 lr_schedule=cosine); those runs and the MC/ILQL runs that start from them are kept apart by name",
+        "adam_beta2=0.95 lr_schedule=cosine); those runs and the MC/ILQL runs that start from them are "
+        "kept apart by name",
     )
     parser.add_argument(
         "--eval-option",
@@ -176,6 +177,9 @@ def main() -> None:
     # Another evaluation seed changes only the evaluation: validation (beta, rounds) is played as before.
     args.seed_tag = "" if args.eval_seed == EVAL_SEED else f"-evalseed{args.eval_seed}"
     args.eval_suffix = args.play_suffix + args.seed_tag
+    for task in args.tasks.split(","):  # before any work: a run of another length is not this command's
+        if problem := _length_problem(task, args):
+            parser.error(problem)
     rows = []
     for task in args.tasks.split(","):
         data = args.out / task / "data"
@@ -185,16 +189,8 @@ def main() -> None:
             max_turns=DATASET_MAX_TURNS.get(task), task_options={task: _task_options(task, training=True)},
         ))  # fmt: skip
         behaviour = _evaluate_scripted(task, args)
-        algos = args.algos.split(",")
-        seeds = [int(s) for s in args.seeds.split(",")]
-        # The paper's protocol: value-based methods start from BC, so BC runs first (phase 0).
-        online = [a for a in args.online.split(",") if a]
-        phases = [
-            [a for a in algos if not _from_bc(a, args)],
-            [a for a in algos if _from_bc(a, args)] + online,
-        ]
-        if phases[1] and "bc" not in phases[0]:
-            phases[0].insert(0, "bc")
+        algos, seeds, online = args.algos.split(","), _seeds(args), [a for a in args.online.split(",") if a]
+        phases = _phases(args)
         results: dict[tuple[str, int], dict] = {}
         _share_prefix_memory(args.jobs)
         for phase in phases:
@@ -210,6 +206,38 @@ def main() -> None:
         if online:
             table.plot_online(task, table.online_results(args.out / task, ONLINE), args.out)
     table.write(rows, args.out)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    return [int(s) for s in args.seeds.split(",")]
+
+
+def _phases(args: argparse.Namespace) -> list[list[str]]:
+    """The algorithms of each phase: the paper's protocol starts value-based methods (and the online
+    ones) from BC, so BC runs first (phase 0)."""
+    algos = args.algos.split(",")
+    online = [a for a in args.online.split(",") if a]
+    phases = [[a for a in algos if not _from_bc(a, args)], [a for a in algos if _from_bc(a, args)] + online]
+    if phases[1] and "bc" not in phases[0]:
+        phases[0].insert(0, "bc")
+    return phases
+
+
+def _length_problem(task: str, args: argparse.Namespace) -> str | None:
+    """Why an offline run this command would play or start from is not the length it asks for (None:
+    none is). Run names do not carry BC's steps, so a run trained for other steps under the same name
+    would be reported as this command's, or resumed to another schedule."""
+    for algo in (a for phase in _phases(args) for a in phase if a not in ONLINE):
+        for seed in _seeds(args):
+            saved = _run_dir(task, algo, seed, args) / "train_config.json"
+            if not saved.exists():
+                continue
+            steps = json.loads(saved.read_text()).get("max_steps")
+            if steps != _steps(algo, args):
+                flag = "--value-steps" if algo in ("mc", "ilql") and args.value_steps else "--max-steps"
+                wanted = _steps(algo, args)
+                return f"{saved.parent} holds a run of {steps} steps, not {flag} {wanted}: use another --out"
+    return None
 
 
 def _exit_with_parent(parent: int) -> None:

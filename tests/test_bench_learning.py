@@ -88,6 +88,35 @@ def test_bc_options_reach_the_runs_from_the_base_and_name_every_run_that_depends
     start, _ = learning._training_start("wordle", "ilql", 0, scratch)
     assert start == {"base": "tiny-rope", "backup": "action", "warmup_steps": 500, "adam_beta2": 0.95}
 
+    # a decaying rate is named too (sorted with the others), and reaches the trainer as its word
+    decaying = {"warmup_steps": 500, "lr_schedule": "cosine"}
+    cosine = bench_args(base="tiny-rope", bc_settings=decaying, out=tmp_path)
+    assert learning._run_name("filtered-bc", 0, cosine) == "filtered-bc-tiny-rope-cosine-warmup500-s0"
+    start, _ = learning._training_start("wordle", "filtered-bc", 0, cosine)
+    assert start == {"base": "tiny-rope", "warmup_steps": 500, "lr_schedule": "cosine"}
+
+
+def test_a_finished_run_of_another_length_is_refused_not_reported_as_this_commands(tmp_path) -> None:
+    def planned(**changes) -> argparse.Namespace:
+        return bench_args(algos="mc", seeds="0,1", online="", out=tmp_path, **changes)
+
+    bc_run = tmp_path / "wordle" / "bc-s1"
+    bc_run.mkdir(parents=True)
+    (bc_run / "train_config.json").write_text('{"max_steps": 3000}')
+    assert learning._length_problem("wordle", planned()) is None
+    # BC's name does not carry its steps: MC would start from a BC of 3,000 steps and call it 24,000
+    assert learning._length_problem("wordle", planned(max_steps=24000)) == (
+        f"{bc_run} holds a run of 3000 steps, not --max-steps 24000: use another --out"
+    )
+    # MC's own steps are in its name once they differ from BC's, so only the same name can clash
+    mc_run = tmp_path / "wordle" / "mc-from-bc-6000steps-s0"
+    mc_run.mkdir(parents=True)
+    (mc_run / "train_config.json").write_text('{"max_steps": 600}')
+    assert learning._length_problem("wordle", planned(value_steps=6000)) == (
+        f"{mc_run} holds a run of 600 steps, not --value-steps 6000: use another --out"
+    )
+    assert learning._length_problem("wordle", planned(value_steps=3000)) is None
+
 
 @pytest.mark.parametrize(
     ("pair", "message"),
@@ -95,7 +124,8 @@ def test_bc_options_reach_the_runs_from_the_base_and_name_every_run_that_depends
         ("warmup_steps=1.5", "warmup_steps must be a whole number, not negative"),
         ("warmup_steps=inf", "warmup_steps must be a whole number, not negative"),
         ("adam_beta2=1", "adam_beta2 must be at least 0 and below 1"),
-        ("lr=0.1", "the key is one of warmup_steps, adam_beta2"),
+        ("lr=0.1", "the key is one of warmup_steps, adam_beta2, lr_schedule"),
+        ("lr_schedule=step", "the value is one of constant, linear, cosine"),
     ],
 )
 def test_a_bad_bc_option_stops_the_bench_before_any_work(tmp_path, pair, message) -> None:
