@@ -189,7 +189,7 @@ def main() -> None:
             max_turns=DATASET_MAX_TURNS.get(task), task_options={task: _task_options(task, training=True)},
         ))  # fmt: skip
         behaviour = _evaluate_scripted(task, args)
-        algos, seeds, online = args.algos.split(","), _seeds(args), [a for a in args.online.split(",") if a]
+        algos, seeds, online = args.algos.split(","), _seeds(args), _online(args)
         phases = _phases(args)
         results: dict[tuple[str, int], dict] = {}
         _share_prefix_memory(args.jobs)
@@ -212,12 +212,18 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return [int(s) for s in args.seeds.split(",")]
 
 
+def _online(args: argparse.Namespace) -> list[str]:
+    return [a for a in args.online.split(",") if a]
+
+
 def _phases(args: argparse.Namespace) -> list[list[str]]:
     """The algorithms of each phase: the paper's protocol starts value-based methods (and the online
     ones) from BC, so BC runs first (phase 0)."""
     algos = args.algos.split(",")
-    online = [a for a in args.online.split(",") if a]
-    phases = [[a for a in algos if not _from_bc(a, args)], [a for a in algos if _from_bc(a, args)] + online]
+    phases = [
+        [a for a in algos if not _from_bc(a, args)],
+        [a for a in algos if _from_bc(a, args)] + _online(args),
+    ]
     if phases[1] and "bc" not in phases[0]:
         phases[0].insert(0, "bc")
     return phases
