@@ -85,8 +85,8 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="MC/ILQL: a training setting over the task's default (tau, cql_weight, value_weight, "
-        "polyak, lr, gamma, lr_schedule=cosine|linear, heads=mlp; ILQL's backup=action, MC's "
-        "truncation=bootstrap); runs with options are kept apart by name",
+        "polyak, lr, gamma, lr_schedule=cosine|linear, warmup_steps, adam_beta2, heads=mlp; ILQL's "
+        "backup=action, MC's truncation=bootstrap); runs with options are kept apart by name",
     )
     parser.add_argument(
         "--bc-option",
@@ -123,9 +123,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--init",
-        choices=("bc", "scratch"),
+        choices=("bc", "filtered-bc", "scratch"),
         default="bc",
-        help="MC/ILQL start from the same seed's BC checkpoint (the paper's protocol) or from scratch",
+        help="MC/ILQL start from the same seed's BC checkpoint (the paper's protocol), from its filtered "
+        "BC checkpoint (the value and BC terms still train on all the data; kept apart by name: "
+        "mc-from-filtered-bc-s0), or from scratch",
     )
     parser.add_argument(
         "--online",
@@ -164,9 +166,10 @@ def main() -> None:
     args.value_settings = _number_settings(args.value_option, parser, VALUE_OPTIONS, "--value-option")
     args.online_settings = _number_settings(args.online_option, parser, ONLINE_OPTIONS, "--online-option")
     args.bc_settings = _number_settings(args.bc_option, parser, BC_OPTIONS, "--bc-option")
-    for key, value in args.bc_settings.items():
-        if key in OPTIMIZER_DEFAULTS and (problem := optimizer_setting_problem(key, value)):
-            parser.error(f"--bc-option {key}={value:g}: {key} {problem}")
+    for flag, settings in (("--bc-option", args.bc_settings), ("--value-option", args.value_settings)):
+        for key, value in settings.items():
+            if key in OPTIMIZER_DEFAULTS and (problem := optimizer_setting_problem(key, value)):
+                parser.error(f"{flag} {key}={value:g}: {key} {problem}")
     try:
         args.eval_settings = parse_local_options(args.eval_option, "--eval-option")
     except ValueError as error:
@@ -201,8 +204,9 @@ def main() -> None:
                 results.update(zip(((a, s) for _, a, s, _, _ in jobs), pool.map(_one_run, jobs), strict=True))
         for algo in algos + online:
             runs = [results[algo, seed] for seed in seeds]
-            bc = [results["bc", seed]["normalized"] for seed in seeds] if "bc" in phases[0] else None
-            rows.append(_row(task, algo, runs, behaviour, episodes, args, None if algo == "bc" else bc))
+            start = _gain_baseline(algo, args)
+            paired = [results[start, seed]["normalized"] for seed in seeds] if start in phases[0] else None
+            rows.append(_row(task, algo, runs, behaviour, episodes, args, paired))
         if online:
             table.plot_online(task, table.online_results(args.out / task, ONLINE), args.out)
     table.write(rows, args.out)
@@ -218,15 +222,26 @@ def _online(args: argparse.Namespace) -> list[str]:
 
 def _phases(args: argparse.Namespace) -> list[list[str]]:
     """The algorithms of each phase: the paper's protocol starts value-based methods (and the online
-    ones) from BC, so BC runs first (phase 0)."""
+    ones) from BC, so BC (or the filtered BC of ``--init filtered-bc``) runs first (phase 0)."""
     algos = args.algos.split(",")
     phases = [
         [a for a in algos if not _from_bc(a, args)],
         [a for a in algos if _from_bc(a, args)] + _online(args),
     ]
-    if phases[1] and "bc" not in phases[0]:
-        phases[0].insert(0, "bc")
+    needed = [args.init] if any(_from_bc(a, args) for a in phases[1]) else []
+    needed += ["bc"] if _online(args) else []
+    for start in reversed(dict.fromkeys(needed)):
+        if start not in phases[0]:
+            phases[0].insert(0, start)
     return phases
+
+
+def _gain_baseline(algo: str, args: argparse.Namespace) -> str | None:
+    """The run a row's paired gain is measured over: the checkpoint an MC/ILQL run starts from, BC for
+    the others (None for BC itself)."""
+    if _from_bc(algo, args):
+        return args.init
+    return None if algo == "bc" else "bc"
 
 
 def _length_problem(task: str, args: argparse.Namespace) -> str | None:
@@ -325,7 +340,7 @@ def _training_start(task: str, algo: str, seed: int, args: argparse.Namespace) -
     seconds of the BC it starts from (0 for a run from the base)."""
     if not _from_bc(algo, args):
         return {"base": args.base, **_value_settings(algo, args), **args.bc_settings}, 0.0
-    bc_run, bc_seconds = _bc_start(task, seed, args)
+    bc_run, bc_seconds = _bc_start(task, seed, args, args.init)
     start: dict = {"base": str(bc_run)}
     if args.base in SIZES:  # a from-scratch model's learning rate, not a pretrained checkpoint's
         start["lr"] = TASK_DEFAULTS.get(task, {}).get("lr", 3e-4)
@@ -342,6 +357,7 @@ def _training_seconds(run: Path, final_record: dict) -> float:
 
 
 ONLINE = {"ppo", "grpo", "grpo-episode", "online-filtered-bc"}
+START_LABELS = {"bc": "BC", "filtered-bc": "filtered BC"}  # what a row's label calls the run it starts from
 
 
 def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
@@ -386,9 +402,10 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     return result
 
 
-def _bc_start(task: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
-    """The same seed's BC checkpoint, and its CPU seconds: a run's time includes the BC it starts from."""
-    run = _run_dir(task, "bc", seed, args)
+def _bc_start(task: str, seed: int, args: argparse.Namespace, algo: str = "bc") -> tuple[Path, float]:
+    """The same seed's BC (or filtered BC) checkpoint, and its CPU seconds: a run's time includes the
+    checkpoint it starts from."""
+    run = _run_dir(task, algo, seed, args)
     return run, json.loads((run / "bench_result.json").read_text())["seconds"]
 
 
@@ -478,13 +495,24 @@ def _pick_round(run: Path, task: str, args: argparse.Namespace) -> tuple[Path, i
     return run / "rounds" / f"round-{best:03d}" / "checkpoint", best
 
 
-VALUE_OPTIONS = ("tau", "cql_weight", "value_weight", "polyak", "lr", "gamma", *WORD_SETTINGS)
+VALUE_OPTIONS = (
+    "tau",
+    "cql_weight",
+    "value_weight",
+    "polyak",
+    "lr",
+    "gamma",
+    *WORD_SETTINGS,
+    *OPTIMIZER_DEFAULTS,
+)
 ONLINE_OPTIONS = ("kl_coef", "kl_target", "group_size", "update_epochs", "clip")
 BC_OPTIONS = (*OPTIMIZER_DEFAULTS, "lr_schedule")
 # Whole-number settings: a float here would fail the trainer's type check.
 WHOLE_SETTINGS = ("group_size", "update_epochs", "warmup_steps")
-# How --bc-option settings read in run names (bc-warmup500-beta2_0.95-s0).
-BC_TAGS = {"warmup_steps": "warmup", "adam_beta2": "beta2_", "lr_schedule": ""}
+# How the optimizer settings read in run names (bc-warmup500-beta2_0.95-s0; a value run's lr_schedule
+# keeps its older spelling, lr_schedulecosine).
+OPTIMIZER_TAGS = {"warmup_steps": "warmup", "adam_beta2": "beta2_"}
+BC_TAGS = {**OPTIMIZER_TAGS, "lr_schedule": ""}
 
 
 def _number_settings(
@@ -524,7 +552,8 @@ def _setting(value: float | str) -> str:
 
 
 def _from_bc(algo: str, args: argparse.Namespace) -> bool:
-    return args.init == "bc" and algo in ("mc", "ilql")
+    """Whether ``algo`` starts from a BC checkpoint (``--init bc`` or ``filtered-bc``), not the base."""
+    return args.init != "scratch" and algo in ("mc", "ilql")
 
 
 def _steps(algo: str, args: argparse.Namespace) -> int:
@@ -545,10 +574,13 @@ def _bc_tag(args: argparse.Namespace) -> str:
 
 def _run_name(algo: str, seed: int, args: argparse.Namespace) -> str:
     # A run from BC names the BC it starts from; a run from the base names its own optimizer settings.
-    name = f"{algo}{_base_tag(args)}" + ("-from-bc" if _from_bc(algo, args) else "") + _bc_tag(args)
+    name = f"{algo}{_base_tag(args)}" + (f"-from-{args.init}" if _from_bc(algo, args) else "") + _bc_tag(args)
     if algo in ("mc", "ilql") and _steps(algo, args) != args.max_steps:
         name += f"-{_steps(algo, args)}steps"  # the --max-steps runs stay as they are
-    name += "".join(f"-{key}{_setting(value)}" for key, value in sorted(_value_settings(algo, args).items()))
+    name += "".join(
+        f"-{OPTIMIZER_TAGS.get(key, key)}{_setting(value)}"
+        for key, value in sorted(_value_settings(algo, args).items())
+    )
     return f"{name}-s{seed}"
 
 
@@ -603,10 +635,14 @@ def _row(task, algo, runs, behaviour, episodes, args, bc: list[float] | None) ->
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
-        "algo": (f"{algo} (from BC)" if _from_bc(algo, args) or algo in ONLINE else algo)
+        "algo": (
+            f"{algo} (from {START_LABELS[args.init if _from_bc(algo, args) else 'bc']})"
+            if _from_bc(algo, args) or algo in ONLINE
+            else algo
+        )
         + ("" if args.base == "tiny" else f", base {args.base}")
         + "".join(
-            f", {'BC ' if _from_bc(algo, args) else ''}{k} {_setting(v)}"
+            f", {START_LABELS[args.init] + ' ' if _from_bc(algo, args) else ''}{k} {_setting(v)}"
             for k, v in sorted(args.bc_settings.items())
         )
         + "".join(f", {k} {_setting(v)}" for k, v in sorted(_value_settings(algo, args).items()))

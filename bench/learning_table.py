@@ -138,7 +138,8 @@ def write(rows: list[dict], out: Path) -> None:
         writer.writerows(rows)
     lines = [
         "| task | algorithm | normalized (mean ± 95% CI over seeds) | per seed "
-        "| over BC by seed (paired mean ± 95% CI) | return / success / invalid "
+        "| over BC (rows from filtered BC: over it) by seed (paired mean ± 95% CI) "
+        "| return / success / invalid "
         "| beta or round (validation) | online: episodes to 90% | move accuracy | paper Table 2 "
         "| behaviour policy | data episodes | steps | CPU min/run |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
