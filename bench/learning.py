@@ -228,8 +228,8 @@ def _phases(args: argparse.Namespace) -> list[list[str]]:
         [a for a in algos if not _from_bc(a, args)],
         [a for a in algos if _from_bc(a, args)] + _online(args),
     ]
-    needed = [args.init] if any(_from_bc(a, args) for a in phases[1]) else []
-    needed += ["bc"] if _online(args) else []
+    needed = ["bc"] if _online(args) else []
+    needed += [args.init] if any(_from_bc(a, args) for a in phases[1]) else []
     for start in reversed(dict.fromkeys(needed)):
         if start not in phases[0]:
             phases[0].insert(0, start)

@@ -118,6 +118,47 @@ def test_a_finished_run_of_another_length_is_refused_not_reported_as_this_comman
     assert learning._length_problem("wordle", planned(value_steps=3000)) is None
 
 
+def test_value_runs_from_filtered_bc_start_there_and_are_named_and_paired_by_it(tmp_path) -> None:
+    decaying = {"warmup_steps": 500, "adam_beta2": 0.95, "lr_schedule": "cosine"}
+    args = bench_args(
+        base="tiny-rope",
+        init="filtered-bc",
+        max_steps=40000,
+        value_steps=6000,
+        bc_settings=decaying,
+        value_settings={"warmup_steps": 500, "lr_schedule": "cosine"},
+        algos="mc,ilql",
+        seeds="0",
+        online="",
+        out=tmp_path,
+    )
+    # filtered BC runs first, BC not at all (nothing starts from it); with an online algorithm, both
+    assert learning._phases(args) == [["filtered-bc"], ["mc", "ilql"]]
+    online = argparse.Namespace(**{**vars(args), "online": "ppo", "online_settings": {}})
+    assert learning._phases(online) == [["bc", "filtered-bc"], ["mc", "ilql", "ppo"]]
+    # never confused with the runs from BC; the value phase's own optimizer settings read as BC's do
+    assert learning._run_name("mc", 0, args) == (
+        "mc-tiny-rope-from-filtered-bc-beta2_0.95-cosine-warmup500-6000steps-lr_schedulecosine-warmup500-s0"
+    )
+    assert learning._run_name("mc", 0, bench_args(init="bc")) == "mc-from-bc-s0"
+    # the start is that seed's filtered BC, whose seconds count; the optimizer settings reach the trainer
+    start_run = tmp_path / "wordle" / "filtered-bc-tiny-rope-beta2_0.95-cosine-warmup500-s0"
+    start_run.mkdir(parents=True)
+    (start_run / "bench_result.json").write_text('{"seconds": 4507.0}')
+    start, seconds = learning._training_start("wordle", "ilql", 0, args)
+    assert start == {"base": str(start_run), "lr": 1e-3, "warmup_steps": 500, "lr_schedule": "cosine"}
+    assert seconds == 4507.0
+    # the paired gain is over the run it started from; filtered BC's own, over BC
+    assert learning._gain_baseline("mc", args) == "filtered-bc"
+    assert learning._gain_baseline("filtered-bc", args) == "bc"
+    assert learning._gain_baseline("bc", args) is None
+    # a filtered BC of another length under the same name would be the wrong start
+    (start_run / "train_config.json").write_text('{"max_steps": 24000}')
+    assert learning._length_problem("wordle", args) == (
+        f"{start_run} holds a run of 24000 steps, not --max-steps 40000: use another --out"
+    )
+
+
 @pytest.mark.parametrize(
     ("pair", "message"),
     [
@@ -137,6 +178,26 @@ def test_a_bad_bc_option_stops_the_bench_before_any_work(tmp_path, pair, message
     assert done.returncode == 2
     assert message in done.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_optimizer_value_option_stops_the_bench_before_any_work(tmp_path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "learning.py"),
+            "--value-option",
+            "adam_beta2=1.5",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(
+        "--value-option adam_beta2=1.5: adam_beta2 must be at least 0 and below 1"
+    )
+    assert not any(tmp_path.iterdir())
 
 
 def test_value_options_take_numbers_and_the_words_training_knows(capsys) -> None:
