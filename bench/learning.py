@@ -253,7 +253,10 @@ def _length_problem(task: str, args: argparse.Namespace) -> str | None:
             saved = _run_dir(task, algo, seed, args) / "train_config.json"
             if not saved.exists():
                 continue
-            steps = json.loads(saved.read_text()).get("max_steps")
+            try:
+                steps = json.loads(saved.read_text()).get("max_steps")
+            except (json.JSONDecodeError, AttributeError):
+                return f"{saved} is not a run's training settings (JSON object): use another --out"
             if steps != _steps(algo, args):
                 flag = "--value-steps" if algo in ("mc", "ilql") and args.value_steps else "--max-steps"
                 wanted = _steps(algo, args)

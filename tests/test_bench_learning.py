@@ -116,6 +116,11 @@ def test_a_finished_run_of_another_length_is_refused_not_reported_as_this_comman
         f"{mc_run} holds a run of 600 steps, not --value-steps 6000: use another --out"
     )
     assert learning._length_problem("wordle", planned(value_steps=3000)) is None
+    # a hand-edited settings file that does not parse is named, not a traceback
+    (mc_run / "train_config.json").write_text("{max_steps: 600")
+    assert learning._length_problem("wordle", planned(value_steps=6000)) == (
+        f"{mc_run / 'train_config.json'} is not a run's training settings (JSON object): use another --out"
+    )
 
 
 def test_value_runs_from_filtered_bc_start_there_and_are_named_and_paired_by_it(tmp_path) -> None:
