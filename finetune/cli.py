@@ -16,6 +16,7 @@ from lmrl.finetune.trainer import (
     HEAD_SHAPES,
     LR_SCHEDULES,
     OPTIMIZER_DEFAULTS,
+    POLICIES,
     TRUNCATIONS,
     TrainConfig,
     TrainError,
@@ -92,6 +93,14 @@ def add_parser(sub: Any, positive_int: Any, nonneg_float: Any) -> None:
         default=TRUNCATIONS[0],
         help="MC: a truncated episode's return is the rewards observed (the paper's) or bootstraps the "
         "behaviour value of the state it was cut in",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default=POLICIES[0],
+        help="MC/ILQL: the BC and value losses train the shared network (the paper's; the default), or "
+        "frozen: the base's weights stay as they are (the policy it plays) and only the value heads "
+        "learn, on its features",
     )
     parser.add_argument("--cql-weight", type=nonneg_float, help="weight of the CQL term (task default)")
     parser.add_argument(
@@ -252,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         backup=args.backup,
         heads=args.heads,
         truncation=args.truncation,
+        policy=args.policy,
         cql_weight=args.cql_weight,
         value_weight=args.value_weight,
         max_length=args.max_length,
@@ -328,6 +338,8 @@ def _run_online(args: argparse.Namespace) -> int:
         raise TrainError(f"--truncation is for MC; --algo {args.algo} bootstraps a truncated end already")
     if args.backup != BACKUPS[0]:
         raise TrainError(f"--backup is for offline ILQL; --algo {args.algo} trains online")
+    if args.policy != POLICIES[0]:
+        raise TrainError(f"--policy is for MC and ILQL; --algo {args.algo} trains its policy online")
     if args.value_weight is not None:
         raise TrainError(f"--value-weight is for MC and ILQL; --algo {args.algo} has its own value loss")
     if args.eval_episodes < 0:

@@ -36,6 +36,9 @@ BACKUPS = ("token", "action")  # ILQL: what one value hop crosses (lmrl.finetune
 LR_SCHEDULES = ("constant", "linear", "cosine")  # linear and cosine decay to 0 over the run's steps
 HEAD_SHAPES = ("mlp", "linear")  # MC/ILQL value heads: the paper's 2-layer MLPs, or linear layers
 TRUNCATIONS = ("observed", "bootstrap")  # MC: a cut episode's return, as seen or plus V(cut state)
+# MC/ILQL: BC and value losses train the shared network (the paper's), or the starting checkpoint stays
+# as it is (the policy it plays) and only the value heads learn, on its fixed features.
+POLICIES = ("train", "frozen")
 # Offline optimizer settings and their defaults: no warm-up, AdamW's own beta2.
 OPTIMIZER_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "adam_beta2": 0.999}
 
@@ -56,6 +59,7 @@ WORD_SETTINGS: dict[str, tuple[str, ...]] = {
     "lr_schedule": LR_SCHEDULES,
     "heads": HEAD_SHAPES,
     "truncation": TRUNCATIONS,
+    "policy": POLICIES,
 }
 # Per-task defaults (reference lmrl-gym.md §7-8 where it gives them; CPU-sized otherwise).
 # Maze, from scratch on a CPU: lr 1e-3 and a fast target (0.1) propagate values along a 20-move chain
@@ -126,6 +130,7 @@ class TrainConfig:
     adam_beta2: float = OPTIMIZER_DEFAULTS["adam_beta2"]  # 0.95 forgets old gradient scales sooner
     heads: str = "mlp"  # MC/ILQL: 2-layer MLP value heads (the paper's), or linear ones
     truncation: str = "observed"  # MC: bootstrap adds V of the state a truncated episode was cut in
+    policy: str = "train"  # MC/ILQL: frozen keeps the base's weights and trains only the value heads
     max_length: int | None = None
     filter: str | None = None  # filtered BC: success or top:FRACTION (None: the task's, TASK_FILTERS)
     packing: str = "auto"  # auto: one sequence per episode when every rendering only grows; off: per turn
@@ -247,10 +252,9 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         )
     if config.value_weight is not None and algo.EXTRACTION is None:
         raise TrainError(f"--value-weight is an MC/ILQL setting; --algo {config.algo} has no value heads")
-    if config.heads != HEAD_SHAPES[0] and algo.EXTRACTION is None:
-        raise TrainError(
-            f"--heads {config.heads} is an MC/ILQL setting; --algo {config.algo} has no value heads"
-        )
+    for name, default in (("heads", HEAD_SHAPES[0]), ("policy", POLICIES[0])):
+        if (value := getattr(config, name)) != default and algo.EXTRACTION is None:
+            raise TrainError(f"--{name} {value} is an MC/ILQL setting; --algo {config.algo} has no values")
     session_started = time.perf_counter()
     episodes, task = _data(config)
     out = config.out
@@ -292,11 +296,17 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
         from lmrl.finetune.heads import ValueHeads
 
         heads, _ = ValueHeads.load(state_dir / "model")
+    frozen = config.policy == "frozen"
+    if frozen:
+        model.requires_grad_(False)  # (not the other way: LoRA's wrapper froze what it leaves alone)
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     optimizer = torch.optim.AdamW(
         [p for p in parameters if p.requires_grad], lr=settings["lr"], betas=(0.9, config.adam_beta2)
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if frozen:  # nothing of the model trains (DDP refuses such a module): only the heads are wrapped
+        model, optimizer = model.to(accelerator.device), accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     if heads is not None:
         heads = accelerator.prepare(heads)
     if resumed:
@@ -322,7 +332,7 @@ def train(config: TrainConfig, progress: bool = True, on_log: Callable[[dict], N
                 mine, weight = rank_share(batch_units, accelerator, action_tokens)
                 batch = {k: v.to(accelerator.device) for k, v in collate_units(mine, pad).items()}
                 torch.manual_seed(config.seed * 1_000_003 + step)  # dropout per step: a resumed run matches
-                model.train()
+                model.train(not frozen)  # a frozen policy's features as it plays them: no dropout
                 loss, metrics = algo.loss(model, heads, batch, settings)
                 lr = scheduled_lr(settings["lr"], config.lr_schedule, step, total, config.warmup_steps)
                 for group in optimizer.param_groups:

@@ -207,13 +207,16 @@ def test_a_bad_optimizer_value_option_stops_the_bench_before_any_work(tmp_path) 
 
 def test_value_options_take_numbers_and_the_words_training_knows(capsys) -> None:
     parser = argparse.ArgumentParser(prog="learning.py")
-    pairs = ["tau=0.95", "heads=mlp", "lr_schedule=cosine", "backup=action"]
+    pairs = ["tau=0.95", "heads=mlp", "lr_schedule=cosine", "backup=action", "policy=frozen"]
     assert learning._number_settings(pairs, parser, learning.VALUE_OPTIONS, "--value-option") == {
         "tau": 0.95,
         "heads": "mlp",
         "lr_schedule": "cosine",
         "backup": "action",
+        "policy": "frozen",
     }
+    frozen = bench_args(value_settings={"policy": "frozen"})
+    assert learning._run_name("mc", 0, frozen) == "mc-from-bc-policyfrozen-s0"
     for bad, message in [
         ("heads=deep", "the value is one of mlp, linear"),
         ("tau=high", "the value is a number"),

@@ -106,6 +106,30 @@ def test_train_writes_a_checkpoint_the_harness_plays(maze_data, tmp_path, capsys
     assert len(lmrl.load_run(played)) == 2
 
 
+@pytest.mark.parametrize("algo", ["mc", "ilql"])
+def test_a_frozen_policy_keeps_the_starts_weights_and_trains_only_the_value_heads(algo, maze_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from lmrl.finetune.trainer import TrainConfig, train
+
+    start = tmp_path / "bc"
+    assert main(["train", "--algo", "bc", "--data", str(maze_data), "--out", str(start), "--max-steps", "2",
+                 "--eval-episodes", "0", "--no-progress"]) == 0  # fmt: skip
+    out = tmp_path / algo
+    common = {"data": [str(maze_data)], "base": str(start), "out": out, "eval_episodes": 0, "log_every": 1}
+    train(TrainConfig(algo=algo, policy="frozen", max_steps=30, lr=0.01, **common), progress=False)
+    before, after = load_file(start / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # the policy it plays: BC's
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    q = [r["q"] for r in log if "q" in r]
+    assert len(q) == 30 and sum(q[-5:]) < 0.5 * sum(q[:5])  # the heads learnt (a value loss fell)
+    assert {r["bc"] for r in log if "bc" in r} != set()  # BC's loss is still logged, not trained
+    assert json.loads((out / "train_config.json").read_text())["policy"] == "frozen"
+    heads = json.loads((out / "value_heads.json").read_text())
+    assert heads["algo"] == algo  # the harness picks them up as for any MC/ILQL checkpoint
+
+
 def test_the_rotary_base_trains_and_plays(wordle_data, tmp_path) -> None:
     out = tmp_path / "rope"
     args = ["train", "--algo", "ilql", "--data", str(wordle_data), "--base", "tiny-rope", "--out", str(out)]
@@ -200,6 +224,11 @@ def test_ilql_with_action_backup_saves_q_guidance_and_plays(heads, maze_data, tm
         (["--algo", "bc", "--data", "{maze}", "--truncation", "bootstrap"], "is an MC setting"),
         (["--algo", "mc", "--data", "{maze}", "--truncation", "guess"], "--truncation: invalid choice"),
         (["--algo", "bc", "--data", "{maze}", "--value-weight", "0.1"], "--value-weight is an MC"),
+        (
+            ["--algo", "filtered-bc", "--data", "{maze}", "--policy", "frozen"],
+            "--policy frozen is an MC/ILQL",
+        ),
+        (["--algo", "mc", "--data", "{maze}", "--policy", "fixed"], "--policy: invalid choice"),
         (["--algo", "bc", "--data", "{maze}", "--warmup-steps", "-1"], "--warmup-steps must be a whole"),
         (["--algo", "bc", "--data", "{maze}", "--adam-beta2", "1"], "--adam-beta2 must be at least 0"),
     ],
