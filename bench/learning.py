@@ -405,10 +405,10 @@ def _one_online_run(task: str, algo: str, seed: int, args: argparse.Namespace) -
     return result
 
 
-def _bc_start(task: str, seed: int, args: argparse.Namespace, algo: str = "bc") -> tuple[Path, float]:
+def _bc_start(task: str, seed: int, args: argparse.Namespace, start: str = "bc") -> tuple[Path, float]:
     """The same seed's BC (or filtered BC) checkpoint, and its CPU seconds: a run's time includes the
     checkpoint it starts from."""
-    run = _run_dir(task, algo, seed, args)
+    run = _run_dir(task, start, seed, args)
     return run, json.loads((run / "bench_result.json").read_text())["seconds"]
 
 
