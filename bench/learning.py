@@ -236,12 +236,17 @@ def _phases(args: argparse.Namespace) -> list[list[str]]:
     return phases
 
 
-def _gain_baseline(algo: str, args: argparse.Namespace) -> str | None:
-    """The run a row's paired gain is measured over: the checkpoint an MC/ILQL run starts from, BC for
-    the others (None for BC itself)."""
+def _start(algo: str, args: argparse.Namespace) -> str | None:
+    """The same seed's run ``algo`` starts from: BC or filtered BC (``--init``) for MC/ILQL, BC for the
+    online algorithms; None for a run from the base."""
     if _from_bc(algo, args):
         return args.init
-    return None if algo == "bc" else "bc"
+    return "bc" if algo in ONLINE else None
+
+
+def _gain_baseline(algo: str, args: argparse.Namespace) -> str | None:
+    """The run a row's paired gain is measured over: the run it starts from, else BC (None for BC)."""
+    return _start(algo, args) or (None if algo == "bc" else "bc")
 
 
 def _length_problem(task: str, args: argparse.Namespace) -> str | None:
@@ -638,11 +643,7 @@ def _row(task, algo, runs, behaviour, episodes, args, bc: list[float] | None) ->
     accuracies = [r.get("move_accuracy") for r in runs]
     return {
         "task": task,
-        "algo": (
-            f"{algo} (from {START_LABELS[args.init if _from_bc(algo, args) else 'bc']})"
-            if _from_bc(algo, args) or algo in ONLINE
-            else algo
-        )
+        "algo": (f"{algo} (from {START_LABELS[start]})" if (start := _start(algo, args)) else algo)
         + ("" if args.base == "tiny" else f", base {args.base}")
         + "".join(
             f", {START_LABELS[args.init] + ' ' if _from_bc(algo, args) else ''}{k} {_setting(v)}"
