@@ -15,6 +15,8 @@ SIZES: dict[str, tuple[str, int, int, int, int]] = {
     # Rotary positions and no dropout: on Wordle it learns to read the feedback (a letter's colour is
     # six tokens after it, at every position) where the GPT-2 models learnt only the vocabulary.
     "tiny-rope": ("llama", 4, 128, 4, 1024),
+    # Twice as wide, twice the heads (more letters looked up at once): 2.3x tiny-rope's step time.
+    "small-rope": ("llama", 4, 256, 8, 1024),
 }
 
 
