@@ -118,8 +118,8 @@ def main() -> None:
         "--base",
         default="tiny",
         help="what BC and the from-scratch runs start from: tiny (the CPU default), small, tiny-rope "
-        "(Wordle), local/smollm2 or any save_pretrained directory (GPU-sized); runs on another base than "
-        "tiny are kept apart by name (bc-small-s0)",
+        "(Wordle), small-rope, local/smollm2 or any save_pretrained directory (GPU-sized); runs on "
+        "another base than tiny are kept apart by name (bc-small-s0)",
     )
     parser.add_argument(
         "--init",
