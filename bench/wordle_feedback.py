@@ -9,6 +9,13 @@ A model below the vocabulary-only floor on later guesses reads the feedback; one
 The held-out episodes are the learning bench's behaviour evaluation (run seed 1000, never trained on),
 kept by the filter the checkpoint was trained with (its ``train_config.json``), so that each model is
 scored on data like its own.
+
+The second table reads the play instead: the share of each guess after the first that is consistent
+with all the feedback before it, in the checkpoint's evaluation episodes (``CHECKPOINT/eval``, written
+by the learning bench) and in its training data, and the normalized score of a policy that is
+consistent with those shares guess by guess (else a uniform vocabulary word; simulated). For the
+data's shares that score is what an exact imitation would reach: the behaviour policy's 0.34 at every
+guess gives its own 52.9.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -71,27 +80,98 @@ def references(episodes: list, tokens_per_guess: int) -> tuple[float, float]:
     return math.log(len(vocab)) / tokens_per_guess, total / guesses / tokens_per_guess
 
 
+def consistent_shares(episodes: list) -> list[float]:
+    """Per guess after the first (second guess first), the share consistent with all the feedback
+    before it; a guess that is not a vocabulary word counts as inconsistent. Stops at the first guess
+    index no episode reached."""
+    from lmrl.tasks.wordle import consistent
+
+    hits: list[list[bool]] = []
+    for episode in episodes:
+        clues: list[tuple[str, str]] = []
+        for turn, step in enumerate(episode.turns):
+            word, fb = step.info.get("guess"), step.info.get("feedback")
+            if turn > 0:
+                if len(hits) < turn:
+                    hits.append([])
+                hits[turn - 1].append(bool(fb) and consistent(word, clues))
+            if word and fb:
+                clues.append((word, fb))
+    return [statistics.fmean(h) for h in hits]
+
+
+def imitation_score(shares: list[float], episodes: int = 4000, seed: int = 0) -> float:
+    """The normalized score of a policy whose guess k (after the first, a random word) is a random
+    word consistent with the feedback with probability ``shares[k - 1]`` (the last share beyond them),
+    else a uniformly random vocabulary word; ``episodes`` simulated games."""
+    from lmrl.reports.normalize import normalized_score
+    from lmrl.tasks.wordle import Wordle
+
+    rng = random.Random(seed)
+    task = Wordle()
+    task.rng = random.Random(seed + 1)
+    returns = []
+    for index in range(episodes):
+        task.setup(index)
+        total, turn = 0.0, 0
+        while not task.done:
+            p = shares[min(turn, len(shares)) - 1] if turn and shares else 0.0
+            word = rng.choice(task.candidates) if rng.random() < p else rng.choice(task.vocab)
+            total += task.step(word).reward
+            turn += 1
+        returns.append(total)
+    anchors = Wordle.anchors
+    return normalized_score(statistics.fmean(returns), anchors.min, anchors.avg, anchors.max)
+
+
+def _filter_rule(checkpoint: Path) -> str | None:
+    """The filter a filtered-BC checkpoint was trained with (its ``train_config.json``), else None."""
+    config = json.loads((checkpoint / "train_config.json").read_text())
+    return config.get("filter") if config["algo"] == "filtered-bc" else None
+
+
+def _kept(episodes: list, rule: str | None) -> list:
+    """``episodes`` kept by a filtered-BC rule (``success``, ``top:F``); all of them without one."""
+    from lmrl.finetune.data import filter_episodes, top_fraction_of
+
+    top = top_fraction_of(rule) if rule else None
+    return filter_episodes(episodes, success_only=rule == "success", top_fraction=top)
+
+
+def _shares_row(name: str, episodes: list) -> str:
+    from lmrl.tasks.wordle import MAX_GUESSES
+
+    shares = consistent_shares(episodes)
+    cells = " ".join(f"{share:5.2f}" for share in shares) + "      -" * (MAX_GUESSES - 1 - len(shares))
+    return f"{name:40} {cells} {imitation_score(shares):9.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help=f"a Wordle run ({HELD_OUT})")
     args = parser.parse_args()
     import lmrl
-    from lmrl.finetune.data import filter_episodes, top_fraction_of
 
     if not (args.held_out / "episodes.jsonl").exists():
         sys.exit(f"wordle_feedback: {args.held_out} is not a run (python bench/learning.py --tasks wordle)")
     everything = lmrl.load_run(args.held_out)
     print(f"{'checkpoint':32} {'filter':9} {'first':>6} {'later':>6} {'floor':>6} {'behaviour':>9}")
     for checkpoint in args.checkpoints:
-        config = json.loads((checkpoint / "train_config.json").read_text())
-        rule = config.get("filter") if config["algo"] == "filtered-bc" else None
-        top = top_fraction_of(rule) if rule else None
-        episodes = filter_episodes(everything, success_only=rule == "success", top_fraction=top)
+        rule = _filter_rule(checkpoint)
+        episodes = _kept(everything, rule)
         first, later = split_nats(checkpoint, episodes)
         floor, behaviour = references(episodes, tokens_per_guess=6)  # 5 letters and the newline
         row = f"{first:6.3f} {later:6.3f} {floor:6.3f} {behaviour:9.3f}"
         print(f"{checkpoint.name:32} {rule or 'none':9} {row}")
+    print("\nguesses consistent with the feedback before them (share by guess) -> the score of a policy")
+    print(f"{'played by / data':40} {'    2     3     4     5     6'} {'its score':>9}")
+    for checkpoint in args.checkpoints:
+        if (checkpoint / "eval" / "episodes.jsonl").exists():
+            print(_shares_row(f"{checkpoint.name} (eval)", lmrl.load_run(checkpoint / "eval")))
+    print(_shares_row("held-out behaviour episodes", everything))
+    for rule in sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None}):
+        print(_shares_row(f"held-out, kept by {rule}", _kept(everything, rule)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ checkpoint's loss into first and later guesses covers exactly the action tokens.
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -60,3 +61,35 @@ def test_the_split_covers_every_action_token_once(tmp_path) -> None:
         overall = float(bc_loss(forward(model, collate_packed(packed, tokenizer.pad_token_id))))
     assert (first * counts[0] + later * counts[1]) / sum(counts) == pytest.approx(overall, rel=1e-5)
     assert first != pytest.approx(later)
+
+
+def test_consistent_shares_count_each_later_guess_once() -> None:
+    from lmrl.tasks.wordle import feedback, load_vocab
+
+    vocab = load_vocab()
+    episode = lmrl.play("wordle", "scripted/behavior", seed=3)
+    first = episode.turns[0].info
+    secret = episode.info["secret"]
+    fits = replace(episode.turns[1], info={"guess": secret, "feedback": "ggggg"})
+    wrong = next(w for w in vocab if feedback(first["guess"], w) != first["feedback"])
+    misfit = replace(episode.turns[1], info={"guess": wrong, "feedback": feedback(wrong, secret)})
+    invalid = replace(episode.turns[1], info={"guess": "zzzzz", "feedback": ""})
+    two = [replace(episode, turns=[episode.turns[0], turn]) for turn in (fits, misfit, invalid, fits)]
+    assert wordle_feedback.consistent_shares(two) == [0.5]
+    three = replace(episode, turns=[episode.turns[0], misfit, fits])
+    assert wordle_feedback.consistent_shares([three, two[0]]) == [0.5, 1.0]
+
+
+def test_imitation_score_reproduces_the_behaviour_policy_and_rises_with_the_shares(tmp_path) -> None:
+    from lmrl.reports.normalize import normalized_score
+    from lmrl.tasks.wordle import BEHAVIOR_SMART_P, Wordle
+
+    lmrl.run("wordle", "scripted/behavior", episodes=400, seed=5, out=tmp_path / "behaviour")
+    mean = statistics.fmean(e.return_ for e in lmrl.load_run(tmp_path / "behaviour"))
+    behaviour = normalized_score(mean, Wordle.anchors.min, Wordle.anchors.avg, Wordle.anchors.max)
+
+    assert wordle_feedback.imitation_score([BEHAVIOR_SMART_P], 400, seed=5) == pytest.approx(behaviour, abs=6)
+    never, always = (wordle_feedback.imitation_score([p], 400, seed=5) for p in (0.0, 1.0))
+    assert never < behaviour - 10 and always > behaviour + 25
+    # A share only from the third guess on: between never and always.
+    assert never < wordle_feedback.imitation_score([0.0, 1.0], 400, seed=5) < always
