@@ -12,10 +12,10 @@ scored on data like its own.
 
 The second table reads the play instead: the share of each guess after the first that is consistent
 with all the feedback before it, in the checkpoint's evaluation episodes (``CHECKPOINT/eval``, written
-by the learning bench) and in its training data, and the normalized score of a policy that is
-consistent with those shares guess by guess (else a uniform vocabulary word; simulated). For the
-data's shares that score is what an exact imitation would reach: the behaviour policy's 0.34 at every
-guess gives its own 52.9.
+by the learning bench) and in the held-out episodes its filter keeps, and the normalized score of a
+policy with those shares guess by guess (a random consistent word, else a random inconsistent one;
+simulated). For the data's shares that score is about what an exact imitation would reach (it keeps
+the shares, not which word: the behaviour data's shares give the behaviour policy's own score).
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ def consistent_shares(episodes: list) -> list[float]:
 
 
 def imitation_score(shares: list[float], episodes: int = 4000, seed: int = 0) -> float:
-    """The normalized score of a policy whose guess k (after the first, a random word) is a random
-    word consistent with the feedback with probability ``shares[k - 1]`` (the last share beyond them),
-    else a uniformly random vocabulary word; ``episodes`` simulated games."""
+    """The normalized score of a policy whose first guess is a random vocabulary word and whose guess k
+    is a random word consistent with the feedback with probability ``shares[k - 1]`` (the last share
+    beyond them), else a random inconsistent one: a policy whose consistent shares are ``shares``,
+    over ``episodes`` simulated games."""
     from lmrl.reports.normalize import normalized_score
     from lmrl.tasks.wordle import Wordle
 
@@ -115,8 +116,13 @@ def imitation_score(shares: list[float], episodes: int = 4000, seed: int = 0) ->
         task.setup(index)
         total, turn = 0.0, 0
         while not task.done:
-            p = shares[min(turn, len(shares)) - 1] if turn and shares else 0.0
-            word = rng.choice(task.candidates) if rng.random() < p else rng.choice(task.vocab)
+            share = shares[min(turn, len(shares)) - 1] if turn and shares else None
+            fits = set(task.candidates)
+            misfits = [word for word in task.vocab if word not in fits]
+            if share is None or not misfits:
+                word = rng.choice(task.vocab)
+            else:
+                word = rng.choice(task.candidates if rng.random() < share else misfits)
             total += task.step(word).reward
             turn += 1
         returns.append(total)
