@@ -144,18 +144,21 @@ def _kept(episodes: list, rule: str | None) -> list:
     return filter_episodes(episodes, success_only=rule == "success", top_fraction=top)
 
 
-def _shares_row(name: str, episodes: list) -> str:
+def _shares_row(name: str, episodes: list, width: int, simulated: int) -> str:
     from lmrl.tasks.wordle import MAX_GUESSES
 
     shares = consistent_shares(episodes)
     cells = " ".join(f"{share:5.2f}" for share in shares) + "      -" * (MAX_GUESSES - 1 - len(shares))
-    return f"{name:40} {cells} {imitation_score(shares):9.1f}"
+    return f"{name:{width}} {cells} {imitation_score(shares, simulated):9.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help=f"a Wordle run ({HELD_OUT})")
+    parser.add_argument(
+        "--simulated", type=int, default=4000, help="games simulated for each policy's score (4000)"
+    )
     args = parser.parse_args()
     import lmrl
 
@@ -170,14 +173,17 @@ def main() -> None:
         floor, behaviour = references(episodes, tokens_per_guess=6)  # 5 letters and the newline
         row = f"{first:6.3f} {later:6.3f} {floor:6.3f} {behaviour:9.3f}"
         print(f"{checkpoint.name:32} {rule or 'none':9} {row}")
+    rules = sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None})
+    rows = [(f"{checkpoint.name} (eval)", checkpoint / "eval") for checkpoint in args.checkpoints]
+    rows = [(name, run) for name, run in rows if (run / "episodes.jsonl").exists()]
+    width = max([len(name) for name, _ in rows] + [40])
     print("\nguesses consistent with the feedback before them (share by guess) -> the score of a policy")
-    print(f"{'played by / data':40} {'    2     3     4     5     6'} {'its score':>9}")
-    for checkpoint in args.checkpoints:
-        if (checkpoint / "eval" / "episodes.jsonl").exists():
-            print(_shares_row(f"{checkpoint.name} (eval)", lmrl.load_run(checkpoint / "eval")))
-    print(_shares_row("held-out behaviour episodes", everything))
-    for rule in sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None}):
-        print(_shares_row(f"held-out, kept by {rule}", _kept(everything, rule)))
+    print(f"{'played by / data':{width}} {'    2     3     4     5     6'} {'its score':>9}")
+    for name, run in rows:
+        print(_shares_row(name, lmrl.load_run(run), width, args.simulated))
+    print(_shares_row("held-out behaviour episodes", everything, width, args.simulated))
+    for rule in rules:
+        print(_shares_row(f"held-out, kept by {rule}", _kept(everything, rule), width, args.simulated))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,26 @@ def test_imitation_score_reproduces_the_behaviour_policy_and_rises_with_the_shar
     assert never < behaviour - 20 and always > behaviour + 25
     # Consistent only from the third guess on: between never and always.
     assert never < wordle_feedback.imitation_score([0.0, 1.0], 400, seed=6) < always
+
+
+def test_the_command_prints_both_tables_for_a_checkpoint_and_its_data(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from lmrl.finetune import models
+
+    held_out = tmp_path / "held-out"
+    lmrl.run("wordle", "scripted/behavior", episodes=30, seed=1000, out=held_out)
+    checkpoint = models.prepare_base("tiny-rope", "wordle", tmp_path / "fbc", seed=0)
+    (checkpoint / "train_config.json").write_text(json.dumps({"algo": "filtered-bc", "filter": "top:0.3"}))
+    lmrl.run("wordle", "scripted/random", episodes=20, seed=1000, out=checkpoint / "eval")  # its "play"
+    argv = ["wordle_feedback.py", str(checkpoint), "--held-out", str(held_out), "--simulated", "50"]
+    monkeypatch.setattr(sys, "argv", argv)
+    wordle_feedback.main()
+    lines = capsys.readouterr().out.splitlines()
+    nats = next(line for line in lines if line.startswith("fbc "))
+    assert nats.split()[1] == "top:0.3" and float(nats.split()[3]) > 0.9  # untrained: at the floor
+    played = next(line for line in lines if line.startswith("fbc (eval)")).split()
+    shares = [float(cell) for cell in played[2:-1] if cell != "-"]
+    assert shares and max(shares) < 0.3  # random words seldom fit the feedback
+    kept = next(line for line in lines if line.startswith("held-out, kept by top:0.3")).split()
+    assert float(kept[-1]) > float(played[-1])  # the kept demonstrations are more consistent
