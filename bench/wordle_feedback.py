@@ -12,10 +12,11 @@ scored on data like its own.
 
 The second table reads the play instead: the share of each guess after the first that is consistent
 with all the feedback before it, in the checkpoint's evaluation episodes (``CHECKPOINT/eval``, written
-by the learning bench) and in the held-out episodes its filter keeps, and the normalized score of a
-policy with those shares guess by guess (a random consistent word, else a random inconsistent one;
-simulated). For the data's shares that score is about what an exact imitation would reach (it keeps
-the shares, not which word: the behaviour data's shares give the behaviour policy's own score).
+by the learning bench, or the run ``--played`` names) and in the held-out episodes its filter keeps,
+and the normalized score of a policy with those shares guess by guess (a random consistent word, else
+a random inconsistent one; simulated). For the data's shares that score is about what an exact
+imitation would reach (it keeps the shares, not which word: the behaviour data's shares give the
+behaviour policy's own score).
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help=f"a Wordle run ({HELD_OUT})")
     parser.add_argument(
+        "--played",
+        default="eval",
+        help="the run under each checkpoint whose guesses the second table reads (eval: the bench's)",
+    )
+    parser.add_argument(
         "--simulated", type=int, default=4000, help="games simulated for each policy's score (4000)"
     )
     args = parser.parse_args()
@@ -174,7 +180,7 @@ def main() -> None:
         row = f"{first:6.3f} {later:6.3f} {floor:6.3f} {behaviour:9.3f}"
         print(f"{checkpoint.name:32} {rule or 'none':9} {row}")
     rules = sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None})
-    rows = [(f"{checkpoint.name} (eval)", checkpoint / "eval") for checkpoint in args.checkpoints]
+    rows = [(f"{c.name} ({args.played})", c / args.played) for c in args.checkpoints]
     rows = [(name, run) for name, run in rows if (run / "episodes.jsonl").exists()]
     width = max([len(name) for name, _ in rows] + [40])
     print("\nguesses consistent with the feedback before them (share by guess) -> the score of a policy")
