@@ -27,6 +27,7 @@ import math
 import random
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 HELD_OUT = Path("bench/results/learning/wordle/behavior-eval")
@@ -60,6 +61,17 @@ def split_nats(checkpoint: Path, episodes: list) -> tuple[float, float]:
     return sums[0] / counts[0], sums[1] / counts[1]
 
 
+def _guesses(episode) -> Iterator[tuple[int, str | None, str, list[tuple[str, str]]]]:
+    """(index, word, feedback, the valid (guess, feedback) clues before it) of each guess of
+    ``episode``; an invalid guess has empty feedback."""
+    clues: list[tuple[str, str]] = []
+    for index, turn in enumerate(episode.turns):
+        word, fb = turn.info.get("guess"), turn.info.get("feedback") or ""
+        yield index, word, fb, list(clues)
+        if word and fb:
+            clues.append((word, fb))
+
+
 def references(episodes: list, tokens_per_guess: int) -> tuple[float, float]:
     """(vocabulary-only floor, behaviour policy) nats per action token on the later guesses."""
     from lmrl.tasks.wordle import BEHAVIOR_SMART_P, consistent, load_vocab
@@ -67,17 +79,13 @@ def references(episodes: list, tokens_per_guess: int) -> tuple[float, float]:
     vocab = load_vocab()
     total, guesses = 0.0, 0
     for episode in episodes:
-        clues: list[tuple[str, str]] = []
-        for turn in episode.turns:
-            word, fb = turn.info.get("guess"), turn.info.get("feedback")
+        for _, word, _, clues in _guesses(episode):
             if clues and word:
                 candidates = [w for w in vocab if consistent(w, clues)]
                 p = (1 - BEHAVIOR_SMART_P) / len(vocab)
                 p += BEHAVIOR_SMART_P / len(candidates) if word in candidates else 0.0
                 total -= math.log(p)
                 guesses += 1
-            if word and fb:
-                clues.append((word, fb))
     return math.log(len(vocab)) / tokens_per_guess, total / guesses / tokens_per_guess
 
 
@@ -89,15 +97,11 @@ def consistent_shares(episodes: list) -> list[float]:
 
     hits: list[list[bool]] = []
     for episode in episodes:
-        clues: list[tuple[str, str]] = []
-        for turn, step in enumerate(episode.turns):
-            word, fb = step.info.get("guess"), step.info.get("feedback")
-            if turn > 0:
-                if len(hits) < turn:
+        for index, word, fb, clues in _guesses(episode):
+            if index > 0:
+                if len(hits) < index:
                     hits.append([])
-                hits[turn - 1].append(bool(fb) and consistent(word, clues))
-            if word and fb:
-                clues.append((word, fb))
+                hits[index - 1].append(bool(fb) and consistent(word, clues))
     return [statistics.fmean(h) for h in hits]
 
 
