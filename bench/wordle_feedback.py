@@ -175,14 +175,15 @@ def main() -> None:
     if not (args.held_out / "episodes.jsonl").exists():
         sys.exit(f"wordle_feedback: {args.held_out} is not a run (python bench/learning.py --tasks wordle)")
     everything = lmrl.load_run(args.held_out)
-    print(f"{'checkpoint':32} {'filter':9} {'first':>6} {'later':>6} {'floor':>6} {'behaviour':>9}")
+    names = max([len(checkpoint.name) for checkpoint in args.checkpoints] + [32])
+    print(f"{'checkpoint':{names}} {'filter':9} {'first':>6} {'later':>6} {'floor':>6} {'behaviour':>9}")
     for checkpoint in args.checkpoints:
         rule = _filter_rule(checkpoint)
         episodes = _kept(everything, rule)
         first, later = split_nats(checkpoint, episodes)
         floor, behaviour = references(episodes, tokens_per_guess=6)  # 5 letters and the newline
         row = f"{first:6.3f} {later:6.3f} {floor:6.3f} {behaviour:9.3f}"
-        print(f"{checkpoint.name:32} {rule or 'none':9} {row}")
+        print(f"{checkpoint.name:{names}} {rule or 'none':9} {row}")
     rules = sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None})
     rows = [(f"{c.name} ({args.played})", c / args.played) for c in args.checkpoints]
     rows = [(name, run) for name, run in rows if (run / "episodes.jsonl").exists()]
