@@ -72,7 +72,8 @@ async def test_full_multi_turn_episode_over_http(fake_server, transport):
 
 
 async def test_200_concurrent_episodes_are_in_flight_together(fake_server, tmp_path):
-    model = f"openai/maze@delay=0.3@id={uuid.uuid4().hex[:8]}"
+    # The delay outlasts starting 200 calls on a loaded 2-core machine (0.3 s let one call through late).
+    model = f"openai/maze@delay=1.0@id={uuid.uuid4().hex[:8]}"
     config = RunConfig(
         out=tmp_path / "run",
         tasks=["maze-fo"],
