@@ -320,6 +320,7 @@ def _exit_interrupted(signum: int, frame: Any) -> None:
     """After the command returned (its work saved): exit 130 now, not -15 or a traceback at shutdown."""
     import os
 
+    sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
 
@@ -337,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:  # SIGTERM or Ctrl-C outside the commands' own handling (start-up, imports)
         print("lmrl: interrupted", file=sys.stderr)
+        if argv is None:
+            # CPython ends by SIGINT (-2), whatever main returns, once a KeyboardInterrupt has left code
+            # run through its PyRun_* API (an extension's import can be): exit 130 here instead.
+            _exit_interrupted(signal.SIGTERM, None)
         return EXIT_INTERRUPTED
     finally:
         # The lmrl process itself (no argv given) is about to exit; called from Python, put things back.
