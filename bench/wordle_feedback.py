@@ -171,29 +171,30 @@ def main() -> None:
     )
     args = parser.parse_args()
     import lmrl
+    from lmrl.tasks.wordle import MAX_GUESSES
 
     if not (args.held_out / "episodes.jsonl").exists():
         sys.exit(f"wordle_feedback: {args.held_out} is not a run (python bench/learning.py --tasks wordle)")
     everything = lmrl.load_run(args.held_out)
     names = max([len(checkpoint.name) for checkpoint in args.checkpoints] + [32])
     print(f"{'checkpoint':{names}} {'filter':9} {'first':>6} {'later':>6} {'floor':>6} {'behaviour':>9}")
-    for checkpoint in args.checkpoints:
-        rule = _filter_rule(checkpoint)
+    rules = {checkpoint: _filter_rule(checkpoint) for checkpoint in args.checkpoints}
+    for checkpoint, rule in rules.items():
         episodes = _kept(everything, rule)
         first, later = split_nats(checkpoint, episodes)
         floor, behaviour = references(episodes, tokens_per_guess=6)  # 5 letters and the newline
         row = f"{first:6.3f} {later:6.3f} {floor:6.3f} {behaviour:9.3f}"
         print(f"{checkpoint.name:{names}} {rule or 'none':9} {row}")
-    rules = sorted({_filter_rule(checkpoint) for checkpoint in args.checkpoints} - {None})
     rows = [(f"{c.name} ({args.played})", c / args.played) for c in args.checkpoints]
     rows = [(name, run) for name, run in rows if (run / "episodes.jsonl").exists()]
     width = max([len(name) for name, _ in rows] + [40])
     print("\nguesses consistent with the feedback before them (share by guess) -> the score of a policy")
-    print(f"{'played by / data':{width}} {'    2     3     4     5     6'} {'its score':>9}")
+    guesses = " ".join(f"{guess:>5}" for guess in range(2, MAX_GUESSES + 1))
+    print(f"{'played by / data':{width}} {guesses} {'its score':>9}")
     for name, run in rows:
         print(_shares_row(name, lmrl.load_run(run), width, args.simulated))
     print(_shares_row("held-out behaviour episodes", everything, width, args.simulated))
-    for rule in rules:
+    for rule in sorted(set(rules.values()) - {None}):
         print(_shares_row(f"held-out, kept by {rule}", _kept(everything, rule), width, args.simulated))
 
 
